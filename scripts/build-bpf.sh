@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Compiles every bpf/*.c into build/bpf/NAME.o for the TypeScript loader.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p build/bpf
+arch_inc="/usr/include/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
+CLANG="${CLANG:-clang}"
+command -v "$CLANG" >/dev/null || { echo "build-bpf: $CLANG not found; run scripts/setup.sh first" >&2; exit 1; }
+for src in bpf/*.c; do
+  obj="build/bpf/$(basename "${src%.c}").o"
+  if [ "$obj" -nt "$src" ] && [ "$obj" -nt bpf/dispatcher.h ] && [ "$obj" -nt "$0" ]; then continue; fi
+  "$CLANG" -target bpf -O2 -g -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj"
+  echo "build-bpf: $obj"
+done

@@ -1,0 +1,91 @@
+/**
+ * Byte layout of the sk_lookup dispatcher's maps (bpf/dispatcher.h), and
+ * the path of its compiled object. Pure encoding: no fds here.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+/** Compiled object of bpf/dispatcher.c. */
+export const DISPATCHER_OBJECT = fileURLToPath(new URL('../../../build/bpf/dispatcher.o', import.meta.url));
+/** Compiled object of bpf/test_counter.c (a second sk_lookup program, for upgrade tests). */
+export const TEST_COUNTER_OBJECT = fileURLToPath(new URL('../../../build/bpf/test_counter.o', import.meta.url));
+
+/** Size of `struct binding_key`. */
+export const BINDING_KEY_SIZE = 4 + 1 + 2 + 16;
+/** Size of `struct binding_value`. */
+export const BINDING_VALUE_SIZE = 8;
+/** Bits of protocol and port in the LPM prefix. */
+const FIXED_BITS = 8 + 16;
+
+/** IP protocol numbers. */
+export const IPPROTO = { tcp: 6, udp: 17 } as const;
+export type Protocol = keyof typeof IPPROTO;
+
+/** One dispatcher binding: protocol, destination prefix and port (0 = any port). */
+export interface Binding {
+  protocol: Protocol;
+  /** Destination address, IPv4 or IPv6. */
+  address: string;
+  /** Prefix length in bits of the address's own family (0..32 or 0..128). */
+  prefixLength: number;
+  port: number;
+}
+
+/** Parses an IPv4 or IPv6 address into 16 bytes (IPv4 mapped to ::ffff:a.b.c.d). Throws TypeError. */
+export function addressBytes(address: string): Buffer {
+  const out = Buffer.alloc(16);
+  if (isIPv4(address)) {
+    out[10] = 0xff;
+    out[11] = 0xff;
+    address.split('.').forEach((part, i) => (out[12 + i] = Number(part)));
+    return out;
+  }
+  if (!isIPv6(address)) throw new TypeError(`not an IP address: ${address}`);
+  let text = address;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4?.[1]) {
+    const b = addressBytes(v4[1]).subarray(12);
+    text = text.slice(0, -v4[1].length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const headParts = head ? head.split(':') : [];
+  const tailParts = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = [...headParts, ...Array(8 - headParts.length - tailParts.length).fill('0'), ...tailParts];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g as string, 16), i * 2));
+  return out;
+}
+
+/** Encodes a binding as an LPM trie key. Throws TypeError/RangeError on bad input. */
+export function encodeBindingKey(b: Binding): Buffer {
+  const v4 = isIPv4(b.address);
+  const max = v4 ? 32 : 128;
+  if (!Number.isInteger(b.prefixLength) || b.prefixLength < 0 || b.prefixLength > max)
+    throw new RangeError(`prefix length ${b.prefixLength} out of range for ${b.address}`);
+  if (!Number.isInteger(b.port) || b.port < 0 || b.port > 65535) throw new RangeError(`port ${b.port} out of range`);
+  const key = Buffer.alloc(BINDING_KEY_SIZE);
+  key.writeUInt32LE(FIXED_BITS + (v4 ? 96 : 0) + b.prefixLength, 0);
+  key.writeUInt8(IPPROTO[b.protocol], 4);
+  key.writeUInt16BE(b.port, 5);
+  addressBytes(b.address).copy(key, 7);
+  return key;
+}
+
+/** Encodes a binding value: the destination (sockmap key) and the binding's counter index. */
+export function encodeBindingValue(destId: number, bindingId: number): Buffer {
+  const v = Buffer.alloc(BINDING_VALUE_SIZE);
+  v.writeUInt32LE(destId, 0);
+  v.writeUInt32LE(bindingId, 4);
+  return v;
+}
+
+/** Decodes a binding value. */
+export function decodeBindingValue(v: Buffer): { destId: number; bindingId: number } {
+  return { destId: v.readUInt32LE(0), bindingId: v.readUInt32LE(4) };
+}
+
+/** Encodes a u32 map key (sockets, counters). */
+export function u32Key(n: number): Buffer {
+  const k = Buffer.alloc(4);
+  k.writeUInt32LE(n);
+  return k;
+}

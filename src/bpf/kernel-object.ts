@@ -1,0 +1,35 @@
+/**
+ * Common base of Program, BpfMap and Link: an owned fd that refers to a BPF
+ * kernel object, which can be pinned to bpffs and reopened by pin or id.
+ */
+import { ErrnoError } from './errors.js';
+import { OwnedFd } from './fd.js';
+import { lib } from './native.js';
+import type { ObjectKind } from './info.js';
+
+/** An owned fd of a BPF program, map or link. */
+export abstract class KernelObject extends OwnedFd {
+  /** Pins the object at `path` (on bpffs). The pin keeps it alive after close(). Throws ErrnoError (EEXIST if taken). */
+  pin(path: string): void {
+    const n = lib();
+    const ret = n.bpf_obj_pin(this.fd, path);
+    if (ret < 0) throw new ErrnoError(-ret, 'bpf_obj_pin', `${this.label} at ${path}`);
+  }
+}
+
+/** Opens a pinned object and returns its new fd (the caller owns it). Throws ErrnoError (ENOENT if no pin). */
+export function openPinnedFd(path: string): number {
+  const n = lib();
+  const fd = n.bpf_obj_get(path);
+  if (fd < 0) throw new ErrnoError(-fd, 'bpf_obj_get', path);
+  return fd;
+}
+
+/** Opens an object by kernel id and returns its new fd (the caller owns it). Throws ErrnoError (ENOENT if gone). */
+export function openByIdFd(kind: ObjectKind, id: number): number {
+  const n = lib();
+  const open = { prog: n.bpf_prog_get_fd_by_id, map: n.bpf_map_get_fd_by_id, link: n.bpf_link_get_fd_by_id }[kind];
+  const fd = open(id);
+  if (fd < 0) throw new ErrnoError(-fd, `bpf_${kind}_get_fd_by_id`, `id ${id}`);
+  return fd;
+}

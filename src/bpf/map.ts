@@ -1,0 +1,295 @@
+/**
+ * A BPF map, owning one fd: element and batch operations on raw key/value
+ * bytes. Encoding keys and values is the caller's business (see
+ * dispatcher-layout.ts for the dispatcher's maps).
+ */
+import { ENOTSUPP, MapType, PERCPU_MAP_TYPES, UpdateFlags, constantName } from './constants.js';
+import { ErrnoError } from './errors.js';
+import { KernelObject, openByIdFd, openPinnedFd } from './kernel-object.js';
+import { mapInfo, type MapInfo } from './info.js';
+import { lib } from './native.js';
+
+const ENOENT = 2;
+const EINVAL = 22;
+const EOPNOTSUPP = 95;
+
+/** Options of batch operations. */
+export interface BatchOptions {
+  /** BPF_ANY (default), BPF_NOEXIST or BPF_EXIST, applied to each element. */
+  flags?: number;
+  /** Elements per syscall (default 8192). */
+  chunk?: number;
+}
+
+/** A BPF map. Owns its fd; close() is idempotent. */
+export class BpfMap extends KernelObject {
+  #info: MapInfo | undefined;
+  #batchSupported: boolean | undefined;
+
+  /** Takes ownership of `fd`. */
+  constructor(fd: number, label = 'map') {
+    super(fd, label);
+  }
+
+  /** Opens a pinned map. Throws ErrnoError, or TypeError when the pin is not a map. */
+  static fromPin(path: string): BpfMap {
+    const m = new BpfMap(openPinnedFd(path), `map ${path}`);
+    try {
+      m.info();
+    } catch (err) {
+      m.close();
+      throw new TypeError(`${path} is not a BPF map`, { cause: err });
+    }
+    return m;
+  }
+
+  /** Opens a map by kernel id. Throws ErrnoError (ENOENT when gone). */
+  static fromId(id: number): BpfMap {
+    return new BpfMap(openByIdFd('map', id), `map id ${id}`);
+  }
+
+  /** Kernel facts (cached: type, sizes and name never change). Throws ErrnoError. */
+  info(): MapInfo {
+    this.#info ??= mapInfo(this.fd);
+    return this.#info;
+  }
+
+  /** Readable map type, e.g. `lpm_trie`. */
+  typeName(): string {
+    return constantName(MapType, this.info().type);
+  }
+
+  get keySize(): number {
+    return this.info().keySize;
+  }
+
+  /**
+   * Size of one value buffer as user space sees it: per-CPU maps hold one
+   * 8-byte-aligned slot per possible CPU.
+   */
+  get valueSize(): number {
+    const info = this.info();
+    if (!PERCPU_MAP_TYPES.has(info.type)) return info.valueSize;
+    return Math.ceil(info.valueSize / 8) * 8 * possibleCpus();
+  }
+
+  #checkKey(key: Buffer): void {
+    if (key.length !== this.keySize) throw new RangeError(`${this.label}: key has ${key.length} bytes, map wants ${this.keySize}`);
+  }
+
+  #checkValue(value: Buffer): void {
+    if (value.length !== this.valueSize)
+      throw new RangeError(`${this.label}: value has ${value.length} bytes, map wants ${this.valueSize}`);
+  }
+
+  /** The value at `key`, or undefined when absent. Throws ErrnoError for other failures. */
+  lookup(key: Buffer): Buffer | undefined {
+    this.#checkKey(key);
+    const value = Buffer.alloc(this.valueSize);
+    const ret = lib().bpf_map_lookup_elem(this.fd, key, value);
+    if (ret === 0) return value;
+    if (-ret === ENOENT) return undefined;
+    throw new ErrnoError(-ret, 'bpf_map_lookup_elem', this.label);
+  }
+
+  /** Sets `key` to `value` (flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST). Throws ErrnoError. */
+  update(key: Buffer, value: Buffer, flags: number = UpdateFlags.ANY): void {
+    this.#checkKey(key);
+    this.#checkValue(value);
+    const ret = lib().bpf_map_update_elem(this.fd, key, value, flags);
+    if (ret < 0) throw new ErrnoError(-ret, 'bpf_map_update_elem', this.label);
+  }
+
+  /**
+   * Stores a socket in a sockmap/sockhash at `key`. Sockmaps take the socket's
+   * fd as value on update (and return its cookie on lookup). Throws ErrnoError.
+   */
+  updateSocket(key: Buffer, socketFd: number, flags: number = UpdateFlags.ANY): void {
+    this.#checkKey(key);
+    const value = Buffer.alloc(this.info().valueSize);
+    if (value.length === 8) value.writeBigUInt64LE(BigInt(socketFd));
+    else value.writeUInt32LE(socketFd);
+    const ret = lib().bpf_map_update_elem(this.fd, key, value, flags);
+    if (ret < 0) throw new ErrnoError(-ret, 'bpf_map_update_elem(socket)', this.label);
+  }
+
+  /** Deletes `key`. Returns false when it was absent. Throws ErrnoError for other failures. */
+  delete(key: Buffer): boolean {
+    this.#checkKey(key);
+    const ret = lib().bpf_map_delete_elem(this.fd, key);
+    if (ret === 0) return true;
+    if (-ret === ENOENT) return false;
+    throw new ErrnoError(-ret, 'bpf_map_delete_elem', this.label);
+  }
+
+  /** Iterates the keys (a snapshot of a moving target, as the kernel gives it). Throws ErrnoError. */
+  *keys(): Generator<Buffer> {
+    const n = lib();
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.keySize);
+      const ret = n.bpf_map_get_next_key(this.fd, prev, next);
+      if (-ret === ENOENT) return;
+      if (ret < 0) throw new ErrnoError(-ret, 'bpf_map_get_next_key', this.label);
+      yield next;
+      prev = next;
+    }
+  }
+
+  /** All entries as [key, value] pairs, read with batch lookups where the map supports them. */
+  entries(): Array<[Buffer, Buffer]> {
+    const out: Array<[Buffer, Buffer]> = [];
+    if (this.#batchSupported !== false) {
+      const batched = this.#lookupBatch();
+      if (batched) return batched;
+    }
+    for (const key of this.keys()) {
+      const value = this.lookup(key);
+      if (value) out.push([key, value]);
+    }
+    return out;
+  }
+
+  /** True when the last batch call told us this map type has no batch operations. */
+  get usesPerElementFallback(): boolean {
+    return this.#batchSupported === false;
+  }
+
+  /**
+   * Writes `keys.length / keySize` elements. `keys` and `values` are the
+   * elements' bytes back to back. Uses BPF_MAP_UPDATE_BATCH in chunks and
+   * falls back to one update per element when the map type lacks batch ops.
+   * Throws ErrnoError naming the index of the element that failed.
+   */
+  updateBatch(keys: Buffer, values: Buffer, options: BatchOptions = {}): void {
+    const ks = this.keySize;
+    const vs = this.valueSize;
+    const count = keys.length / ks;
+    if (!Number.isInteger(count) || values.length !== count * vs)
+      throw new RangeError(`${this.label}: batch of ${keys.length} key bytes and ${values.length} value bytes does not split into elements`);
+    const flags = options.flags ?? UpdateFlags.ANY;
+    const chunk = options.chunk ?? 8192;
+    const opts = batchOpts(flags);
+    const n = lib();
+    const cnt = Buffer.alloc(4);
+    let done = 0;
+    while (done < count && this.#batchSupported !== false) {
+      const todo = Math.min(chunk, count - done);
+      cnt.writeUInt32LE(todo);
+      const ret = n.bpf_map_update_batch(
+        this.fd,
+        keys.subarray(done * ks, (done + todo) * ks),
+        values.subarray(done * vs, (done + todo) * vs),
+        cnt,
+        opts,
+      );
+      const applied = cnt.readUInt32LE(0);
+      if (ret < 0 && isNoBatch(-ret) && this.#batchSupported === undefined && applied === 0) {
+        this.#batchSupported = false;
+        break;
+      }
+      this.#batchSupported = true;
+      if (ret < 0) throw new ErrnoError(-ret, 'bpf_map_update_batch', `${this.label} (element ${done + applied})`);
+      done += todo;
+    }
+    for (; done < count; done++) {
+      const ret = n.bpf_map_update_elem(this.fd, keys.subarray(done * ks, (done + 1) * ks), values.subarray(done * vs, (done + 1) * vs), flags);
+      if (ret < 0) throw new ErrnoError(-ret, 'bpf_map_update_elem', `${this.label} (element ${done})`);
+    }
+  }
+
+  /**
+   * Deletes the elements whose keys are back to back in `keys`. Keys that are
+   * absent are ignored. Returns how many were deleted. Throws ErrnoError.
+   */
+  deleteBatch(keys: Buffer, options: Pick<BatchOptions, 'chunk'> = {}): number {
+    const ks = this.keySize;
+    const count = keys.length / ks;
+    if (!Number.isInteger(count)) throw new RangeError(`${this.label}: ${keys.length} key bytes do not split into keys of ${ks}`);
+    const chunk = options.chunk ?? 8192;
+    const n = lib();
+    const opts = batchOpts(0);
+    const cnt = Buffer.alloc(4);
+    let done = 0;
+    let deleted = 0;
+    while (done < count && this.#batchSupported !== false) {
+      const todo = Math.min(chunk, count - done);
+      cnt.writeUInt32LE(todo);
+      const ret = n.bpf_map_delete_batch(this.fd, keys.subarray(done * ks, (done + todo) * ks), cnt, opts);
+      const applied = cnt.readUInt32LE(0);
+      if (ret < 0 && isNoBatch(-ret) && this.#batchSupported === undefined && applied === 0) {
+        this.#batchSupported = false;
+        break;
+      }
+      this.#batchSupported = true;
+      deleted += applied;
+      if (ret < 0 && -ret === ENOENT) {
+        // The kernel stops at the first absent key: skip it and go on.
+        done += applied + 1;
+        continue;
+      }
+      if (ret < 0) throw new ErrnoError(-ret, 'bpf_map_delete_batch', `${this.label} (element ${done + applied})`);
+      done += todo;
+    }
+    for (; done < count; done++) if (this.delete(keys.subarray(done * ks, (done + 1) * ks))) deleted++;
+    return deleted;
+  }
+
+  /** Reads every entry with BPF_MAP_LOOKUP_BATCH; undefined when the map type lacks it. */
+  #lookupBatch(): Array<[Buffer, Buffer]> | undefined {
+    const n = lib();
+    const ks = this.keySize;
+    const vs = this.valueSize;
+    const info = this.info();
+    const chunk = Math.max(1, Math.min(info.maxEntries, 4096));
+    // Hash maps use a bucket cursor; 8 bytes covers every kernel's batch token.
+    const inBatch = Buffer.alloc(Math.max(8, ks));
+    const outBatch = Buffer.alloc(Math.max(8, ks));
+    const keys = Buffer.alloc(chunk * ks);
+    const values = Buffer.alloc(chunk * vs);
+    const cnt = Buffer.alloc(4);
+    const out: Array<[Buffer, Buffer]> = [];
+    let first = true;
+    for (;;) {
+      cnt.writeUInt32LE(chunk);
+      const ret = n.bpf_map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, cnt, batchOpts(0));
+      const got = cnt.readUInt32LE(0);
+      if (ret < 0 && first && isNoBatch(-ret) && got === 0) {
+        this.#batchSupported = false;
+        return undefined;
+      }
+      if (ret < 0 && -ret !== ENOENT) throw new ErrnoError(-ret, 'bpf_map_lookup_batch', this.label);
+      for (let i = 0; i < got; i++)
+        out.push([Buffer.from(keys.subarray(i * ks, (i + 1) * ks)), Buffer.from(values.subarray(i * vs, (i + 1) * vs))]);
+      if (ret < 0) return out; // ENOENT: that was the last batch
+      outBatch.copy(inBatch);
+      first = false;
+    }
+  }
+}
+
+function batchOpts(elemFlags: number): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(24n, 0); // sz
+  b.writeBigUInt64LE(BigInt(elemFlags), 8);
+  return b;
+}
+
+function isNoBatch(errno: number): boolean {
+  return errno === EINVAL || errno === ENOTSUPP || errno === EOPNOTSUPP;
+}
+
+let cpus: number | undefined;
+/** Number of possible CPUs (per-CPU map value slots). */
+export function possibleCpus(): number {
+  cpus ??= lib().libbpf_num_possible_cpus();
+  if (cpus <= 0) throw new ErrnoError(-cpus, 'libbpf_num_possible_cpus');
+  return cpus;
+}
+
+/** Sums a per-CPU u64 value buffer into one bigint. */
+export function sumPerCpuU64(value: Buffer): bigint {
+  let sum = 0n;
+  for (let off = 0; off + 8 <= value.length; off += 8) sum += value.readBigUInt64LE(off);
+  return sum;
+}

@@ -1,0 +1,123 @@
+/**
+ * Loading BPF ELF objects with libbpf. libbpf's `struct bpf_object` lives
+ * only inside {@link loadObject}: the programs and maps come out as
+ * {@link Program} and {@link BpfMap} objects owning duplicated fds, and the
+ * libbpf object is closed before returning, so every fd has one owner.
+ */
+import { existsSync } from 'node:fs';
+import { ErrnoError, LoadError } from './errors.js';
+import { OwnedFd } from './fd.js';
+import { BpfMap } from './map.js';
+import { addressOf, drainLibbpfLog, lib, type Ptr } from './native.js';
+import { Program } from './program.js';
+
+/** Options of {@link loadObject}. */
+export interface LoadOptions {
+  /**
+   * Existing maps to use instead of creating new ones, by map name in the
+   * object (e.g. the pinned maps of a running dispatcher, so an upgraded
+   * program keeps its state). libbpf checks that type and sizes match.
+   */
+  reuseMaps?: Record<string, BpfMap>;
+  /** Bytes for the verifier log on failure (default 1 MiB). */
+  logSize?: number;
+}
+
+/** Programs and maps of a loaded object. close() closes every one of them. */
+export class LoadedObject implements Disposable {
+  constructor(
+    readonly path: string,
+    readonly programs: ReadonlyMap<string, Program>,
+    readonly maps: ReadonlyMap<string, BpfMap>,
+  ) {}
+
+  /** The program named `name` (its C function name). Throws Error listing the names there are. */
+  program(name: string): Program {
+    const p = this.programs.get(name);
+    if (!p) throw new Error(`${this.path} has no program "${name}" (it has: ${[...this.programs.keys()].join(', ')})`);
+    return p;
+  }
+
+  /** The map named `name`. Throws Error listing the names there are. */
+  map(name: string): BpfMap {
+    const m = this.maps.get(name);
+    if (!m) throw new Error(`${this.path} has no map "${name}" (it has: ${[...this.maps.keys()].join(', ')})`);
+    return m;
+  }
+
+  /** Closes every program and map fd (pins keep pinned objects alive). Idempotent. */
+  close(): void {
+    for (const p of this.programs.values()) p.close();
+    for (const m of this.maps.values()) m.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function* iterate(next: (obj: Ptr, prev: Ptr) => Ptr, obj: Ptr): Generator<bigint> {
+  let cur: Ptr = null;
+  while ((cur = next(obj, cur)) !== null) yield cur;
+}
+
+/**
+ * Opens and loads the BPF ELF object at `path` into the kernel.
+ * Throws ErrnoError when the file cannot be opened or parsed, and LoadError
+ * carrying the verifier log when the kernel rejects a program.
+ */
+export function loadObject(path: string, options: LoadOptions = {}): LoadedObject {
+  const n = lib();
+  if (!existsSync(path)) throw new ErrnoError(2, 'open BPF object', `${path} (run \`npm run build\` first?)`);
+  const logBuf = Buffer.alloc(options.logSize ?? 1 << 20);
+  const opts = Buffer.alloc(80); // struct bpf_object_open_opts, libbpf 1.1
+  opts.writeBigUInt64LE(80n, 0); // sz
+  opts.writeBigUInt64LE(addressOf(logBuf), 56); // kernel_log_buf
+  opts.writeBigUInt64LE(BigInt(logBuf.length), 64); // kernel_log_size
+  opts.writeUInt32LE(0, 72); // kernel_log_level: 0, libbpf retries with 1 on failure
+  drainLibbpfLog();
+  const obj = n.bpf_object__open_file(path, opts);
+  if (obj === null) {
+    const errno = n.errno();
+    throw new ErrnoError(errno, 'bpf_object__open_file', path, { cause: libbpfCause() });
+  }
+  const programs = new Map<string, Program>();
+  const maps = new Map<string, BpfMap>();
+  try {
+    for (const m of iterate(n.bpf_object__next_map, obj)) {
+      const name = n.bpf_map__name(m);
+      const reuse = options.reuseMaps?.[name];
+      if (reuse) {
+        const ret = n.bpf_map__reuse_fd(m, reuse.fd);
+        if (ret < 0) throw new ErrnoError(-ret, 'bpf_map__reuse_fd', `map ${name} of ${path} with ${reuse.label}`);
+      }
+    }
+    const ret = n.bpf_object__load(obj);
+    if (ret < 0) {
+      const log = logBuf.toString('utf8', 0, Math.max(0, logBuf.indexOf(0)));
+      throw new LoadError(-ret, path, log, { cause: libbpfCause() });
+    }
+    for (const p of iterate(n.bpf_object__next_program, obj)) {
+      const name = n.bpf_program__name(p);
+      programs.set(name, new Program(OwnedFd.dupRaw(n.bpf_program__fd(p), name), `program ${name}`));
+    }
+    for (const m of iterate(n.bpf_object__next_map, obj)) {
+      const name = n.bpf_map__name(m);
+      const fd = n.bpf_map__fd(m);
+      if (fd < 0) continue; // .kconfig and similar maps that were not created
+      maps.set(name, new BpfMap(OwnedFd.dupRaw(fd, name), `map ${name}`));
+    }
+    return new LoadedObject(path, programs, maps);
+  } catch (err) {
+    for (const p of programs.values()) p.close();
+    for (const m of maps.values()) m.close();
+    throw err;
+  } finally {
+    n.bpf_object__close(obj);
+  }
+}
+
+function libbpfCause(): Error | undefined {
+  const lines = drainLibbpfLog();
+  return lines.length ? new Error(`libbpf said:\n${lines.join('\n')}`) : undefined;
+}
