@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+/**
+ * The `ebpf-policy` command line. Each subcommand lives in its own module
+ * under src/cli/ and registers itself on the shared commander program.
+ */
+import { Command } from 'commander';
+import { registerDemo } from './demo.js';
+
+const program = new Command('ebpf-policy')
+  .description('Declarative eBPF policy engine: policy documents in, converged kernel state out.')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride((err) => {
+    // Usage errors exit 2; --help and --version exit 0.
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+
+registerDemo(program);
+
+await program.parseAsync(process.argv);
