@@ -26,3 +26,11 @@ int pass_counter(struct bpf_sk_lookup *ctx)
 		__sync_fetch_and_add(v, 1);
 	return SK_PASS;
 }
+
+/* A plain hash map for the batch-operation tests. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 65536);
+} big_hash SEC(".maps");

@@ -90,7 +90,7 @@ export async function runSteerDemo(say: (line: string) => void, bpffsRoot = '/sy
     return { direct, steered, afterCleanup, linkId, progId };
   } finally {
     removePinTree(pinDir);
-    sandbox.destroy();
+    await sandbox.destroy();
     say(`removed ${pinDir} and namespace ${sandbox.name}`);
   }
 }

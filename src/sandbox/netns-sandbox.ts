@@ -64,7 +64,7 @@ except OSError as e:
 `;
 
 /** Owns one network namespace and the processes started in it. */
-export class NetnsSandbox {
+export class NetnsSandbox implements AsyncDisposable {
   readonly name: string;
   readonly #children = new Set<ChildProcess>();
   #destroyed = false;
@@ -81,7 +81,7 @@ export class NetnsSandbox {
     try {
       run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     } catch (err) {
-      sb.destroy();
+      spawnSync('ip', ['netns', 'del', name]);
       throw err;
     }
     return sb;
@@ -101,7 +101,7 @@ export class NetnsSandbox {
   spawn(args: string[]): ChildProcess {
     const child = spawn('ip', ['netns', 'exec', this.name, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#children.add(child);
-    child.once('exit', () => this.#children.delete(child));
+    child.once('close', () => this.#children.delete(child));
     return child;
   }
 
@@ -140,12 +140,23 @@ export class NetnsSandbox {
     return r.stdout.trim() || `error exit ${r.status}: ${r.stderr.trim()}`;
   }
 
-  /** Kills every process started here and deletes the namespace. Idempotent. */
-  destroy(): void {
+  /**
+   * Kills every process started here, waits until they are gone (so their
+   * pipes are closed), and deletes the namespace. Idempotent.
+   */
+  async destroy(): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    const exits = [...this.#children].map((c) =>
+      c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : once(c, 'close').then(() => undefined),
+    );
     for (const c of this.#children) c.kill('SIGKILL');
+    await Promise.all(exits);
     spawnSync('ip', ['netns', 'del', this.name]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy();
   }
 }
 

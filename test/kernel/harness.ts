@@ -1,0 +1,88 @@
+/**
+ * Harness of the real-kernel tests. Each test gets its own pin directory on
+ * bpffs and its own network namespace, and fails when it leaves a pin, an
+ * fd-owning object or a BPF/pidfd/netns fd behind. Kernel tests never skip:
+ * a machine that cannot run them fails them.
+ */
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensureBpffs, liveFds, listPins, removePinTree } from '../../src/bpf/index.js';
+import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
+
+/** What a kernel test gets. */
+export interface KernelContext {
+  /** Empty directory on bpffs, removed after the test. The test must unpin what it pins. */
+  pinDir: string;
+  /** Fresh network namespace with loopback up, deleted after the test. */
+  sandbox: NetnsSandbox;
+}
+
+let counter = 0;
+
+/** Fds that point at kernel objects we own: BPF objects, pidfds, perf events, namespaces. */
+export function kernelFds(): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // the fd of readdir itself
+    }
+    if (/^anon_inode:(bpf|\[pidfd\]|\[perf_event\])|^net:\[/.test(target)) out.push(`${fd} -> ${target}`);
+  }
+  return out.sort();
+}
+
+/** Fails unless we run as root (kernel tests need CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN). */
+export function requireRoot(): void {
+  assert.equal(process.getuid?.(), 0, 'kernel tests must run as root: they load BPF programs and create network namespaces');
+}
+
+/** Declares a kernel test with its own pin directory and namespace, checked for leaks afterwards. */
+export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<void> | void): void {
+  test(name, async () => {
+    requireRoot();
+    const before = kernelFds();
+    const pinDir = `/sys/fs/bpf/ebpf-policy-test-${process.pid}-${counter++}`;
+    ensureBpffs(pinDir);
+    const sandbox = NetnsSandbox.create('test');
+    let leftPins: string[] = [];
+    try {
+      await fn({ pinDir, sandbox });
+    } finally {
+      await sandbox.destroy();
+      leftPins = listPins(pinDir);
+      removePinTree(pinDir);
+    }
+    assert.deepEqual(leftPins, [], `test left pins behind`);
+    assert.deepEqual(liveFds(), [], `test left fd-owning objects open`);
+    assert.deepEqual(kernelFds(), before, `test leaked kernel fds`);
+  });
+}
+
+/** Runs `bpftool -j ARGS` and parses its JSON. Throws when bpftool fails. */
+export function bpftool(...args: string[]): unknown {
+  const r = spawnSync('bpftool', ['-j', ...args], { encoding: 'utf8' });
+  if (r.error) throw new Error(`bpftool not runnable (install it: scripts/setup.sh): ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`bpftool ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
+  return JSON.parse(r.stdout || 'null');
+}
+
+/** Ids bpftool lists for `prog`, `map` or `link`. */
+export function bpftoolIds(kind: 'prog' | 'map' | 'link'): Set<number> {
+  const list = bpftool(kind, 'show') as Array<{ id: number }> | null;
+  return new Set((list ?? []).map((o) => o.id));
+}
+
+/** Polls `cond` every 20 ms until it holds or `ms` pass; returns whether it held. */
+export async function eventually(cond: () => boolean, ms = 3000): Promise<boolean> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (cond()) return true;
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
