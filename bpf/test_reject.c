@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * A program the verifier must reject (it dereferences a map value without a
- * NULL check), so tests can prove the verifier log reaches the error.
+ * A program the verifier must reject (it dereferences a hash map value
+ * without a NULL check; array lookups with a constant key may be proven
+ * non-NULL by newer verifiers), so tests can prove the verifier log reaches the error.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -9,7 +10,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(max_entries, 1);

@@ -8,10 +8,28 @@ import { ENOTSUPP } from './constants.js';
 
 const errnoTable = getSystemErrorMap();
 
+/** libbpf's own error codes (`enum libbpf_errno` in bpf/libbpf.h, from 4000). */
+const LIBBPF_ERRNO: Record<number, [string, string]> = {
+  4000: ['LIBBPF_ERRNO__LIBELF', 'Something wrong in libelf'],
+  4001: ['LIBBPF_ERRNO__FORMAT', 'BPF object format invalid'],
+  4002: ['LIBBPF_ERRNO__KVERSION', "Incorrect or no 'version' section"],
+  4003: ['LIBBPF_ERRNO__ENDIAN', 'Endian mismatch'],
+  4004: ['LIBBPF_ERRNO__INTERNAL', 'Internal error in libbpf'],
+  4005: ['LIBBPF_ERRNO__RELOC', 'Relocation failed'],
+  4006: ['LIBBPF_ERRNO__LOAD', 'Load program failure for unknown reason'],
+  4007: ['LIBBPF_ERRNO__VERIFY', 'Kernel verifier blocks program loading'],
+  4008: ['LIBBPF_ERRNO__PROG2BIG', 'Program too big'],
+  4009: ['LIBBPF_ERRNO__KVER', 'Incorrect kernel version'],
+  4010: ['LIBBPF_ERRNO__PROGTYPE', "Kernel doesn't support this program type"],
+  4011: ['LIBBPF_ERRNO__WRNGPID', 'Wrong pid in netlink message'],
+  4012: ['LIBBPF_ERRNO__INVSEQ', 'Invalid netlink sequence'],
+  4013: ['LIBBPF_ERRNO__NLPARSE', 'netlink parsing error'],
+};
+
 /** Name (`ENOENT`) and description of an errno value. */
 export function describeErrno(errno: number): { code: string; description: string } {
   if (errno === ENOTSUPP) return { code: 'ENOTSUPP', description: 'Operation not supported (kernel-internal ENOTSUPP)' };
-  const entry = errnoTable.get(-errno);
+  const entry = errnoTable.get(-errno) ?? LIBBPF_ERRNO[errno];
   return entry ? { code: entry[0], description: entry[1] } : { code: `E${errno}`, description: `errno ${errno}` };
 }
 

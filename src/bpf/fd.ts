@@ -60,3 +60,8 @@ export class OwnedFd implements Disposable {
 export function liveFds(): string[] {
   return [...live].map((o) => `${o.label} (fd ${o.fd})`);
 }
+
+/** Closes every fd-owning object still open (test clean-up after a reported leak). */
+export function closeAllLive(): void {
+  for (const o of [...live]) o.close();
+}

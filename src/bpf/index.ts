@@ -4,7 +4,8 @@
  */
 export * from './constants.js';
 export * from './errors.js';
-export { OwnedFd, liveFds } from './fd.js';
+export { OwnedFd, liveFds, closeAllLive } from './fd.js';
+export { cgroup2Mount } from './cgroup.js';
 export { Program } from './program.js';
 export { BpfMap, possibleCpus, sumPerCpuU64, type BatchOptions } from './map.js';
 export { Link, type XdpMode, type TcxDirection } from './link.js';

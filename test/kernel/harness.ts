@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureBpffs, liveFds, listPins, removePinTree } from '../../src/bpf/index.js';
+import { closeAllLive, ensureBpffs, liveFds, listPins, removePinTree } from '../../src/bpf/index.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 
 /** What a kernel test gets. */
@@ -50,15 +50,19 @@ export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<voi
     ensureBpffs(pinDir);
     const sandbox = NetnsSandbox.create('test');
     let leftPins: string[] = [];
+    let leftObjects: string[] = [];
     try {
       await fn({ pinDir, sandbox });
     } finally {
       await sandbox.destroy();
       leftPins = listPins(pinDir);
       removePinTree(pinDir);
+      // Report leaks, but close them so the next test starts clean.
+      leftObjects = liveFds();
+      closeAllLive();
     }
     assert.deepEqual(leftPins, [], `test left pins behind`);
-    assert.deepEqual(liveFds(), [], `test left fd-owning objects open`);
+    assert.deepEqual(leftObjects, [], `test left fd-owning objects open`);
     assert.deepEqual(kernelFds(), before, `test leaked kernel fds`);
   });
 }
