@@ -49,8 +49,8 @@ export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<voi
     const pinDir = `/sys/fs/bpf/ebpf-policy-test-${process.pid}-${counter++}`;
     ensureBpffs(pinDir);
     const sandbox = NetnsSandbox.create('test');
-    let leftPins: string[] = [];
-    let leftObjects: string[] = [];
+    let leftPins: string[];
+    let leftObjects: string[];
     try {
       await fn({ pinDir, sandbox });
     } finally {

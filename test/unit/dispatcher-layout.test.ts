@@ -1,0 +1,66 @@
+/** Byte layout of the dispatcher's keys (pure: no kernel). */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import {
+  BINDING_KEY_SIZE,
+  addressBytes,
+  decodeBindingValue,
+  encodeBindingKey,
+  encodeBindingValue,
+} from '../../src/bpf/dispatcher-layout.js';
+import { cgroup2Mount } from '../../src/bpf/cgroup.js';
+import { describeErrno } from '../../src/bpf/errors.js';
+
+test('IPv4 keys are IPv4-mapped, prefix counts protocol and port bits', () => {
+  const k = encodeBindingKey({ protocol: 'tcp', address: '10.1.2.3', prefixLength: 24, port: 8081 });
+  assert.equal(k.length, BINDING_KEY_SIZE);
+  assert.equal(k.readUInt32LE(0), 8 + 16 + 96 + 24);
+  assert.equal(k[4], 6);
+  assert.equal(k.readUInt16BE(5), 8081);
+  assert.equal(k.subarray(7).toString('hex'), '00000000000000000000ffff0a010203');
+});
+
+test('IPv6 keys, including embedded IPv4 and ::', () => {
+  assert.equal(addressBytes('::1').toString('hex'), '00000000000000000000000000000001');
+  assert.equal(addressBytes('2001:db8::8:1').toString('hex'), '20010db8000000000000000000080001');
+  assert.equal(addressBytes('::ffff:1.2.3.4').toString('hex'), addressBytes('1.2.3.4').toString('hex'));
+  const k = encodeBindingKey({ protocol: 'udp', address: '::', prefixLength: 0, port: 0 });
+  assert.equal(k.readUInt32LE(0), 24);
+  assert.equal(k[4], 17);
+});
+
+test('bad bindings are refused', () => {
+  assert.throws(() => encodeBindingKey({ protocol: 'tcp', address: '10.0.0.0', prefixLength: 33, port: 1 }), RangeError);
+  assert.throws(() => encodeBindingKey({ protocol: 'tcp', address: '10.0.0.0', prefixLength: 8, port: 65536 }), RangeError);
+  assert.throws(() => encodeBindingKey({ protocol: 'tcp', address: 'example.com', prefixLength: 8, port: 1 }), TypeError);
+});
+
+test('binding values round-trip', () => {
+  fc.assert(
+    fc.property(fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), (destId, bindingId) => {
+      assert.deepEqual(decodeBindingValue(encodeBindingValue(destId, bindingId)), { destId, bindingId });
+    }),
+  );
+});
+
+test('every IPv4 address maps to distinct, stable bytes', () => {
+  fc.assert(
+    fc.property(fc.ipV4(), fc.ipV4(), (a, b) => {
+      assert.equal(addressBytes(a).equals(addressBytes(b)), a === b);
+    }),
+  );
+});
+
+test('cgroup2 mount point from mountinfo, hybrid and unified', () => {
+  const hybrid = '30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n';
+  assert.equal(cgroup2Mount('29 25 0:25 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n' + hybrid), '/sys/fs/cgroup/unified');
+  assert.equal(cgroup2Mount('36 35 0:30 / /sys/fs/cgroup rw,relatime shared:9 - cgroup2 cgroup2 rw\n'), '/sys/fs/cgroup');
+  assert.throws(() => cgroup2Mount('1 2 0:1 / / rw - ext4 /dev/vda rw\n'), /no cgroup2/);
+});
+
+test('errno names include libbpf codes', () => {
+  assert.equal(describeErrno(1).code, 'EPERM');
+  assert.equal(describeErrno(524).code, 'ENOTSUPP');
+  assert.equal(describeErrno(4007).code, 'LIBBPF_ERRNO__VERIFY');
+});
