@@ -59,7 +59,7 @@ export function ensureBpffs(root: string): boolean {
       mounted = true;
     } else {
       throw new Error(
-        `pin root ${abs} is not on a bpffs: choose a directory under ${DEFAULT_BPFFS}, or mount one first (mount -t bpf bpf ${nearestExisting(abs)})`,
+        `pin root ${abs} is not on a bpffs: choose a directory under ${DEFAULT_BPFFS}, or mount one there first (mkdir -p ${abs} && mount -t bpf bpf ${abs})`,
       );
     }
   }
