@@ -2,8 +2,11 @@
 /*
  * sk_lookup dispatcher: one program per network namespace steers new
  * connections and datagrams for extra ports (and prefixes) to an existing
- * socket. Bindings live in an LPM trie, sockets in a sockmap, so the cost per
- * connection does not depend on how many policies are loaded.
+ * socket. Bindings live in an LPM trie, sockets in a sockmap: one trie lookup
+ * per connection, however many policies are loaded.
+ *
+ * VARIANT only exists so tests can build a second program with other
+ * bytecode and exercise an atomic upgrade.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -44,6 +47,15 @@ struct {
 	__uint(max_entries, STAT_MAX);
 } stats SEC(".maps");
 
+/* Written and read by the reconciler only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_key);
+	__type(value, struct policy_record);
+	__uint(max_entries, MAX_POLICIES);
+} policies SEC(".maps");
+
 static __always_inline void count(void *map, __u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(map, &idx);
@@ -61,6 +73,10 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	__u32 dest_id;
 	long err;
 
+#ifdef VARIANT
+	if (ctx->ingress_ifindex == 0xffffffff) /* never true: only changes the bytecode */
+		return SK_PASS;
+#endif
 	key.prefixlen = BINDING_KEY_FULL_BITS;
 	key.protocol = (__u8)ctx->protocol;
 	key.port = bpf_htons((__u16)ctx->local_port);
@@ -83,12 +99,8 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	}
 
 	val = bpf_map_lookup_elem(&bindings, &key);
-	if (!val) {
-		key.port = 0; /* wildcard port bindings */
-		val = bpf_map_lookup_elem(&bindings, &key);
-		if (!val)
-			return SK_PASS;
-	}
+	if (!val)
+		return SK_PASS;
 
 	dest_id = val->dest_id;
 	count(&binding_hits, val->binding_id);

@@ -9,34 +9,57 @@
 #include <linux/types.h>
 
 /*
- * LPM trie key. The prefix covers protocol, port and address, in that order,
- * so a binding is "protocol + port + destination prefix". IPv4 addresses are
- * stored IPv4-mapped (::ffff:a.b.c.d), so one trie serves both families.
- * A binding with port 0 is a wildcard for every port of its prefix; the
- * program looks the exact port up first, so a specific port wins.
+ * LPM trie key. The prefix covers protocol, port and address, in that order.
+ * IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d), so one trie serves
+ * both families.
+ *
+ * - A binding of one port to an address prefix has prefixlen
+ *   8 + 16 + (96 +) address bits.
+ * - A binding of a block of ports to every address (both families) has
+ *   prefixlen 8 + k: the top k bits of the port. Any port range splits into
+ *   at most 30 such blocks, so "all addresses" bindings stay small.
+ *
+ * One longest-prefix lookup then picks the most specific binding: an exact
+ * port beats a port block, and a longer address prefix beats a shorter one.
  */
 struct binding_key {
 	__u32 prefixlen; /* bits of the data below that must match */
 	__u8 protocol;   /* IPPROTO_TCP or IPPROTO_UDP */
-	__be16 port;     /* destination port, network byte order; 0 = any */
+	__be16 port;     /* destination port, network byte order */
 	__u8 addr[16];   /* destination address, IPv6 or IPv4-mapped */
 } __attribute__((packed));
 
-#define BINDING_PREFIX_FIXED_BITS (8 + 16) /* protocol + port */
-#define BINDING_KEY_FULL_BITS (BINDING_PREFIX_FIXED_BITS + 128)
+#define BINDING_KEY_FULL_BITS (8 + 16 + 128)
 
 struct binding_value {
 	__u32 dest_id;    /* key into the sockets sockmap */
 	__u32 binding_id; /* index into binding_hits */
 };
 
-#define MAX_BINDINGS 262144
-#define MAX_DESTINATIONS 4096
+#define MAX_BINDINGS 1048576
+#define MAX_DESTINATIONS 65536
 #define MAX_BINDING_IDS 65536
+#define MAX_POLICIES 65536
+#define POLICY_NAME_LEN 64
+#define POLICY_RECORD_LEN 8192
+
+/*
+ * What the reconciler remembers about each applied policy (its source file,
+ * spec hash, destination and binding ids), as a length-prefixed JSON
+ * document. It lives in bpffs with the dispatcher and dies with it.
+ */
+struct policy_key {
+	char name[POLICY_NAME_LEN];
+};
+
+struct policy_record {
+	__u32 len;
+	char json[POLICY_RECORD_LEN - 4];
+};
 
 enum dispatcher_stat {
-	STAT_ASSIGNED = 0,  /* a connection was steered to a socket */
-	STAT_NO_SOCKET = 1, /* a binding matched but its socket is missing */
+	STAT_ASSIGNED = 0,     /* a connection was steered to a socket */
+	STAT_NO_SOCKET = 1,    /* a binding matched but its socket is missing */
 	STAT_ASSIGN_ERROR = 2, /* bpf_sk_assign refused the socket */
 	STAT_MAX = 3,
 };

@@ -12,3 +12,9 @@ for src in bpf/*.c; do
   "$CLANG" -target bpf -O2 -g -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj"
   echo "build-bpf: $obj"
 done
+# A second dispatcher build with other bytecode, for upgrade tests and benchmarks.
+obj=build/bpf/dispatcher_variant.o
+if ! { [ "$obj" -nt bpf/dispatcher.c ] && [ "$obj" -nt bpf/dispatcher.h ] && [ "$obj" -nt "$0" ]; }; then
+  "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -Ibpf -c bpf/dispatcher.c -o "$obj"
+  echo "build-bpf: $obj"
+fi

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 
 /** Compiled object of bpf/dispatcher.c. */
 export const DISPATCHER_OBJECT = fileURLToPath(new URL('../../../build/bpf/dispatcher.o', import.meta.url));
+/** The dispatcher built with -DVARIANT: same behaviour, other bytecode (upgrade tests and benchmarks). */
+export const DISPATCHER_VARIANT_OBJECT = fileURLToPath(new URL('../../../build/bpf/dispatcher_variant.o', import.meta.url));
 /** Compiled object of bpf/test_counter.c (a second sk_lookup program, for upgrade tests). */
 export const TEST_COUNTER_OBJECT = fileURLToPath(new URL('../../../build/bpf/test_counter.o', import.meta.url));
 
@@ -16,12 +18,15 @@ export const BINDING_KEY_SIZE = 4 + 1 + 2 + 16;
 export const BINDING_VALUE_SIZE = 8;
 /** Bits of protocol and port in the LPM prefix. */
 const FIXED_BITS = 8 + 16;
+/** Size of `struct policy_key` and `struct policy_record`. */
+export const POLICY_NAME_LEN = 64;
+export const POLICY_RECORD_LEN = 8192;
 
 /** IP protocol numbers. */
 export const IPPROTO = { tcp: 6, udp: 17 } as const;
 export type Protocol = keyof typeof IPPROTO;
 
-/** One dispatcher binding: protocol, destination prefix and port (0 = any port). */
+/** One dispatcher binding of a single port: protocol, destination prefix and port. */
 export interface Binding {
   protocol: Protocol;
   /** Destination address, IPv4 or IPv6. */
@@ -29,6 +34,46 @@ export interface Binding {
   /** Prefix length in bits of the address's own family (0..32 or 0..128). */
   prefixLength: number;
   port: number;
+}
+
+/** A block of ports sharing their top `bits` bits, bound for every address of both families. */
+export interface PortBlock {
+  protocol: Protocol;
+  /** First port of the block (its low 16 - bits bits are zero). */
+  port: number;
+  /** How many leading port bits are fixed (0 = every port, 16 = one port). */
+  bits: number;
+}
+
+/**
+ * Splits the inclusive range lo..hi into the fewest aligned port blocks
+ * (at most 30 for any range). Throws RangeError on a bad range.
+ */
+export function portRangeBlocks(lo: number, hi: number): Array<{ port: number; bits: number }> {
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > 65535 || lo > hi)
+    throw new RangeError(`bad port range ${lo}-${hi}`);
+  const out: Array<{ port: number; bits: number }> = [];
+  let cur = lo;
+  while (cur <= hi) {
+    let size = 1;
+    // Grow while the block stays aligned and inside the range.
+    while (size < 65536 && cur % (size * 2) === 0 && cur + size * 2 - 1 <= hi) size *= 2;
+    out.push({ port: cur, bits: 16 - Math.log2(size) });
+    cur += size;
+  }
+  return out;
+}
+
+/** Encodes a port block (every address) as an LPM trie key. */
+export function encodePortBlockKey(b: PortBlock): Buffer {
+  if (!Number.isInteger(b.bits) || b.bits < 0 || b.bits > 16) throw new RangeError(`port block bits ${b.bits} out of range`);
+  if (!Number.isInteger(b.port) || b.port < 0 || b.port > 65535 || b.port % 2 ** (16 - b.bits) !== 0)
+    throw new RangeError(`port ${b.port} is not the start of a /${b.bits} port block`);
+  const key = Buffer.alloc(BINDING_KEY_SIZE);
+  key.writeUInt32LE(8 + b.bits, 0);
+  key.writeUInt8(IPPROTO[b.protocol], 4);
+  key.writeUInt16BE(b.port, 5);
+  return key;
 }
 
 /** Parses an IPv4 or IPv6 address into 16 bytes (IPv4 mapped to ::ffff:a.b.c.d). Throws TypeError. */
@@ -88,4 +133,35 @@ export function u32Key(n: number): Buffer {
   const k = Buffer.alloc(4);
   k.writeUInt32LE(n);
   return k;
+}
+
+/** Encodes a policy name as a `policies` map key. Throws RangeError when it does not fit. */
+export function policyKey(name: string): Buffer {
+  const k = Buffer.alloc(POLICY_NAME_LEN);
+  const n = k.write(name, 'utf8');
+  if (Buffer.byteLength(name) >= POLICY_NAME_LEN || n !== Buffer.byteLength(name))
+    throw new RangeError(`policy name "${name}" is longer than ${POLICY_NAME_LEN - 1} bytes`);
+  return k;
+}
+
+/** Decodes a `policies` map key. */
+export function decodePolicyKey(k: Buffer): string {
+  const end = k.indexOf(0);
+  return k.toString('utf8', 0, end < 0 ? k.length : end);
+}
+
+/** Encodes a policy record (JSON text, length-prefixed). Throws RangeError when it is too large. */
+export function encodePolicyRecord(json: string): Buffer {
+  const v = Buffer.alloc(POLICY_RECORD_LEN);
+  const len = Buffer.byteLength(json);
+  if (len > POLICY_RECORD_LEN - 4) throw new RangeError(`policy record of ${len} bytes exceeds ${POLICY_RECORD_LEN - 4}`);
+  v.writeUInt32LE(len, 0);
+  v.write(json, 4, 'utf8');
+  return v;
+}
+
+/** Decodes a policy record into its JSON text. */
+export function decodePolicyRecord(v: Buffer): string {
+  const len = Math.min(v.readUInt32LE(0), v.length - 4);
+  return v.toString('utf8', 4, 4 + len);
 }

@@ -27,6 +27,7 @@ import {
   decodeBindingValue,
   encodeBindingKey,
   encodeBindingValue,
+  encodePortBlockKey,
   u32Key,
 } from '../../src/bpf/dispatcher-layout.js';
 import { bpftool, bpftoolIds, eventually, kernelTest } from './harness.js';
@@ -158,8 +159,8 @@ kernelTest('a link update swaps the program atomically and keeps the link id', a
     using sock = pidfd.getfd(server.fd);
     dispatcher.map('sockets').updateSocket(u32Key(1), sock.fd);
   }
-  dispatcher.map('bindings').update(encodeBindingKey({ protocol: 'tcp', address: '0.0.0.0', prefixLength: 0, port: 0 }), encodeBindingValue(1, 0));
-  assert.match(sandbox.connect('127.0.0.1', 9999), /^listener=8080 local=9999/, 'wildcard port binding steers any port');
+  dispatcher.map('bindings').update(encodePortBlockKey({ protocol: 'tcp', port: 0, bits: 0 }), encodeBindingValue(1, 0));
+  assert.match(sandbox.connect('127.0.0.1', 9999), /^listener=8080 local=9999/, 'a /0 port block steers every port');
 
   const before = link.info();
   // A wrong "expected old program" is refused, and nothing changes.

@@ -8,6 +8,12 @@ import {
   decodeBindingValue,
   encodeBindingKey,
   encodeBindingValue,
+  encodePolicyRecord,
+  decodePolicyRecord,
+  encodePortBlockKey,
+  policyKey,
+  decodePolicyKey,
+  portRangeBlocks,
 } from '../../src/bpf/dispatcher-layout.js';
 import { cgroup2Mount } from '../../src/bpf/cgroup.js';
 import { describeErrno } from '../../src/bpf/errors.js';
@@ -25,7 +31,7 @@ test('IPv6 keys, including embedded IPv4 and ::', () => {
   assert.equal(addressBytes('::1').toString('hex'), '00000000000000000000000000000001');
   assert.equal(addressBytes('2001:db8::8:1').toString('hex'), '20010db8000000000000000000080001');
   assert.equal(addressBytes('::ffff:1.2.3.4').toString('hex'), addressBytes('1.2.3.4').toString('hex'));
-  const k = encodeBindingKey({ protocol: 'udp', address: '::', prefixLength: 0, port: 0 });
+  const k = encodeBindingKey({ protocol: 'udp', address: '::', prefixLength: 0, port: 53 });
   assert.equal(k.readUInt32LE(0), 24);
   assert.equal(k[4], 17);
 });
@@ -34,6 +40,38 @@ test('bad bindings are refused', () => {
   assert.throws(() => encodeBindingKey({ protocol: 'tcp', address: '10.0.0.0', prefixLength: 33, port: 1 }), RangeError);
   assert.throws(() => encodeBindingKey({ protocol: 'tcp', address: '10.0.0.0', prefixLength: 8, port: 65536 }), RangeError);
   assert.throws(() => encodeBindingKey({ protocol: 'tcp', address: 'example.com', prefixLength: 8, port: 1 }), TypeError);
+});
+
+test('port ranges split into the fewest aligned blocks that cover exactly the range', () => {
+  assert.deepEqual(portRangeBlocks(0, 65535), [{ port: 0, bits: 0 }]);
+  assert.deepEqual(portRangeBlocks(8081, 8081), [{ port: 8081, bits: 16 }]);
+  assert.deepEqual(portRangeBlocks(8080, 8083), [{ port: 8080, bits: 14 }]);
+  assert.ok(portRangeBlocks(1, 65535).length <= 30);
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 65535 }), fc.integer({ min: 0, max: 65535 }), (a, b) => {
+      const [lo, hi] = a <= b ? [a, b] : [b, a];
+      const blocks = portRangeBlocks(lo, hi);
+      assert.ok(blocks.length <= 30);
+      let next = lo;
+      for (const { port, bits } of blocks) {
+        const size = 2 ** (16 - bits);
+        assert.equal(port, next, 'blocks are contiguous');
+        assert.equal(port % size, 0, 'blocks are aligned');
+        next = port + size;
+        // The key is valid for the block.
+        encodePortBlockKey({ protocol: 'tcp', port, bits });
+      }
+      assert.equal(next, hi + 1, 'blocks end at the range end');
+    }),
+  );
+});
+
+test('policy keys and records round-trip, and oversize ones are refused', () => {
+  assert.equal(decodePolicyKey(policyKey('legacy-http')), 'legacy-http');
+  assert.throws(() => policyKey('x'.repeat(64)), RangeError);
+  const json = JSON.stringify({ a: 'é'.repeat(100) });
+  assert.equal(decodePolicyRecord(encodePolicyRecord(json)), json);
+  assert.throws(() => encodePolicyRecord('x'.repeat(9000)), RangeError);
 });
 
 test('binding values round-trip', () => {
