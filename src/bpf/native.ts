@@ -60,6 +60,8 @@ export interface Native {
   setns: Fn<[number, number], number>;
   mount: Fn<[string, string, string, number, string | null], number>;
   vsnprintf: Fn<[Buffer, number, bigint, bigint], number>;
+  getsockopt: Fn<[number, number, number, Buffer, Buffer], number>;
+  flock: Fn<[number, number], number>;
   /** The errno left by the last foreign call. Read it right after the call. */
   errno: () => number;
 }
@@ -137,6 +139,8 @@ export function lib(): Native {
     setns: f(c, 'int setns(int fd, int nstype)'),
     mount: f(c, 'int mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data)'),
     vsnprintf: f(c, 'int vsnprintf(void *buf, size_t size, uint64_t fmt, uint64_t ap)'),
+    getsockopt: f(c, 'int getsockopt(int fd, int level, int name, void *value, void *len)'),
+    flock: f(c, 'int flock(int fd, int operation)'),
     errno: () => koffi.errno(),
   };
   installLibbpfPrint(native);

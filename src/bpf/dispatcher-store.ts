@@ -1,0 +1,349 @@
+/**
+ * The dispatchers under a pin root, seen and changed as plain data. This is
+ * the reconciler's only door to the kernel: observation returns plain
+ * objects, and each mutation opens what it needs, does one thing, and closes
+ * it again before returning.
+ *
+ * Pin layout (see docs/pin-layout.md):
+ *   ROOT/netns/<key>/program        the sk_lookup dispatcher program
+ *   ROOT/netns/<key>/link           its sk_lookup link on the namespace
+ *   ROOT/netns/<key>/map_<name>     bindings, sockets, binding_hits, stats, policies
+ *   ROOT/netns/<key>/program.next   only during an upgrade
+ */
+import { existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrnoError } from './errors.js';
+import { OwnedFd } from './fd.js';
+import { BpfMap, sumPerCpuU64 } from './map.js';
+import { Link } from './link.js';
+import { lib } from './native.js';
+import { Netns } from './netns.js';
+import { loadObject } from './object.js';
+import { Program } from './program.js';
+import { duplicateSocket } from './sockets.js';
+import { removePinTree, unpin } from './bpffs.js';
+import { decodeBindingValue, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './dispatcher-layout.js';
+
+/** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
+export const DISPATCHER_MAPS = ['bindings', 'sockets', 'binding_hits', 'stats', 'policies'] as const;
+export type DispatcherMapName = (typeof DISPATCHER_MAPS)[number];
+const PROGRAM_NAME = 'dispatcher';
+
+/** Directory of the dispatcher for namespace `key` under `root`. */
+export function dispatcherDir(root: string, key: string): string {
+  return join(root, 'netns', key);
+}
+
+/** Key of a namespace in the pin layout: its inode number. */
+export function netnsKey(inode: number): string {
+  return `ino-${inode}`;
+}
+
+/** What one dispatcher directory holds, as the kernel reports it. */
+export interface ObservedDispatcher {
+  key: string;
+  dir: string;
+  program?: { id: number; tag: string };
+  link?: { id: number; progId: number; netnsIno: number; attached: boolean };
+  /** Maps whose pins are missing or unreadable (the dispatcher is broken). */
+  missingMaps: string[];
+  /** LPM entries: key bytes as hex, and what they point to. */
+  bindings: Array<{ key: string; destId: number; bindingId: number }>;
+  /** Policy records: name and JSON text. */
+  records: Array<{ name: string; json: string }>;
+  /** Pins we did not expect (left by a crash, e.g. program.next). */
+  stray: string[];
+}
+
+/** Everything under a pin root. */
+export interface ObservedRoot {
+  root: string;
+  dispatchers: ObservedDispatcher[];
+  /** Entries under ROOT that are not part of the layout. */
+  stray: string[];
+}
+
+function tryOpen<T>(open: () => T): T | undefined {
+  try {
+    return open();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads one dispatcher directory. Never throws for missing pieces: they are reported as missing. */
+export function observeDispatcher(root: string, key: string): ObservedDispatcher {
+  const dir = dispatcherDir(root, key);
+  const obs: ObservedDispatcher = { key, dir, missingMaps: [], bindings: [], records: [], stray: [] };
+  const known = new Set(['program', 'link', ...DISPATCHER_MAPS.map((m) => `map_${m}`)]);
+  for (const e of readdirSync(dir)) if (!known.has(e)) obs.stray.push(join(dir, e));
+  {
+    using prog = tryOpen(() => Program.fromPin(join(dir, 'program')));
+    if (prog) {
+      const i = prog.info();
+      obs.program = { id: i.id, tag: i.tag };
+    }
+  }
+  {
+    using link = tryOpen(() => Link.fromPin(join(dir, 'link')));
+    if (link) {
+      const i = link.info();
+      const t = i.target;
+      obs.link = { id: i.id, progId: i.progId, netnsIno: t.kind === 'netns' ? t.netnsIno : 0, attached: t.attached && t.kind === 'netns' };
+    }
+  }
+  for (const name of DISPATCHER_MAPS) {
+    using m = tryOpen(() => BpfMap.fromPin(join(dir, `map_${name}`)));
+    if (!m) {
+      obs.missingMaps.push(name);
+      continue;
+    }
+    if (name === 'bindings') {
+      for (const [k, v] of m.entries()) obs.bindings.push({ key: k.toString('hex'), ...decodeBindingValue(v) });
+    } else if (name === 'policies') {
+      for (const [k, v] of m.entries()) obs.records.push({ name: decodePolicyKey(k), json: decodePolicyRecord(v) });
+    }
+  }
+  obs.bindings.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  obs.records.sort((a, b) => a.name.localeCompare(b.name));
+  return obs;
+}
+
+/** Reads every dispatcher under `root`. An absent root reads as empty. */
+export function observeRoot(root: string): ObservedRoot {
+  const out: ObservedRoot = { root, dispatchers: [], stray: [] };
+  if (!existsSync(root)) return out;
+  for (const e of readdirSync(root).sort()) if (e !== 'netns') out.stray.push(join(root, e));
+  const nsDir = join(root, 'netns');
+  if (!existsSync(nsDir)) return out;
+  for (const key of readdirSync(nsDir).sort()) {
+    if (!statSync(join(nsDir, key)).isDirectory()) {
+      out.stray.push(join(nsDir, key));
+      continue;
+    }
+    out.dispatchers.push(observeDispatcher(root, key));
+  }
+  return out;
+}
+
+/**
+ * Socket cookies stored in a dispatcher's sockmap for `destIds`
+ * (null where the slot is empty: never filled, or its socket closed).
+ */
+export function observeSockets(dir: string, destIds: number[]): Map<number, string | null> {
+  const out = new Map<number, string | null>();
+  using m = tryOpen(() => BpfMap.fromPin(join(dir, 'map_sockets')));
+  for (const id of destIds) {
+    const v = m?.lookup(u32Key(id));
+    out.set(id, v ? v.readBigUInt64LE(0).toString() : null);
+  }
+  return out;
+}
+
+/** Hit counters (summed over CPUs) of `bindingIds`, and the dispatcher's stats. */
+export function readCounters(dir: string, bindingIds: number[]): { hits: Map<number, bigint>; stats: bigint[] } {
+  const hits = new Map<number, bigint>();
+  using h = tryOpen(() => BpfMap.fromPin(join(dir, 'map_binding_hits')));
+  for (const id of bindingIds) {
+    const v = h?.lookup(u32Key(id));
+    hits.set(id, v ? sumPerCpuU64(v) : 0n);
+  }
+  using s = tryOpen(() => BpfMap.fromPin(join(dir, 'map_stats')));
+  const stats = [0, 1, 2].map((i) => {
+    const v = s?.lookup(u32Key(i));
+    return v ? sumPerCpuU64(v) : 0n;
+  });
+  return { hits, stats };
+}
+
+const tagCache = new Map<string, { mtimeMs: number; tag: string }>();
+
+/** Tag of the dispatcher program in `objectPath` (loads it once per file version to ask the kernel). */
+export function dispatcherObjectTag(objectPath: string): string {
+  const mtimeMs = statSync(objectPath).mtimeMs;
+  const hit = tagCache.get(objectPath);
+  if (hit && hit.mtimeMs === mtimeMs) return hit.tag;
+  using obj = loadObject(objectPath);
+  const tag = obj.program(PROGRAM_NAME).info().tag;
+  tagCache.set(objectPath, { mtimeMs, tag });
+  return tag;
+}
+
+/**
+ * Builds a dispatcher in `dir` in full — maps, program, link, each pinned —
+ * for the namespace at `netnsPath`. Whatever a crashed run left in `dir` is
+ * removed first. Returns the new program and link ids. Throws ErrnoError,
+ * LoadError; on failure nothing new stays pinned.
+ */
+export function createDispatcher(dir: string, netnsPath: string, objectPath: string): { progId: number; linkId: number } {
+  if (existsSync(dir)) removePinTree(dir);
+  mkdirSync(dir, { recursive: true, mode: 0o750 });
+  try {
+    using obj = loadObject(objectPath);
+    for (const name of DISPATCHER_MAPS) obj.map(name).pin(join(dir, `map_${name}`));
+    const prog = obj.program(PROGRAM_NAME);
+    prog.pin(join(dir, 'program'));
+    using ns = Netns.open(netnsPath);
+    using link = Link.attachSkLookup(prog, ns.fd, `sk_lookup link on ${netnsPath}`);
+    link.pin(join(dir, 'link'));
+    return { progId: prog.info().id, linkId: link.info().id };
+  } catch (err) {
+    removePinTree(dir);
+    throw err;
+  }
+}
+
+/**
+ * Replaces the dispatcher program atomically: the new program is loaded with
+ * the pinned maps, pinned as program.next, swapped into the link with
+ * BPF_F_REPLACE (the kernel refuses if the link no longer runs
+ * `expectedProgId`), then renamed over the old pin. Connections are steered
+ * throughout. Returns the new program id.
+ */
+export function replaceDispatcherProgram(dir: string, objectPath: string, expectedProgId: number): { progId: number } {
+  const reuse: Record<string, BpfMap> = {};
+  try {
+    for (const name of DISPATCHER_MAPS) reuse[name] = BpfMap.fromPin(join(dir, `map_${name}`));
+    using obj = loadObject(objectPath, { reuseMaps: reuse });
+    const next = obj.program(PROGRAM_NAME);
+    const nextPin = join(dir, 'program.next');
+    unpin(nextPin);
+    next.pin(nextPin);
+    try {
+      using link = Link.fromPin(join(dir, 'link'));
+      using old = Program.fromId(expectedProgId);
+      link.update(next, old);
+    } catch (err) {
+      unpin(nextPin);
+      throw err;
+    }
+    renameSync(nextPin, join(dir, 'program'));
+    return { progId: next.info().id };
+  } finally {
+    for (const m of Object.values(reuse)) m.close();
+  }
+}
+
+/** Attaches the pinned program to `netnsPath` with a new link, replacing a defunct or missing link pin. */
+export function relinkDispatcher(dir: string, netnsPath: string): { linkId: number } {
+  using prog = Program.fromPin(join(dir, 'program'));
+  using ns = Netns.open(netnsPath);
+  using link = Link.attachSkLookup(prog, ns.fd, `sk_lookup link on ${netnsPath}`);
+  const linkPin = join(dir, 'link');
+  const tmp = `${linkPin}.next`;
+  unpin(tmp);
+  link.pin(tmp);
+  renameSync(tmp, linkPin);
+  return { linkId: link.info().id };
+}
+
+function withMap<T>(dir: string, name: DispatcherMapName, fn: (m: BpfMap) => T): T {
+  using m = BpfMap.fromPin(join(dir, `map_${name}`));
+  return fn(m);
+}
+
+/** Writes binding entries (keys hex, values bytes) with batch updates. */
+export function upsertBindings(dir: string, entries: Array<{ key: string; destId: number; bindingId: number }>): void {
+  if (entries.length === 0) return;
+  withMap(dir, 'bindings', (m) => {
+    const keys = Buffer.concat(entries.map((e) => Buffer.from(e.key, 'hex')));
+    const values = Buffer.alloc(entries.length * 8);
+    entries.forEach((e, i) => {
+      values.writeUInt32LE(e.destId, i * 8);
+      values.writeUInt32LE(e.bindingId, i * 8 + 4);
+    });
+    m.updateBatch(keys, values);
+  });
+}
+
+/** Deletes binding entries by key (hex) with batch deletes; absent keys are fine. */
+export function deleteBindings(dir: string, keys: string[]): void {
+  if (keys.length === 0) return;
+  withMap(dir, 'bindings', (m) => m.deleteBatch(Buffer.concat(keys.map((k) => Buffer.from(k, 'hex')))));
+}
+
+/** Puts another process's socket into the sockmap at `destId` (taking a duplicate with pidfd_getfd). */
+export function putSocket(dir: string, destId: number, target: { pid: number; fd: number }): void {
+  using sock = duplicateSocket(target);
+  withMap(dir, 'sockets', (m) => m.updateSocket(u32Key(destId), sock.fd));
+}
+
+/** Empties sockmap slot `destId`. */
+export function deleteSocket(dir: string, destId: number): void {
+  withMap(dir, 'sockets', (m) => m.delete(u32Key(destId)));
+}
+
+/** Resets the hit counter of `bindingId` to zero (for ids handed to a new binding). */
+export function resetCounter(dir: string, bindingId: number): void {
+  withMap(dir, 'binding_hits', (m) => m.update(u32Key(bindingId), Buffer.alloc(m.valueSize)));
+}
+
+/** Stores a policy record (JSON). Throws RangeError when it is too large. */
+export function writeRecord(dir: string, name: string, json: string): void {
+  withMap(dir, 'policies', (m) => m.update(policyKey(name), encodePolicyRecord(json)));
+}
+
+/** Deletes a policy record. */
+export function deleteRecord(dir: string, name: string): void {
+  withMap(dir, 'policies', (m) => m.delete(policyKey(name)));
+}
+
+/** Unpins everything in a dispatcher directory and removes it: the link detaches, the kernel frees the rest. */
+export function removeDispatcher(dir: string): string[] {
+  return removePinTree(dir);
+}
+
+/** Removes a stray pin or an empty directory. */
+export function removeStray(path: string): void {
+  if (statSync(path).isDirectory()) removePinTree(path);
+  else unpin(path);
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+const EWOULDBLOCK = 11;
+
+/**
+ * An exclusive flock on the pin root directory, serialising runs of the
+ * tool. Owns the directory fd; close() releases the lock.
+ */
+export class RootLock extends OwnedFd {
+  private constructor(fd: number, root: string) {
+    super(fd, `lock on ${root}`);
+  }
+
+  /**
+   * Takes the lock, waiting up to `timeoutMs` for another run to finish.
+   * Throws ErrnoError (EWOULDBLOCK) naming the root when it stays taken.
+   */
+  static async acquire(root: string, timeoutMs = 30_000): Promise<RootLock> {
+    const n = lib();
+    const lock = new RootLock(openSync(root, 'r'), root);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (n.flock(lock.fd, LOCK_EX | LOCK_NB) === 0) return lock;
+      const errno = n.errno();
+      if (errno !== EWOULDBLOCK || Date.now() > deadline) {
+        lock.close();
+        throw new ErrnoError(errno, 'flock', `${root} (another ebpf-policy run holds it)`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  override close(): void {
+    if (this.open) lib().flock(this.fd, LOCK_UN);
+    super.close();
+  }
+}
+
+/** Removes the root directory tree when it holds nothing but empty directories. */
+export function pruneEmptyRoot(root: string): void {
+  const nsDir = join(root, 'netns');
+  try {
+    if (existsSync(nsDir) && readdirSync(nsDir).length === 0) rmdirSync(nsDir);
+  } catch {
+    // raced with another writer: leave it
+  }
+}

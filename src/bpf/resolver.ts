@@ -1,0 +1,52 @@
+/**
+ * The reconciler's Resolver backed by the system: namespace inodes, the
+ * process holding a target socket (via /proc and pidfd_getfd), and the
+ * dispatcher program's tag.
+ */
+import { statSync } from 'node:fs';
+import type { Resolver } from '../reconciler/desired.js';
+import type { ResolvedTarget } from '../reconciler/model.js';
+import { dispatcherObjectTag, netnsKey } from './dispatcher-store.js';
+import { ErrnoError } from './errors.js';
+import { OWN_NETNS } from './netns.js';
+import { findSocketHolder, listeningInodes, remoteSocketCookie, socketInodeOf } from './sockets.js';
+
+/** A Resolver for the dispatcher object at `objectPath`. */
+export function systemResolver(objectPath: string): Resolver {
+  return {
+    netnsKey(path) {
+      try {
+        const st = statSync(path);
+        if (st.dev !== statSync(OWN_NETNS).dev) return { ok: false, reason: `${path} is not a network namespace` };
+        return { ok: true, key: netnsKey(st.ino) };
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        return { ok: false, reason: `network namespace ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`}` };
+      }
+    },
+    target(netnsPath, protocol, target): ResolvedTarget {
+      try {
+        let ref: { pid: number; fd: number } | undefined;
+        let what: string;
+        if (target.type === 'socket') {
+          what = `fd ${target.fd} of pid ${target.pid}`;
+          if (socketInodeOf(target.pid, target.fd) === undefined)
+            return { ok: false, reason: `${what} is not a socket (or the process is gone)` };
+          ref = target;
+        } else {
+          what = `${protocol} ${target.address}:${target.port}`;
+          const inodes = listeningInodes(netnsPath === '/proc/self/ns/net' ? undefined : netnsPath, protocol, target.address, target.port);
+          if (inodes.length === 0)
+            return { ok: false, reason: `nothing ${protocol === 'tcp' ? 'listens' : 'is bound'} on ${target.address}:${target.port} in ${netnsPath}` };
+          ref = findSocketHolder(inodes);
+          if (!ref) return { ok: false, reason: `no process holds the socket on ${target.address}:${target.port}` };
+        }
+        return { ok: true, pid: ref.pid, fd: ref.fd, cookie: remoteSocketCookie(ref).toString() };
+      } catch (err) {
+        const msg = err instanceof ErrnoError ? err.message : String(err);
+        return { ok: false, reason: `cannot take the target socket: ${msg}` };
+      }
+    },
+    dispatcherTag: () => dispatcherObjectTag(objectPath),
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * From a policy's ports and prefixes to dispatcher entries (pure).
+ *
+ * A policy's bindings are its port ranges on its prefixes. When a policy
+ * covers every address of both families, each range becomes a handful of
+ * port-block entries; otherwise every port of a range gets one entry per
+ * prefix.
+ */
+import { encodeBindingKey, encodePortBlockKey, portRangeBlocks } from '../bpf/dispatcher-layout.js';
+import type { DesiredSteering, Range, RecordedBinding } from './model.js';
+
+/** Prefix text of a binding that covers every address of both families. */
+export const EVERY_ADDRESS = '*';
+
+/** The (range, prefix) pairs a policy binds, before ids are given. */
+export function bindingShapes(p: Pick<DesiredSteering, 'ports' | 'prefixes'>): Array<{ start: number; end: number; prefix: string }> {
+  const all = p.prefixes.includes('0.0.0.0/0') && p.prefixes.includes('::/0');
+  const prefixes = all ? [EVERY_ADDRESS] : p.prefixes;
+  return p.ports.flatMap((r: Range) => prefixes.map((prefix) => ({ start: r.start, end: r.end, prefix })));
+}
+
+/** LPM entries of one binding, keys as hex. */
+export function bindingEntries(
+  protocol: 'tcp' | 'udp',
+  b: RecordedBinding,
+  destId: number,
+): Array<{ key: string; destId: number; bindingId: number }> {
+  const out: Array<{ key: string; destId: number; bindingId: number }> = [];
+  if (b.prefix === EVERY_ADDRESS) {
+    for (const block of portRangeBlocks(b.start, b.end))
+      out.push({ key: encodePortBlockKey({ protocol, port: block.port, bits: block.bits }).toString('hex'), destId, bindingId: b.id });
+    return out;
+  }
+  const [address, len] = b.prefix.split('/');
+  const prefixLength = Number(len);
+  for (let port = b.start; port <= b.end; port++)
+    out.push({ key: encodeBindingKey({ protocol, address: address!, prefixLength, port }).toString('hex'), destId, bindingId: b.id });
+  return out;
+}
+
+/** Lowest integers >= `from` not in `used`, `count` of them; adds them to `used`. */
+export function allocate(used: Set<number>, count: number, from: number, max: number): number[] {
+  const out: number[] = [];
+  for (let id = from; out.length < count; id++) {
+    if (id > max) throw new RangeError(`no free id left below ${max + 1}`);
+    if (!used.has(id)) {
+      used.add(id);
+      out.push(id);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,357 @@
+/**
+ * plan(desired, observed): the pure heart of the reconciler. It compares
+ * what the policies want with what the pins hold and returns the actions
+ * that converge one to the other, each with a reason. It performs no I/O.
+ */
+import { join } from 'node:path';
+import { allocate, bindingEntries, bindingShapes } from './bindings.js';
+import type {
+  Action,
+  DesiredState,
+  DesiredSteering,
+  ObservedDispatcherState,
+  ObservedState,
+  Phase,
+  Plan,
+  PlanProblem,
+  PolicyRecord,
+  RecordedBinding,
+} from './model.js';
+
+const MAX_DEST_ID = 65535;
+const MAX_BINDING_ID = 65535;
+const PHASES: Phase[] = ['dispatcher', 'add', 'remove', 'gc'];
+
+/** A one-line summary of a policy's spec, for diffs. */
+export function describeSpec(r: Pick<PolicyRecord, 'protocol' | 'bindings' | 'targetText'>): string {
+  const byPrefix = new Map<string, string[]>();
+  for (const b of r.bindings) {
+    const list = byPrefix.get(b.prefix) ?? [];
+    list.push(b.start === b.end ? String(b.start) : `${b.start}-${b.end}`);
+    byPrefix.set(b.prefix, list);
+  }
+  const parts = [...byPrefix].map(([prefix, ports]) => `${ports.join(',')}${prefix === '*' ? '' : ` on ${prefix}`}`);
+  return `${r.protocol} ${parts.join('; ')} -> ${r.targetText}`;
+}
+
+function sameRecord(a: PolicyRecord, b: PolicyRecord): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function dirFor(root: string, key: string): string {
+  return join(root, 'netns', key);
+}
+
+/**
+ * Computes the actions that take `observed` to `desired`. Pure and
+ * deterministic: the same inputs give the same plan.
+ */
+export function plan(desired: DesiredState, observed: ObservedState): Plan {
+  const actions: Action[] = [];
+  const problems: PlanProblem[] = [];
+  const failedFiles = new Set(desired.failedFiles);
+  const add = (a: Action) => actions.push(a);
+
+  // Which policies can be applied, and where.
+  const applicable = new Map<string, DesiredSteering[]>(); // netns key -> policies
+  const desiredByName = new Map<string, DesiredSteering>();
+  for (const p of desired.policies) {
+    desiredByName.set(p.name, p);
+    if (failedFiles.has(p.sourceFile)) {
+      problems.push({
+        policy: p.name,
+        sourceFile: p.sourceFile,
+        condition: 'Failed',
+        reason: 'InvalidSourceFile',
+        message: `${p.sourceFile} has errors; the policy keeps its last applied state until the file is fixed`,
+      });
+      continue;
+    }
+    if (!p.netnsKey.ok) {
+      problems.push({ policy: p.name, sourceFile: p.sourceFile, condition: 'Failed', reason: 'NetnsNotFound', message: p.netnsKey.reason });
+      continue;
+    }
+    if (!p.target.ok)
+      problems.push({ policy: p.name, sourceFile: p.sourceFile, condition: 'Degraded', reason: 'TargetNotFound', message: p.target.reason });
+    const list = applicable.get(p.netnsKey.key) ?? [];
+    list.push(p);
+    applicable.set(p.netnsKey.key, list);
+  }
+
+  const observedByKey = new Map(observed.dispatchers.map((d) => [d.key, d]));
+  const keys = [...new Set([...observedByKey.keys(), ...applicable.keys()])].sort();
+
+  for (const key of keys) {
+    const obs = observedByKey.get(key);
+    const wanted = applicable.get(key) ?? [];
+    const dir = obs?.dir ?? dirFor(desired.root, key);
+    const dispatcherObject = `dispatcher ${key}`;
+
+    // Records to keep as they are: their file is broken, or their policy's namespace cannot be resolved right now.
+    const retained = (obs?.records ?? []).filter((r) => {
+      const d = desiredByName.get(r.name);
+      if (failedFiles.has(r.sourceFile) && !(d && !failedFiles.has(d.sourceFile))) return true;
+      return d !== undefined && !failedFiles.has(d.sourceFile) && !d.netnsKey.ok;
+    });
+    const namespaceGone = obs?.link !== undefined && !obs.link.attached && wanted.length === 0;
+
+    if (wanted.length === 0 && (retained.length === 0 || namespaceGone)) {
+      if (obs) {
+        add({
+          kind: 'delete',
+          phase: 'gc',
+          object: dispatcherObject,
+          dispatcher: key,
+          reason: namespaceGone ? 'its network namespace is gone' : 'no policy uses this network namespace any more',
+          before: obs.program ? `program ${obs.program.id}, link ${obs.link?.id ?? 'none'}, ${obs.records.length} policies` : 'partial',
+          op: { type: 'removeDispatcher', dir },
+        });
+      }
+      continue;
+    }
+    for (const r of retained)
+      add({
+        kind: 'noop',
+        phase: 'add',
+        object: `policy ${r.name}`,
+        policy: r.name,
+        dispatcher: key,
+        reason: failedFiles.has(r.sourceFile)
+          ? `${r.sourceFile} failed to validate: keeping the last applied state`
+          : `its network namespace cannot be resolved: keeping the last applied state`,
+        op: { type: 'none' },
+      });
+
+    // The dispatcher itself.
+    const netnsPath = wanted[0]?.netnsPath ?? '/proc/self/ns/net';
+    const broken = !obs || !obs.program || obs.missingMaps.length > 0;
+    let view: ObservedDispatcherState | undefined = obs;
+    if (broken) {
+      add({
+        kind: obs ? 'replace' : 'create',
+        phase: 'dispatcher',
+        object: dispatcherObject,
+        dispatcher: key,
+        reason: obs
+          ? `incomplete dispatcher (missing ${obs.program ? '' : 'program '}${obs.missingMaps.map((m) => `map ${m}`).join(', ')}): rebuilding it`
+          : `policies ${wanted.map((p) => p.name).join(', ')} need a dispatcher in network namespace ${wanted[0]?.netns ?? '(own)'}`,
+        after: `program tag ${desired.dispatcherTag}, sk_lookup link on ${netnsPath}`,
+        op: { type: 'createDispatcher', dir, netnsPath },
+      });
+      view = undefined; // everything below is rebuilt from scratch
+    } else if (obs) {
+      if (obs.program!.tag !== desired.dispatcherTag) {
+        add({
+          kind: 'replace',
+          phase: 'dispatcher',
+          object: `${dispatcherObject}: program`,
+          dispatcher: key,
+          reason: `bytecode changed (tag ${obs.program!.tag} -> ${desired.dispatcherTag}): atomic link update`,
+          before: `program ${obs.program!.id} tag ${obs.program!.tag}`,
+          after: `tag ${desired.dispatcherTag}`,
+          op: { type: 'replaceProgram', dir, expectedProgId: obs.program!.id },
+        });
+      }
+      const link = obs.link;
+      if (!link || !link.attached || link.progId !== obs.program!.id) {
+        add({
+          kind: link ? 'replace' : 'create',
+          phase: 'dispatcher',
+          object: `${dispatcherObject}: link`,
+          dispatcher: key,
+          reason: !link
+            ? 'the sk_lookup link pin is missing'
+            : !link.attached
+              ? 'the sk_lookup link was detached'
+              : `the link runs program ${link.progId}, not the pinned program ${obs.program!.id}`,
+          before: link ? `link ${link.id}${link.attached ? '' : ' (detached)'}` : undefined,
+          after: `sk_lookup link on ${netnsPath}`,
+          op: { type: 'relink', dir, netnsPath },
+        });
+      }
+      for (const s of obs.stray)
+        add({ kind: 'delete', phase: 'gc', object: s, dispatcher: key, reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
+      for (const b of obs.badRecords)
+        add({
+          kind: 'delete',
+          phase: 'gc',
+          object: `record ${b.name}`,
+          dispatcher: key,
+          reason: `unreadable policy record: ${b.reason}`,
+          op: { type: 'deleteRecord', dir, name: b.name },
+        });
+    }
+
+    const records = new Map((view?.records ?? []).map((r) => [r.name, r]));
+    const usedDest = new Set((view?.records ?? []).map((r) => r.destId));
+    const usedBinding = new Set((view?.records ?? []).flatMap((r) => r.bindings.map((b) => b.id)));
+    const entriesByDest = new Map<number, Array<{ key: string; destId: number; bindingId: number }>>();
+    for (const e of view?.bindings ?? []) {
+      const list = entriesByDest.get(e.destId) ?? [];
+      list.push(e);
+      entriesByDest.set(e.destId, list);
+    }
+
+    // Desired records and entries of this dispatcher.
+    const plannedRecords: Array<{ p: DesiredSteering; record: PolicyRecord; previous?: PolicyRecord; fresh: number[] }> = [];
+    for (const p of [...wanted].sort((a, b) => a.name.localeCompare(b.name))) {
+      const previous = records.get(p.name);
+      const destId = previous?.destId ?? allocate(usedDest, 1, 1, MAX_DEST_ID)[0]!;
+      const old = new Map((previous?.bindings ?? []).map((b) => [`${b.start}-${b.end}@${b.prefix}`, b.id]));
+      const fresh: number[] = [];
+      const bindings: RecordedBinding[] = bindingShapes(p).map((s) => {
+        let id = old.get(`${s.start}-${s.end}@${s.prefix}`);
+        if (id === undefined) {
+          id = allocate(usedBinding, 1, 0, MAX_BINDING_ID)[0]!;
+          fresh.push(id);
+        }
+        return { id, ...s };
+      });
+      const record: PolicyRecord = {
+        v: 1,
+        name: p.name,
+        sourceFile: p.sourceFile,
+        netns: p.netns ?? null,
+        specHash: p.specHash,
+        protocol: p.protocol,
+        targetText: p.targetText,
+        destId,
+        bindings,
+      };
+      plannedRecords.push({ p, record, previous, fresh });
+    }
+    const desiredKeys = new Set<string>();
+    const desiredEntries = new Map<string, Array<{ key: string; destId: number; bindingId: number }>>();
+    for (const { record } of plannedRecords) {
+      const entries = record.bindings.flatMap((b) => bindingEntries(record.protocol, b, record.destId));
+      for (const e of entries) desiredKeys.add(e.key);
+      desiredEntries.set(record.name, entries);
+    }
+
+    for (const { p, record, previous, fresh } of plannedRecords) {
+      const object = `policy ${p.name}`;
+      const base = { policy: p.name, dispatcher: key };
+      let changed = false;
+      if (!previous || !sameRecord(previous, record)) {
+        changed = true;
+        add({
+          ...base,
+          kind: previous ? 'update' : 'create',
+          phase: 'add',
+          object,
+          reason: previous
+            ? previous.specHash !== record.specHash
+              ? `the policy changed in ${p.sourceFile}`
+              : 'the recorded state is out of date'
+            : `new policy from ${p.sourceFile}`,
+          before: previous ? describeSpec(previous) : undefined,
+          after: describeSpec(record),
+          op: { type: 'writeRecord', dir, record },
+        });
+      }
+      if (fresh.length > 0)
+        add({ ...base, kind: 'update', phase: 'add', object: `${object}: counters`, reason: 'new bindings start counting at zero', op: { type: 'resetCounters', dir, bindingIds: fresh } });
+
+      // The target socket.
+      const cookie = view?.sockets[record.destId] ?? null;
+      if (p.target.ok && cookie !== p.target.cookie) {
+        changed = true;
+        add({
+          ...base,
+          kind: cookie === null ? 'create' : 'update',
+          phase: 'add',
+          object: `${object}: socket`,
+          reason: cookie === null ? `steer to ${p.targetText}` : `${p.targetText} is a different socket now (restarted?)`,
+          before: cookie === null ? undefined : `cookie ${cookie}`,
+          after: `pid ${p.target.pid} fd ${p.target.fd} (cookie ${p.target.cookie})`,
+          op: { type: 'putSocket', dir, destId: record.destId, pid: p.target.pid, fd: p.target.fd },
+        });
+      } else if (!p.target.ok && cookie !== null && previous && previous.targetText !== p.targetText) {
+        changed = true;
+        add({
+          ...base,
+          kind: 'delete',
+          phase: 'remove',
+          object: `${object}: socket`,
+          reason: `the target changed to ${p.targetText}, which is not there: stop steering to the old one`,
+          before: `cookie ${cookie}`,
+          op: { type: 'deleteSocket', dir, destId: record.destId },
+        });
+      }
+
+      // Entries: additions first, removals later.
+      const want = desiredEntries.get(p.name)!;
+      const have = new Map((entriesByDest.get(record.destId) ?? []).map((e) => [e.key, e]));
+      const upserts = want.filter((e) => {
+        const h = have.get(e.key);
+        return !h || h.destId !== e.destId || h.bindingId !== e.bindingId;
+      });
+      const stale = [...have.keys()].filter((k) => !desiredKeys.has(k));
+      if (upserts.length > 0) {
+        changed = true;
+        add({
+          ...base,
+          kind: have.size === 0 ? 'create' : 'update',
+          phase: 'add',
+          object: `${object}: bindings`,
+          reason: `${upserts.length} entr${upserts.length === 1 ? 'y' : 'ies'} to add or correct`,
+          before: `${have.size} entries`,
+          after: `${want.length} entries`,
+          op: { type: 'upsertBindings', dir, entries: upserts },
+        });
+      }
+      if (stale.length > 0) {
+        changed = true;
+        add({
+          ...base,
+          kind: 'delete',
+          phase: 'remove',
+          object: `${object}: bindings`,
+          reason: `${stale.length} entr${stale.length === 1 ? 'y' : 'ies'} no longer wanted`,
+          op: { type: 'deleteBindings', dir, keys: stale },
+        });
+      }
+      if (!changed && fresh.length === 0)
+        add({ ...base, kind: 'noop', phase: 'add', object, reason: 'up to date', op: { type: 'none' } });
+    }
+
+    // Policies that went away from this dispatcher (removed, or moved to another namespace).
+    const keep = new Set([...wanted.map((p) => p.name), ...retained.map((r) => r.name)]);
+    for (const r of view?.records ?? []) {
+      if (keep.has(r.name)) continue;
+      const d = desiredByName.get(r.name);
+      const reason = d ? `the policy moved to network namespace ${d.netns ?? '(own)'}` : `the policy was removed (it came from ${r.sourceFile})`;
+      const base = { policy: r.name, dispatcher: key, phase: 'remove' as const };
+      const stale = (entriesByDest.get(r.destId) ?? []).map((e) => e.key).filter((k) => !desiredKeys.has(k));
+      if (stale.length > 0)
+        add({ ...base, kind: 'delete', object: `policy ${r.name}: bindings`, reason, before: `${stale.length} entries`, op: { type: 'deleteBindings', dir, keys: stale } });
+      add({ ...base, kind: 'delete', object: `policy ${r.name}: socket`, reason, op: { type: 'deleteSocket', dir, destId: r.destId } });
+      add({ ...base, kind: 'delete', object: `policy ${r.name}`, reason, before: describeSpec(r), op: { type: 'deleteRecord', dir, name: r.name } });
+    }
+
+    // Entries that belong to no policy (an interrupted run): garbage.
+    const owned = new Set([...plannedRecords.map((x) => x.record.destId), ...retained.map((r) => r.destId)]);
+    for (const r of view?.records ?? []) if (!keep.has(r.name)) owned.add(r.destId);
+    const orphans = (view?.bindings ?? []).filter((e) => !owned.has(e.destId) && !desiredKeys.has(e.key)).map((e) => e.key);
+    if (orphans.length > 0)
+      add({
+        kind: 'delete',
+        phase: 'gc',
+        object: `${dispatcherObject}: bindings`,
+        dispatcher: key,
+        reason: `${orphans.length} entries belong to no policy (left by an interrupted run)`,
+        op: { type: 'deleteBindings', dir, keys: orphans },
+      });
+  }
+
+  for (const s of observed.stray)
+    add({ kind: 'delete', phase: 'gc', object: s, reason: 'not part of the pin layout (left by an interrupted run or an older version)', op: { type: 'removeStray', path: s } });
+
+  const ordered = PHASES.flatMap((phase) => actions.filter((a) => a.phase === phase));
+  return { actions: ordered, problems };
+}
+
+/** Actions that change something (everything but noop). */
+export function changes(p: Plan): Action[] {
+  return p.actions.filter((a) => a.kind !== 'noop');
+}
