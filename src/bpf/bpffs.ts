@@ -127,3 +127,9 @@ export function removePinTree(dir: string): string[] {
   for (const d of dirs) rmdirSync(d);
   return pins;
 }
+
+/**
+ * bpffs refuses names with a dot (it reserves them, e.g. maps.debug): lookup
+ * fails with EPERM. Pin names must match this.
+ */
+export const PIN_NAME = /^[A-Za-z0-9_-]+$/;

@@ -8,7 +8,7 @@
  *   ROOT/netns/<key>/program        the sk_lookup dispatcher program
  *   ROOT/netns/<key>/link           its sk_lookup link on the namespace
  *   ROOT/netns/<key>/map_<name>     bindings, sockets, binding_hits, stats, policies
- *   ROOT/netns/<key>/program.next   only during an upgrade
+ *   ROOT/netns/<key>/program_next   only during an upgrade
  */
 import { existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -51,7 +51,7 @@ export interface ObservedDispatcher {
   bindings: Array<{ key: string; destId: number; bindingId: number }>;
   /** Policy records: name and JSON text. */
   records: Array<{ name: string; json: string }>;
-  /** Pins we did not expect (left by a crash, e.g. program.next). */
+  /** Pins we did not expect (left by a crash, e.g. program_next). */
   stray: string[];
 }
 
@@ -195,7 +195,7 @@ export function createDispatcher(dir: string, netnsPath: string, objectPath: str
 
 /**
  * Replaces the dispatcher program atomically: the new program is loaded with
- * the pinned maps, pinned as program.next, swapped into the link with
+ * the pinned maps, pinned as program_next, swapped into the link with
  * BPF_F_REPLACE (the kernel refuses if the link no longer runs
  * `expectedProgId`), then renamed over the old pin. Connections are steered
  * throughout. Returns the new program id.
@@ -206,7 +206,7 @@ export function replaceDispatcherProgram(dir: string, objectPath: string, expect
     for (const name of DISPATCHER_MAPS) reuse[name] = BpfMap.fromPin(join(dir, `map_${name}`));
     using obj = loadObject(objectPath, { reuseMaps: reuse });
     const next = obj.program(PROGRAM_NAME);
-    const nextPin = join(dir, 'program.next');
+    const nextPin = join(dir, 'program_next');
     unpin(nextPin);
     next.pin(nextPin);
     try {
@@ -230,7 +230,7 @@ export function relinkDispatcher(dir: string, netnsPath: string): { linkId: numb
   using ns = Netns.open(netnsPath);
   using link = Link.attachSkLookup(prog, ns.fd, `sk_lookup link on ${netnsPath}`);
   const linkPin = join(dir, 'link');
-  const tmp = `${linkPin}.next`;
+  const tmp = `${linkPin}_next`;
   unpin(tmp);
   link.pin(tmp);
   renameSync(tmp, linkPin);

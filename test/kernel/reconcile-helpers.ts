@@ -1,0 +1,64 @@
+/** Helpers of the reconciler's end-to-end tests: policy files, servers, clients. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import type { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
+
+/** A private policy directory (mode 0700, owned by root as the tests run). */
+export class PolicyDir implements Disposable {
+  readonly path = mkdtempSync(join(tmpdir(), 'ebpf-policy-test-'));
+
+  /** Writes `NAME.yaml` with one PortSteering document. */
+  writeSteering(name: string, spec: { netns?: string; protocol?: string; ports: Array<number | string>; addresses?: string[]; listen: string }): string {
+    const file = join(this.path, `${name}.yaml`);
+    const lines = [
+      'apiVersion: ebpf-policy/v1',
+      'kind: PortSteering',
+      'metadata:',
+      `  name: ${name}`,
+      'spec:',
+      ...(spec.netns ? [`  netns: ${spec.netns}`] : []),
+      `  protocol: ${spec.protocol ?? 'tcp'}`,
+      `  ports: ${JSON.stringify(spec.ports)}`,
+      ...(spec.addresses ? [`  addresses: ${JSON.stringify(spec.addresses)}`] : []),
+      '  target:',
+      `    listen: "${spec.listen}"`,
+    ];
+    writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o644 });
+    return file;
+  }
+
+  writeRaw(name: string, text: string): string {
+    const file = join(this.path, name);
+    writeFileSync(file, text, { mode: 0o644 });
+    return file;
+  }
+
+  [Symbol.dispose](): void {
+    rmSync(this.path, { recursive: true, force: true });
+  }
+}
+
+/** Starts `python3 -m http.server PORT --bind ADDR` in the sandbox (a real server that is not ours) and waits until it answers. */
+export async function startHttpServer(sandbox: NetnsSandbox, address: string, port: number): Promise<ChildProcess> {
+  const child = sandbox.spawn(['python3', '-m', 'http.server', String(port), '--bind', address]);
+  for (let i = 0; i < 100; i++) {
+    if (curl(sandbox, address, port) === 200) return child;
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  await once(child, 'close');
+  throw new Error(`http.server on ${address}:${port} in ${sandbox.name} did not come up`);
+}
+
+/** HTTP status of GET http://ADDR:PORT/ with curl inside the sandbox, or 0 when the connection failed. */
+export function curl(sandbox: NetnsSandbox, address: string, port: number): number {
+  const host = address.includes(':') ? `[${address}]` : address;
+  const r = spawnSync('ip', ['netns', 'exec', sandbox.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://${host}:${port}/`], {
+    encoding: 'utf8',
+  });
+  return Number(r.stdout.trim()) || 0;
+}

@@ -1,0 +1,205 @@
+/**
+ * The reconciler end to end against the real kernel: a real HTTP server that
+ * is not ours, a real client (curl), real policy files, and bpftool as the
+ * independent observer.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DISPATCHER_VARIANT_OBJECT } from '../../src/bpf/dispatcher-layout.js';
+import { changes } from '../../src/reconciler/plan.js';
+import { reconcileExitCode, reconcileOnce } from '../../src/reconciler/reconcile.js';
+import { bpftoolIds, eventually, kernelTest } from './harness.js';
+import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+function ourIds(report: Awaited<ReturnType<typeof reconcileOnce>>): { prog: number[]; link: number[] } {
+  const prog: number[] = [];
+  const link: number[] = [];
+  for (const d of report.observed.dispatchers) {
+    if (d.program) prog.push(d.program.id);
+    if (d.link) link.push(d.link.id);
+  }
+  return { prog, link };
+}
+
+kernelTest('PortSteering end to end: extra ports reach a real server, removing a port refuses it, deleting the policy leaves nothing', async ({ pinDir, sandbox }) => {
+  await startHttpServer(sandbox, '127.0.0.1', 8080);
+  using dir = new PolicyDir();
+  const file = dir.writeSteering('legacy-http', { netns: sandbox.path, ports: [8081, '9000-9010'], listen: '127.0.0.1:8080' });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 0, 'nothing on 8081 before');
+
+  const first = await reconcileOnce(opts);
+  assert.equal(reconcileExitCode(first), 0, JSON.stringify(first.result?.failed.map((f) => f.error.message)));
+  assert.equal(first.result!.failed.length, 0);
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+  assert.equal(curl(sandbox, '127.0.0.1', 9000), 200);
+  assert.equal(curl(sandbox, '127.0.0.1', 9010), 200);
+  assert.equal(curl(sandbox, '127.0.0.1', 9011), 0, 'outside the range');
+
+  const second = await reconcileOnce(opts);
+  assert.deepEqual(changes(second.plan), [], 'a second run changes nothing');
+  const ids = ourIds(second);
+  assert.equal(ids.prog.length, 1);
+  assert.ok(bpftoolIds('prog').has(ids.prog[0]!) && bpftoolIds('link').has(ids.link[0]!), 'bpftool sees the dispatcher');
+
+  // Remove a port.
+  dir.writeSteering('legacy-http', { netns: sandbox.path, ports: ['9000-9010'], listen: '127.0.0.1:8080' });
+  const third = await reconcileOnce(opts);
+  assert.equal(third.result!.failed.length, 0);
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 0, 'the removed port is refused');
+  assert.equal(curl(sandbox, '127.0.0.1', 9005), 200, 'the others still work');
+  assert.deepEqual(ourIds(third).link, ids.link, 'the link was not touched');
+
+  // Delete the policy file.
+  rmSync(file);
+  const last = await reconcileOnce(opts);
+  assert.equal(reconcileExitCode(last), 0);
+  assert.equal(curl(sandbox, '127.0.0.1', 9005), 0);
+  assert.ok(
+    await eventually(() => !bpftoolIds('prog').has(ids.prog[0]!) && !bpftoolIds('link').has(ids.link[0]!)),
+    'bpftool shows no program or link of ours',
+  );
+  const again = await reconcileOnce({ ...opts, dryRun: true });
+  assert.deepEqual(changes(again.plan), []);
+});
+
+kernelTest('a broken policy file never tears anything down; other policies still converge', async ({ pinDir, sandbox }) => {
+  await startHttpServer(sandbox, '127.0.0.1', 8080);
+  using dir = new PolicyDir();
+  const broken = dir.writeSteering('a', { netns: sandbox.path, ports: [8081], listen: '127.0.0.1:8080' });
+  dir.writeSteering('b', { netns: sandbox.path, ports: [8082], listen: '127.0.0.1:8080' });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+
+  // A half-written file and a new policy in another file.
+  dir.writeRaw('a.yaml', 'apiVersion: ebpf-policy/v1\nkind: PortSteering\nmetadata: {name: a\nspec: [');
+  dir.writeSteering('c', { netns: sandbox.path, ports: [8083], listen: '127.0.0.1:8080' });
+  const r = await reconcileOnce(opts);
+  assert.equal(reconcileExitCode(r), 1, 'the run reports the broken file');
+  assert.ok(r.load.problems.some((p) => p.file.endsWith('a.yaml') && p.severity === 'error'));
+  assert.ok(!r.plan.actions.some((a) => a.policy === 'a' && a.kind === 'delete'), 'nothing of policy a is deleted');
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200, 'policy a keeps its last applied state');
+  assert.equal(curl(sandbox, '127.0.0.1', 8083), 200, 'policy c converged anyway');
+
+  // Fixing the file and removing everything cleans up.
+  rmSync(broken);
+  rmSync(join(dir.path, 'b.yaml'));
+  rmSync(join(dir.path, 'c.yaml'));
+  const end = await reconcileOnce(opts);
+  assert.equal(reconcileExitCode(end), 0);
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 0);
+});
+
+kernelTest('a continuous connection loop sees zero failures while the dispatcher is upgraded', async ({ pinDir, sandbox }) => {
+  await startHttpServer(sandbox, '127.0.0.1', 8080);
+  using dir = new PolicyDir();
+  dir.writeSteering('web', { netns: sandbox.path, ports: [8081], listen: '127.0.0.1:8080' });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  const first = await reconcileOnce(opts);
+  assert.equal(reconcileExitCode(first), 0);
+  const linkId = ourIds(first).link[0];
+
+  // A client loop inside the namespace: connect, read the greeting, count failures, until told to stop.
+  const loop = sandbox.spawn([
+    'python3',
+    '-c',
+    `
+import socket, sys, time, os
+ok = fail = 0
+end = time.time() + 20
+while time.time() < end and not os.path.exists(sys.argv[1]):
+    try:
+        c = socket.create_connection(("127.0.0.1", 8081), timeout=2)
+        c.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        if c.recv(12).startswith(b"HTTP/1.0 200"): ok += 1
+        else: fail += 1
+        c.close()
+    except OSError:
+        fail += 1
+print(ok, fail, flush=True)
+`,
+    join(dir.path, 'stop'),
+  ]);
+  let out = '';
+  loop.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise((r) => setTimeout(r, 300));
+  const upgraded = await reconcileOnce({ ...opts, objectPath: DISPATCHER_VARIANT_OBJECT });
+  assert.ok(upgraded.plan.actions.some((a) => a.op.type === 'replaceProgram'), 'the plan replaces the program');
+  assert.deepEqual(upgraded.result!.failed.map((f) => f.error.message), []);
+  await new Promise((r) => setTimeout(r, 300));
+  const back = await reconcileOnce(opts);
+  assert.ok(back.plan.actions.some((a) => a.op.type === 'replaceProgram'));
+  await new Promise((r) => setTimeout(r, 300));
+  dir.writeRaw('stop', '');
+  await once(loop, 'close');
+  const [ok, fail] = out.trim().split(' ').map(Number);
+  assert.equal(fail, 0, `connections failed during the upgrade (${out.trim()})`);
+  assert.ok(ok! > 20, `the loop made connections (${ok})`);
+  const after = await reconcileOnce({ ...opts, dryRun: true });
+  assert.deepEqual(ourIds(after).link, [linkId], 'same link, new program');
+
+  rmSync(join(dir.path, 'web.yaml'));
+  rmSync(join(dir.path, 'stop'));
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+});
+
+kernelTest('SIGKILL in the middle of an apply, then a rerun, converges with nothing leaked', async ({ pinDir, sandbox }) => {
+  await startHttpServer(sandbox, '127.0.0.1', 8080);
+  using dir = new PolicyDir();
+  // A big policy (65,535 single-prefix entries) makes the apply long enough to interrupt.
+  dir.writeSteering('big', { netns: sandbox.path, ports: ['1-65535'], addresses: ['127.0.0.0/8'], listen: '127.0.0.1:8080' });
+  dir.writeSteering('small', { netns: sandbox.path, ports: [8081], addresses: ['127.0.0.2/32'], listen: '127.0.0.1:8080' });
+  const progsBefore = bpftoolIds('prog');
+  for (const delay of [150, 400]) {
+    const child = spawn(process.execPath, [cli, 'reconcile', '--once', '--bpffs-root', pinDir, '--policies', dir.path], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, delay));
+    child.kill('SIGKILL');
+    await once(child, 'close');
+  }
+  const r = spawnSync(process.execPath, [cli, 'reconcile', '--once', '--bpffs-root', pinDir, '--policies', dir.path], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const plan = spawnSync(process.execPath, [cli, 'plan', '--detailed-exitcode', '--bpffs-root', pinDir, '--policies', dir.path], { encoding: 'utf8' });
+  assert.equal(plan.status, 0, `plan after the rerun shows changes:\n${plan.stdout}`);
+  assert.equal(curl(sandbox, '127.0.0.2', 8081), 200);
+  assert.equal(curl(sandbox, '127.0.0.1', 12345), 200);
+
+  const report = await reconcileOnce({ root: pinDir, policyPaths: [dir.path], dryRun: true });
+  const ours = new Set(ourIds(report).prog);
+  const leaked = [...bpftoolIds('prog')].filter((id) => !progsBefore.has(id) && !ours.has(id));
+  assert.deepEqual(leaked, [], 'no program of an interrupted run is left loaded');
+
+  rmSync(join(dir.path, 'big.yaml'));
+  rmSync(join(dir.path, 'small.yaml'));
+  assert.equal(reconcileExitCode(await reconcileOnce({ root: pinDir, policyPaths: [dir.path] })), 0);
+  assert.ok(await eventually(() => [...bpftoolIds('prog')].every((id) => progsBefore.has(id))), 'every program of ours is gone');
+});
+
+kernelTest('a restarted target is re-resolved; a missing one is Degraded, not fatal', async ({ pinDir, sandbox }) => {
+  const server = await startHttpServer(sandbox, '127.0.0.1', 8080);
+  using dir = new PolicyDir();
+  dir.writeSteering('web', { netns: sandbox.path, ports: [8081], listen: '127.0.0.1:8080' });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+
+  server.kill('SIGKILL');
+  await once(server, 'close');
+  const degraded = await reconcileOnce(opts);
+  assert.equal(reconcileExitCode(degraded), 0);
+  assert.ok(degraded.plan.problems.some((p) => p.policy === 'web' && p.condition === 'Degraded' && /nothing listens on 127\.0\.0\.1:8080/.test(p.message)));
+
+  await startHttpServer(sandbox, '127.0.0.1', 8080);
+  const healed = await reconcileOnce(opts);
+  assert.ok(healed.result!.applied.some((a) => a.op.type === 'putSocket'), 'the new socket is put into the sockmap');
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+
+  rmSync(join(dir.path, 'web.yaml'));
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+});
