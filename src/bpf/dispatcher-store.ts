@@ -22,7 +22,7 @@ import { loadObject } from './object.js';
 import { Program } from './program.js';
 import { duplicateSocket } from './sockets.js';
 import { removePinTree, unpin } from './bpffs.js';
-import { decodeBindingValue, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './dispatcher-layout.js';
+import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './dispatcher-layout.js';
 
 /** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
 export const DISPATCHER_MAPS = ['bindings', 'sockets', 'binding_hits', 'stats', 'policies'] as const;
@@ -47,7 +47,7 @@ export interface ObservedDispatcher {
   link?: { id: number; progId: number; netnsIno: number; attached: boolean };
   /** Maps whose pins are missing or unreadable (the dispatcher is broken). */
   missingMaps: string[];
-  /** LPM entries: key bytes as hex, and what they point to. */
+  /** LPM entries: key bytes as a latin1 string (one char per byte), and what they point to. */
   bindings: Array<{ key: string; destId: number; bindingId: number }>;
   /** Policy records: name and JSON text. */
   records: Array<{ name: string; json: string }>;
@@ -99,9 +99,9 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
       continue;
     }
     if (name === 'bindings') {
-      for (const [k, v] of m.entries()) obs.bindings.push({ key: k.toString('hex'), ...decodeBindingValue(v) });
+      m.forEachEntry((k, v) => obs.bindings.push({ key: k.toString('latin1'), destId: v.readUInt32LE(0), bindingId: v.readUInt32LE(4) }));
     } else if (name === 'policies') {
-      for (const [k, v] of m.entries()) obs.records.push({ name: decodePolicyKey(k), json: decodePolicyRecord(v) });
+      m.forEachEntry((k, v) => obs.records.push({ name: decodePolicyKey(k), json: decodePolicyRecord(v) }));
     }
   }
   obs.bindings.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -242,12 +242,18 @@ function withMap<T>(dir: string, name: DispatcherMapName, fn: (m: BpfMap) => T):
   return fn(m);
 }
 
-/** Writes binding entries (keys hex, values bytes) with batch updates. */
+function packKeys(keys: string[]): Buffer {
+  const buf = Buffer.alloc(keys.length * BINDING_KEY_SIZE);
+  keys.forEach((k, i) => buf.write(k, i * BINDING_KEY_SIZE, 'latin1'));
+  return buf;
+}
+
+/** Writes binding entries (keys as latin1 strings) with batch updates. */
 export function upsertBindings(dir: string, entries: Array<{ key: string; destId: number; bindingId: number }>): void {
   if (entries.length === 0) return;
   withMap(dir, 'bindings', (m) => {
-    const keys = Buffer.concat(entries.map((e) => Buffer.from(e.key, 'hex')));
-    const values = Buffer.alloc(entries.length * 8);
+    const keys = packKeys(entries.map((e) => e.key));
+    const values = Buffer.alloc(entries.length * BINDING_VALUE_SIZE);
     entries.forEach((e, i) => {
       values.writeUInt32LE(e.destId, i * 8);
       values.writeUInt32LE(e.bindingId, i * 8 + 4);
@@ -256,10 +262,10 @@ export function upsertBindings(dir: string, entries: Array<{ key: string; destId
   });
 }
 
-/** Deletes binding entries by key (hex) with batch deletes; absent keys are fine. */
+/** Deletes binding entries by key (latin1 strings) with batch deletes; absent keys are fine. */
 export function deleteBindings(dir: string, keys: string[]): void {
   if (keys.length === 0) return;
-  withMap(dir, 'bindings', (m) => m.deleteBatch(Buffer.concat(keys.map((k) => Buffer.from(k, 'hex')))));
+  withMap(dir, 'bindings', (m) => m.deleteBatch(packKeys(keys)));
 }
 
 /** Puts another process's socket into the sockmap at `destId` (taking a duplicate with pidfd_getfd). */

@@ -136,18 +136,24 @@ export class BpfMap extends KernelObject {
     }
   }
 
-  /** All entries as [key, value] pairs, read with batch lookups where the map supports them. */
+  /** All entries as [key, value] pairs (copies), read with batch lookups where the map supports them. */
   entries(): Array<[Buffer, Buffer]> {
     const out: Array<[Buffer, Buffer]> = [];
-    if (this.#batchSupported !== false) {
-      const batched = this.#lookupBatch();
-      if (batched) return batched;
-    }
+    this.forEachEntry((k, v) => out.push([Buffer.from(k), Buffer.from(v)]));
+    return out;
+  }
+
+  /**
+   * Calls `fn` for every entry with views of the key and value bytes, valid
+   * only during the call (no copies: for large maps). Uses batch lookups
+   * where the map supports them. Throws ErrnoError.
+   */
+  forEachEntry(fn: (key: Buffer, value: Buffer) => void): void {
+    if (this.#batchSupported !== false && this.#lookupBatch(fn)) return;
     for (const key of this.keys()) {
       const value = this.lookup(key);
-      if (value) out.push([key, value]);
+      if (value) fn(key, value);
     }
-    return out;
   }
 
   /** True when the last batch call told us this map type has no batch operations. */
@@ -235,20 +241,20 @@ export class BpfMap extends KernelObject {
     return deleted;
   }
 
-  /** Reads every entry with BPF_MAP_LOOKUP_BATCH; undefined when the map type lacks it. */
-  #lookupBatch(): Array<[Buffer, Buffer]> | undefined {
+  /** Reads every entry with BPF_MAP_LOOKUP_BATCH; false when the map type lacks it. */
+  #lookupBatch(fn: (key: Buffer, value: Buffer) => void): boolean {
     const n = lib();
     const ks = this.keySize;
     const vs = this.valueSize;
     const info = this.info();
-    const chunk = Math.max(1, Math.min(info.maxEntries, 4096));
+    // Up to 4096 entries per call, but never more than ~4 MiB of buffers.
+    const chunk = Math.max(1, Math.min(info.maxEntries, 4096, Math.floor((4 << 20) / (ks + vs))));
     // Hash maps use a bucket cursor; 8 bytes covers every kernel's batch token.
     const inBatch = Buffer.alloc(Math.max(8, ks));
     const outBatch = Buffer.alloc(Math.max(8, ks));
     const keys = Buffer.alloc(chunk * ks);
     const values = Buffer.alloc(chunk * vs);
     const cnt = Buffer.alloc(4);
-    const out: Array<[Buffer, Buffer]> = [];
     let first = true;
     for (;;) {
       cnt.writeUInt32LE(chunk);
@@ -256,12 +262,11 @@ export class BpfMap extends KernelObject {
       const got = cnt.readUInt32LE(0);
       if (ret < 0 && first && isNoBatch(-ret) && got === 0) {
         this.#batchSupported = false;
-        return undefined;
+        return false;
       }
       if (ret < 0 && -ret !== ENOENT) throw new ErrnoError(-ret, 'bpf_map_lookup_batch', this.label);
-      for (let i = 0; i < got; i++)
-        out.push([Buffer.from(keys.subarray(i * ks, (i + 1) * ks)), Buffer.from(values.subarray(i * vs, (i + 1) * vs))]);
-      if (ret < 0) return out; // ENOENT: that was the last batch
+      for (let i = 0; i < got; i++) fn(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+      if (ret < 0) return true; // ENOENT: that was the last batch
       outBatch.copy(inBatch);
       first = false;
     }

@@ -11,8 +11,30 @@ import { ErrnoError } from './errors.js';
 import { OWN_NETNS } from './netns.js';
 import { findSocketHolder, listeningInodes, remoteSocketCookie, socketInodeOf } from './sockets.js';
 
-/** A Resolver for the dispatcher object at `objectPath`. */
+/**
+ * A Resolver for the dispatcher object at `objectPath`. It memoizes within
+ * its lifetime (one reconcile pass): many policies naming the same target
+ * cost one /proc scan and one pidfd_getfd.
+ */
 export function systemResolver(objectPath: string): Resolver {
+  const targets = new Map<string, ResolvedTarget>();
+  const inner = uncachedResolver(objectPath);
+  return {
+    netnsKey: inner.netnsKey,
+    dispatcherTag: inner.dispatcherTag,
+    target(netnsPath, protocol, target) {
+      const key = JSON.stringify([netnsPath, protocol, target]);
+      let r = targets.get(key);
+      if (!r) {
+        r = inner.target(netnsPath, protocol, target);
+        targets.set(key, r);
+      }
+      return r;
+    },
+  };
+}
+
+function uncachedResolver(objectPath: string): Resolver {
   return {
     netnsKey(path) {
       try {

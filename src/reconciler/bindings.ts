@@ -19,7 +19,7 @@ export function bindingShapes(p: Pick<DesiredSteering, 'ports' | 'prefixes'>): A
   return p.ports.flatMap((r: Range) => prefixes.map((prefix) => ({ start: r.start, end: r.end, prefix })));
 }
 
-/** LPM entries of one binding, keys as hex. */
+/** LPM entries of one binding, keys as latin1 strings (one char per key byte). */
 export function bindingEntries(
   protocol: 'tcp' | 'udp',
   b: RecordedBinding,
@@ -28,13 +28,17 @@ export function bindingEntries(
   const out: Array<{ key: string; destId: number; bindingId: number }> = [];
   if (b.prefix === EVERY_ADDRESS) {
     for (const block of portRangeBlocks(b.start, b.end))
-      out.push({ key: encodePortBlockKey({ protocol, port: block.port, bits: block.bits }).toString('hex'), destId, bindingId: b.id });
+      out.push({ key: encodePortBlockKey({ protocol, port: block.port, bits: block.bits }).toString('latin1'), destId, bindingId: b.id });
     return out;
   }
   const [address, len] = b.prefix.split('/');
   const prefixLength = Number(len);
-  for (let port = b.start; port <= b.end; port++)
-    out.push({ key: encodeBindingKey({ protocol, address: address!, prefixLength, port }).toString('hex'), destId, bindingId: b.id });
+  // Encode once, then patch the port bytes (offset 5, big-endian): 65,535 ports stay cheap.
+  const key = encodeBindingKey({ protocol, address: address!, prefixLength, port: b.start });
+  for (let port = b.start; port <= b.end; port++) {
+    key.writeUInt16BE(port, 5);
+    out.push({ key: key.toString('latin1'), destId, bindingId: b.id });
+  }
   return out;
 }
 

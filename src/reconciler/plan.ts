@@ -220,12 +220,23 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       };
       plannedRecords.push({ p, record, previous, fresh });
     }
+    // Observed keys some planned policy wants (so no removal touches them). Only observed keys are
+    // tracked: a 65,535-port policy costs one pass over its entries, not a set of all of them.
+    const bindingByKey = new Map((view?.bindings ?? []).map((e) => [e.key, e]));
     const desiredKeys = new Set<string>();
-    const desiredEntries = new Map<string, Array<{ key: string; destId: number; bindingId: number }>>();
+    const upsertsOf = new Map<string, { want: number; upserts: Array<{ key: string; destId: number; bindingId: number }> }>();
     for (const { record } of plannedRecords) {
-      const entries = record.bindings.flatMap((b) => bindingEntries(record.protocol, b, record.destId));
-      for (const e of entries) desiredKeys.add(e.key);
-      desiredEntries.set(record.name, entries);
+      const upserts: Array<{ key: string; destId: number; bindingId: number }> = [];
+      let want = 0;
+      for (const b of record.bindings) {
+        for (const e of bindingEntries(record.protocol, b, record.destId)) {
+          want++;
+          const h = bindingByKey.get(e.key);
+          if (h) desiredKeys.add(e.key);
+          if (!h || h.destId !== e.destId || h.bindingId !== e.bindingId) upserts.push(e);
+        }
+      }
+      upsertsOf.set(record.name, { want, upserts });
     }
 
     for (const { p, record, previous, fresh } of plannedRecords) {
@@ -280,23 +291,19 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       }
 
       // Entries: additions first, removals later.
-      const want = desiredEntries.get(p.name)!;
-      const have = new Map((entriesByDest.get(record.destId) ?? []).map((e) => [e.key, e]));
-      const upserts = want.filter((e) => {
-        const h = have.get(e.key);
-        return !h || h.destId !== e.destId || h.bindingId !== e.bindingId;
-      });
-      const stale = [...have.keys()].filter((k) => !desiredKeys.has(k));
+      const { want, upserts } = upsertsOf.get(p.name)!;
+      const have = entriesByDest.get(record.destId) ?? [];
+      const stale = have.map((e) => e.key).filter((k) => !desiredKeys.has(k));
       if (upserts.length > 0) {
         changed = true;
         add({
           ...base,
-          kind: have.size === 0 ? 'create' : 'update',
+          kind: have.length === 0 ? 'create' : 'update',
           phase: 'add',
           object: `${object}: bindings`,
           reason: `${upserts.length} entr${upserts.length === 1 ? 'y' : 'ies'} to add or correct`,
-          before: `${have.size} entries`,
-          after: `${want.length} entries`,
+          before: `${have.length} entries`,
+          after: `${want} entries`,
           op: { type: 'upsertBindings', dir, entries: upserts },
         });
       }
