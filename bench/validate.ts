@@ -8,7 +8,7 @@
  *   node dist/bench/validate.js [FILES] [POLICIES_PER_FILE]
  */
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseAllDocuments } from 'yaml';
@@ -90,6 +90,7 @@ try {
     throw new Error(`expected ${expected} valid policies, got ${result.policies.length} (ok=${result.ok})`);
   }
   const us = (ms: number) => ((ms * 1000) / expected).toFixed(1);
+  console.log(`machine:            ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`);
   console.log(`policies:           ${expected} in ${fileCount} files`);
   console.log(`generate files:     ${generatedMs.toFixed(0)} ms`);
   console.log(`baseline (read+YAML.parse+JSON.stringify): ${baseMs.toFixed(0)} ms (${us(baseMs)} µs/policy)`);

@@ -5,6 +5,8 @@
  */
 import { Command } from 'commander';
 import { registerDemo } from './demo.js';
+import { registerValidate } from './validate.js';
+import { registerReconcile } from './reconcile.js';
 
 const program = new Command('ebpf-policy')
   .description('Declarative eBPF policy engine: policy documents in, converged kernel state out.')
@@ -16,5 +18,7 @@ const program = new Command('ebpf-policy')
   });
 
 registerDemo(program);
+registerValidate(program);
+registerReconcile(program);
 
 await program.parseAsync(process.argv);

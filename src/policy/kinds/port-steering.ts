@@ -1,0 +1,209 @@
+/**
+ * The PortSteering kind: steer connections to some ports (and destination
+ * prefixes) of a network namespace to one socket.
+ */
+import { posix } from 'node:path';
+import type { PortSteering, PortSteeringTarget } from '../../types/generated/port-steering.js';
+import type { DesiredPolicyBase, Finding, PolicyConflict, PolicyKind, PolicySource } from '../kind.js';
+import {
+  aggregatePrefixes,
+  ALL_ADDRESSES,
+  formatPrefix,
+  intersectPrefixes,
+  parseCidr,
+  prefixContains,
+  type IpPrefix,
+} from '../net/cidr.js';
+import { parseListenAddress, type SocketAddress } from '../net/listen-address.js';
+import {
+  formatPortRanges,
+  intersectPortRanges,
+  MAX_PORT,
+  mergePortRanges,
+  portSpecToRange,
+  rangeSize,
+  type PortRange,
+} from '../net/ports.js';
+
+/** Where steered traffic goes. */
+export type SteeringTarget =
+  | ({ readonly type: 'listen' } & SocketAddress)
+  | { readonly type: 'socket'; readonly pid: number; readonly fd: number };
+
+/** Normalized desired state of one PortSteering policy, for the reconciler. */
+export interface PortSteeringPolicy extends DesiredPolicyBase {
+  readonly kind: 'PortSteering';
+  /** Normalized absolute path of the network namespace; undefined = the namespace ebpf-policy runs in. */
+  readonly netns: string | undefined;
+  readonly protocol: 'tcp' | 'udp';
+  /** Sorted, merged (non-overlapping, non-adjacent) inclusive port ranges. */
+  readonly ports: readonly PortRange[];
+  /**
+   * Canonical destination prefixes ("10.0.0.0/8", "2001:db8::/32"): host bits
+   * cleared, aggregated, IPv4 first then IPv6, sorted. Default "0.0.0.0/0" and "::/0".
+   */
+  readonly prefixes: readonly string[];
+  readonly target: SteeringTarget;
+}
+
+const KIND = 'PortSteering';
+
+function parsedPrefixes(addresses: readonly string[] | undefined): IpPrefix[] {
+  if (addresses === undefined) return [...ALL_ADDRESSES];
+  return addresses.flatMap((text) => {
+    const parsed = parseCidr(text);
+    return parsed.ok ? [parsed.prefix] : [];
+  });
+}
+
+function describePorts(spec: number | string, range: PortRange): string {
+  return typeof spec === 'number' ? String(spec) : `${range.start}-${range.end}`;
+}
+
+function checkPorts(ports: readonly (number | string)[]): Finding[] {
+  const findings: Finding[] = [];
+  const ranges = ports.map(portSpecToRange);
+  const total = ranges.reduce((sum, r) => sum + rangeSize(r), 0);
+  if (total > MAX_PORT) {
+    findings.push({
+      path: ['spec', 'ports'],
+      severity: 'error',
+      message: `the entries cover ${total} ports in total, more than ${MAX_PORT}; remove overlapping entries`,
+    });
+  }
+  ranges.forEach((range, i) => {
+    const j = ranges.findIndex((other, k) => k < i && other.start <= range.end && range.start <= other.end);
+    if (j < 0) return;
+    findings.push({
+      path: ['spec', 'ports', i],
+      severity: 'warning',
+      message: `${describePorts(ports[i] as number | string, range)} overlaps spec.ports[${j}] (${describePorts(ports[j] as number | string, ranges[j] as PortRange)})`,
+    });
+  });
+  return findings;
+}
+
+function checkAddresses(addresses: readonly string[]): Finding[] {
+  const findings: Finding[] = [];
+  const prefixes: (IpPrefix | undefined)[] = [];
+  addresses.forEach((text, i) => {
+    const parsed = parseCidr(text);
+    if (!parsed.ok) {
+      prefixes.push(undefined);
+      return;
+    }
+    const prefix = parsed.prefix;
+    prefixes.push(prefix);
+    const path = ['spec', 'addresses', i];
+    if (parsed.hostBitsSet) {
+      findings.push({
+        path,
+        severity: 'warning',
+        message: `"${text}" has host bits set; it means ${formatPrefix(prefix)}`,
+      });
+    }
+    const j = prefixes.findIndex((other, k) => k < i && other !== undefined && prefixContains(other, prefix));
+    if (j >= 0) {
+      findings.push({
+        path,
+        severity: 'warning',
+        message: `"${text}" is already covered by spec.addresses[${j}] (${addresses[j] as string})`,
+      });
+    }
+  });
+  return findings;
+}
+
+function normalizeTarget(target: PortSteeringTarget): SteeringTarget {
+  if ('listen' in target) {
+    const parsed = parseListenAddress(target.listen);
+    if (!parsed.ok) throw new Error(`invalid listen address "${target.listen}": ${parsed.reason}`);
+    return { type: 'listen', ...parsed.value };
+  }
+  return { type: 'socket', pid: target.pid, fd: target.fd };
+}
+
+function describeNetns(netns: string | undefined): string {
+  return netns === undefined ? 'the default network namespace' : `network namespace ${netns}`;
+}
+
+function describeSource(source: PolicySource): string {
+  return `${source.file}:${source.line}:${source.column}`;
+}
+
+/**
+ * Finds pairs of policies with the same protocol and netns whose port ranges
+ * and destination prefixes overlap. A sweep over port ranges sorted by start
+ * finds candidate pairs without comparing every pair of policies.
+ */
+function findOverlappingClaims(policies: readonly PortSteeringPolicy[]): PolicyConflict<PortSteeringPolicy>[] {
+  const groups = new Map<string, number[]>();
+  policies.forEach((policy, index) => {
+    const key = `${policy.protocol}\u0000${policy.netns ?? ''}`;
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [index]);
+    else group.push(index);
+  });
+  const conflicts: PolicyConflict<PortSteeringPolicy>[] = [];
+  for (const members of groups.values()) {
+    if (members.length < 2) continue;
+    const intervals = members
+      .flatMap((index) => (policies[index] as PortSteeringPolicy).ports.map((range) => ({ ...range, index })))
+      .sort((a, b) => a.start - b.start);
+    const pairs = new Set<number>();
+    let active: typeof intervals = [];
+    for (const interval of intervals) {
+      active = active.filter((other) => other.end >= interval.start);
+      for (const other of active) {
+        if (other.index === interval.index) continue;
+        const [first, second] = other.index < interval.index ? [other.index, interval.index] : [interval.index, other.index];
+        pairs.add(first * policies.length + second);
+      }
+      active.push(interval);
+    }
+    for (const pair of [...pairs].sort((a, b) => a - b)) {
+      const earlier = policies[Math.floor(pair / policies.length)] as PortSteeringPolicy;
+      const later = policies[pair % policies.length] as PortSteeringPolicy;
+      const prefixes = intersectPrefixes(parsedPrefixes(earlier.prefixes), parsedPrefixes(later.prefixes));
+      if (prefixes.length === 0) continue;
+      const ports = intersectPortRanges(earlier.ports, later.ports);
+      conflicts.push({
+        policy: later,
+        path: ['spec', 'ports'],
+        severity: 'error',
+        message:
+          `policy "${later.name}" overlaps policy "${earlier.name}" (${describeSource(earlier.source)}): ` +
+          `both claim ${later.protocol} ${ports.length === 1 && ports[0]?.start === ports[0]?.end ? 'port' : 'ports'} ` +
+          `${formatPortRanges(ports)} for ${prefixes.map(formatPrefix).join(', ')} in ${describeNetns(later.netns)}`,
+      });
+    }
+  }
+  return conflicts;
+}
+
+/** The PortSteering kind module. */
+export const portSteeringKind: PolicyKind<PortSteering, PortSteeringPolicy> = {
+  kind: KIND,
+  schemaFile: 'port-steering.schema.json',
+
+  check(document) {
+    return [...checkPorts(document.spec.ports), ...checkAddresses(document.spec.addresses ?? [])];
+  },
+
+  normalize(document, source) {
+    const { spec, metadata } = document;
+    return {
+      kind: KIND,
+      name: metadata.name,
+      labels: { ...(metadata.labels ?? {}) },
+      source,
+      netns: spec.netns === undefined ? undefined : posix.normalize(spec.netns),
+      protocol: spec.protocol,
+      ports: mergePortRanges(spec.ports.map(portSpecToRange)),
+      prefixes: aggregatePrefixes(parsedPrefixes(spec.addresses)).map(formatPrefix),
+      target: normalizeTarget(spec.target),
+    };
+  },
+
+  findConflicts: findOverlappingClaims,
+};

@@ -1,0 +1,68 @@
+/**
+ * Socket addresses written as "ADDR:PORT" ("127.0.0.1:8080", "[::1]:8080").
+ */
+import { formatIpAddress, parseIPv4, parseIPv6, type IpFamily } from './ip.js';
+import { MAX_PORT, MIN_PORT } from './ports.js';
+
+/** A literal IP address and port. */
+export interface SocketAddress {
+  readonly family: IpFamily;
+  /** Canonical text of the address (RFC 5952 for IPv6), without brackets. */
+  readonly address: string;
+  readonly port: number;
+}
+
+/** Result of {@link parseListenAddress}: the address, or why the text is not one. */
+export type ListenAddressParseResult =
+  | { readonly ok: true; readonly value: SocketAddress }
+  | { readonly ok: false; readonly reason: string };
+
+const PORT = /^(0|[1-9][0-9]{0,4})$/;
+
+/**
+ * Parses "IPV4:PORT" or "[IPV6]:PORT" with a literal address (host names
+ * are not resolved) and a port in 1..65535. Never throws.
+ */
+export function parseListenAddress(text: string): ListenAddressParseResult {
+  let host: string;
+  let portText: string;
+  let family: IpFamily;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0) return { ok: false, reason: 'missing "]" after the IPv6 address' };
+    host = text.slice(1, close);
+    family = 6;
+    const rest = text.slice(close + 1);
+    if (!rest.startsWith(':')) return { ok: false, reason: 'missing ":PORT" after "]", e.g. "[::1]:8080"' };
+    portText = rest.slice(1);
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) return { ok: false, reason: 'missing ":PORT", e.g. "127.0.0.1:8080"' };
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    family = 4;
+    if (host.includes(':')) return { ok: false, reason: 'write IPv6 addresses in brackets, e.g. "[::1]:8080"' };
+  }
+  let value: bigint | undefined;
+  if (family === 6) {
+    value = parseIPv6(host);
+  } else {
+    const v4 = parseIPv4(host);
+    value = v4 === undefined ? undefined : BigInt(v4);
+  }
+  if (value === undefined) {
+    const hint = family === 4 && /[a-zA-Z]/.test(host) ? '; host names are not resolved' : '';
+    return { ok: false, reason: `"${host}" is not an IPv${family} address${hint}` };
+  }
+  if (!PORT.test(portText)) return { ok: false, reason: `port "${portText}" is not a number` };
+  const port = Number(portText);
+  if (port < MIN_PORT || port > MAX_PORT) {
+    return { ok: false, reason: `port ${port} is out of range ${MIN_PORT}..${MAX_PORT}` };
+  }
+  return { ok: true, value: { family, address: formatIpAddress(family, value), port } };
+}
+
+/** Formats a socket address as "1.2.3.4:80" or "[::1]:80". */
+export function formatSocketAddress(address: SocketAddress): string {
+  return address.family === 6 ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+}

@@ -1,0 +1,58 @@
+/**
+ * Maps paths in a parsed YAML/JSON document back to line and column in the
+ * source text, using the node ranges kept by the `yaml` parser.
+ */
+import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
+import type { PathSegment } from './json-path.js';
+
+/** A 1-based line and column. */
+export interface Position {
+  readonly line: number;
+  readonly column: number;
+}
+
+function positionOf(node: Node | null | undefined, lineCounter: LineCounter): Position | undefined {
+  const offset = node?.range?.[0];
+  if (offset === undefined) return undefined;
+  const { line, col } = lineCounter.linePos(offset);
+  return { line, column: col };
+}
+
+/**
+ * Finds where `path` is in `doc`: the start of its value, or of its key when
+ * `atKey` is set. When the path does not exist (a missing field), the
+ * position of the deepest existing ancestor is returned.
+ */
+export function locateInDocument(
+  doc: Document,
+  lineCounter: LineCounter,
+  path: readonly PathSegment[],
+  atKey = false,
+): Position {
+  const start = positionOf(doc.contents, lineCounter) ?? { line: 1, column: 1 };
+  let node: Node | null | undefined = doc.contents;
+  let best = start;
+  for (let i = 0; i < path.length; i++) {
+    if (isAlias(node)) node = node.resolve(doc);
+    const segment = path[i] as PathSegment;
+    let keyNode: Node | null | undefined;
+    let next: Node | null | undefined;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
+      if (pair === undefined) return best;
+      keyNode = pair.key as Node;
+      next = pair.value as Node | null;
+    } else if (isSeq(node) && typeof segment === 'number') {
+      next = node.items[segment] as Node | undefined;
+      if (next === undefined) return best;
+    } else {
+      return best;
+    }
+    const last = i === path.length - 1;
+    if (last && atKey && keyNode !== undefined) return positionOf(keyNode, lineCounter) ?? best;
+    // A key without a value ("ports:") has no value node; point at the key.
+    best = positionOf(next, lineCounter) ?? positionOf(keyNode, lineCounter) ?? best;
+    node = next;
+  }
+  return best;
+}

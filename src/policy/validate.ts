@@ -1,0 +1,142 @@
+/**
+ * Validates parsed policy documents: the schema of their kind, the kind's
+ * own checks, and checks across all documents (unique names, conflicting
+ * claims). Produces the normalized desired state of the valid policies.
+ */
+import { closestMatch, describeValue } from './describe.js';
+import { STRING_FORMATS } from './formats.js';
+import { formatPath } from './json-path.js';
+import type { DesiredPolicyBase, Finding, PolicySource } from './kind.js';
+import { defaultKindRegistry, type DesiredPolicy, type KindRegistry } from './kinds/index.js';
+import type { PolicyDocument } from './parse.js';
+import type { PolicyProblem } from './problem.js';
+import { explainSchemaErrors } from './schema-errors.js';
+import { defaultSchemaSet, type SchemaSet } from './schema-set.js';
+
+/** Schema of the fields common to all kinds, used when the kind is missing or unknown. */
+const ENVELOPE_SCHEMA = 'envelope.schema.json';
+
+/** What to validate against; defaults are the installed schemas and all kinds. */
+export interface ValidateOptions {
+  readonly kinds?: KindRegistry;
+  readonly schemas?: SchemaSet;
+}
+
+/** Result of {@link validatePolicyDocuments}. */
+export interface ValidationResult {
+  /** Desired state of each document that passed its own checks, in load order. */
+  readonly policies: DesiredPolicy[];
+  /** Every problem found, unsorted. */
+  readonly problems: PolicyProblem[];
+}
+
+function toProblem(document: PolicyDocument, finding: Finding): PolicyProblem {
+  const { line, column } = document.locate(finding.path, finding.atKey === true);
+  return {
+    file: document.file,
+    line,
+    column,
+    path: formatPath(finding.path),
+    message: finding.message,
+    severity: finding.severity,
+  };
+}
+
+function sourceOf(document: PolicyDocument): PolicySource {
+  return { file: document.file, documentIndex: document.index, line: document.line, column: document.column };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Validates one document; returns its findings and, if it has no errors, its desired state. */
+function validateDocument(
+  document: PolicyDocument,
+  kinds: KindRegistry,
+  schemas: SchemaSet,
+): { findings: Finding[]; desired?: DesiredPolicyBase } {
+  const value = document.value;
+  if (!isRecord(value)) {
+    const message = `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(value)}`;
+    return { findings: [{ path: [], message, severity: 'error' }] };
+  }
+  const kind = typeof value.kind === 'string' ? kinds.get(value.kind) : undefined;
+  const validate = schemas.validatorFor(kind?.schemaFile ?? ENVELOPE_SCHEMA);
+  const findings = validate(value) ? [] : explainSchemaErrors(validate.errors ?? [], value, schemas);
+  if (kind === undefined) {
+    if (typeof value.kind === 'string') {
+      const suggestion = closestMatch(value.kind, kinds.names);
+      const hint = suggestion === undefined ? '' : `; did you mean "${suggestion}"?`;
+      const message = `unknown kind "${value.kind}" (known: ${kinds.names.join(', ')}${hint})`;
+      findings.push({ path: ['kind'], message, severity: 'error' });
+    }
+    return { findings };
+  }
+  if (findings.length > 0) return { findings };
+  const checked = kind.check(value);
+  if (checked.some((f) => f.severity === 'error')) return { findings: checked };
+  return { findings: checked, desired: kind.normalize(value, sourceOf(document)) };
+}
+
+/** metadata.name of a document, if it is a valid name whatever else is wrong. */
+function nameOf(document: PolicyDocument): string | undefined {
+  const value = document.value;
+  const name = isRecord(value) && isRecord(value.metadata) ? value.metadata.name : undefined;
+  return typeof name === 'string' && STRING_FORMATS['dns1123-label']?.explain(name) === undefined ? name : undefined;
+}
+
+/** Reports every document whose metadata.name was already used by an earlier one. */
+function findDuplicateNames(documents: readonly PolicyDocument[]): PolicyProblem[] {
+  const first = new Map<string, PolicyDocument>();
+  const problems: PolicyProblem[] = [];
+  for (const document of documents) {
+    const name = nameOf(document);
+    if (name === undefined) continue;
+    const earlier = first.get(name);
+    if (earlier === undefined) {
+      first.set(name, document);
+      continue;
+    }
+    const at = earlier.locate(['metadata', 'name']);
+    const message = `duplicate policy name "${name}": also defined at ${earlier.file}:${at.line}:${at.column}`;
+    problems.push(toProblem(document, { path: ['metadata', 'name'], message, severity: 'error' }));
+  }
+  return problems;
+}
+
+/**
+ * Validates documents against their kind's schema and checks, then across
+ * documents. User mistakes are returned as problems; this never throws for
+ * any document content.
+ * @throws Error only if the installed schemas are broken.
+ */
+export function validatePolicyDocuments(
+  documents: readonly PolicyDocument[],
+  options: ValidateOptions = {},
+): ValidationResult {
+  const kinds = options.kinds ?? defaultKindRegistry;
+  const schemas = options.schemas ?? defaultSchemaSet();
+  const problems: PolicyProblem[] = [];
+  const policies: DesiredPolicyBase[] = [];
+  const documentOf = new Map<DesiredPolicyBase, PolicyDocument>();
+
+  for (const document of documents) {
+    const { findings, desired } = validateDocument(document, kinds, schemas);
+    for (const finding of findings) problems.push(toProblem(document, finding));
+    if (desired !== undefined) {
+      policies.push(desired);
+      documentOf.set(desired, document);
+    }
+  }
+
+  problems.push(...findDuplicateNames(documents));
+  for (const kind of kinds.kinds) {
+    const ofKind = policies.filter((p) => p.kind === kind.kind);
+    for (const conflict of kind.findConflicts(ofKind)) {
+      const document = documentOf.get(conflict.policy);
+      if (document !== undefined) problems.push(toProblem(document, conflict));
+    }
+  }
+  return { policies: policies as DesiredPolicy[], problems };
+}

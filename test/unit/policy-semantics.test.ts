@@ -1,0 +1,134 @@
+/**
+ * Checks beyond the schema: unique names, overlapping claims between
+ * PortSteering policies, total port count, listen addresses, and the
+ * normalized desired state.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { PortSteeringPolicy } from '../../src/policy/kinds/port-steering.js';
+import { formatProblem } from '../../src/policy/problem.js';
+import { portSteeringYaml, validateText } from './policy-test-helpers.js';
+
+function lines(text: string): string[] {
+  return validateText(text).problems.map(formatProblem);
+}
+
+function steering(name: string, spec: Record<string, string>): string {
+  const fields = { protocol: 'tcp', ports: '[8081]', target: '{listen: "127.0.0.1:8080"}', ...spec };
+  return portSteeringYaml(name, Object.entries(fields).map(([k, v]) => `${k}: ${v}`).join('\n  '));
+}
+
+test('duplicate metadata.name: reported on the later policy, naming both places', () => {
+  const text = `${steering('web', {})}---\n${steering('web', { protocol: 'udp' })}`;
+  assert.deepEqual(lines(text), [
+    'test.yaml:13:9: error: metadata.name: duplicate policy name "web": also defined at test.yaml:4:9',
+  ]);
+});
+
+test('duplicate names are found even between kinds and in otherwise invalid documents', () => {
+  const text = `${steering('web', {})}---\napiVersion: ebpf-policy/v1\nkind: Other\nmetadata: {name: web}\nspec: {}\n`;
+  assert.deepEqual(lines(text), [
+    'test.yaml:11:7: error: kind: unknown kind "Other" (known: PortSteering)',
+    'test.yaml:12:18: error: metadata.name: duplicate policy name "web": also defined at test.yaml:4:9',
+  ]);
+});
+
+test('overlapping claims need the same protocol, netns, a common port and a common address', () => {
+  const base = steering('a', { ports: '["9000-9100"]', addresses: '["10.0.0.0/8", "2001:db8::/32"]' });
+  const cases: [Record<string, string>, boolean][] = [
+    [{ ports: '[9100]' }, true],
+    [{ ports: '[9101]' }, false],
+    [{ ports: '[9050]', protocol: 'udp' }, false],
+    [{ ports: '[9050]', netns: '/run/netns/x' }, false],
+    [{ ports: '[9050]', addresses: '["10.1.2.0/24"]' }, true],
+    [{ ports: '[9050]', addresses: '["0.0.0.0/0"]' }, true],
+    [{ ports: '[9050]', addresses: '["11.0.0.0/8", "2001:db9::/32"]' }, false],
+    [{ ports: '[9050]', addresses: '["2001:db8:1::/48"]' }, true],
+  ];
+  for (const [spec, overlaps] of cases) {
+    const found = lines(`${base}---\n${steering('b', spec)}`);
+    assert.equal(found.length, overlaps ? 1 : 0, `${JSON.stringify(spec)}: ${found.join('\n')}`);
+  }
+});
+
+test('an overlap names both policies, the common ports, prefixes and namespace', () => {
+  const text =
+    `${steering('a', { netns: '/run/netns/web', ports: '[80, "9000-9100"]', addresses: '["10.0.0.0/8"]' })}---\n` +
+    `${steering('b', { netns: '/run/netns//web', ports: '["9050-9200", 80]', addresses: '["10.1.0.0/16", "192.168.0.0/16"]' })}`;
+  assert.deepEqual(lines(text), [
+    'test.yaml:18:10: error: spec.ports: policy "b" overlaps policy "a" (test.yaml:1:1): both claim tcp ports 80, 9050-9100 for 10.1.0.0/16 in network namespace /run/netns/web',
+  ]);
+});
+
+test('a policy never overlaps itself, and overlaps are reported once per pair', () => {
+  assert.deepEqual(lines(steering('a', { ports: '[80, "80-90", 85]' })).filter((l) => l.includes('error')), []);
+  const three = [steering('a', {}), steering('b', {}), steering('c', {})].join('---\n');
+  const found = lines(three);
+  assert.equal(found.length, 3);
+  assert.match(found[0] as string, /policy "b" overlaps policy "a"/);
+  assert.match(found[1] as string, /policy "c" overlaps policy "a"/);
+  assert.match(found[2] as string, /policy "c" overlaps policy "b"/);
+});
+
+test('port entries covering more than 65535 ports in total are an error', () => {
+  assert.deepEqual(lines(steering('a', { ports: '["1-65535"]' })), []);
+  assert.deepEqual(lines(steering('a', { ports: '["1-65535", 80]' })), [
+    'test.yaml:7:10: error: spec.ports: the entries cover 65536 ports in total, more than 65535; remove overlapping entries',
+    'test.yaml:7:22: warning: spec.ports[1]: 80 overlaps spec.ports[0] (1-65535)',
+  ]);
+});
+
+test('target.listen accepts IPv4:PORT and [IPv6]:PORT only', () => {
+  const ok = ['127.0.0.1:8080', '0.0.0.0:1', '[::1]:65535', '[::]:80', '[2001:DB8::1]:443', '[::ffff:127.0.0.1]:80'];
+  for (const listen of ok) assert.deepEqual(lines(steering('a', { target: `{listen: "${listen}"}` })), [], listen);
+  const bad: [string, string][] = [
+    ['localhost:8080', '"localhost" is not an IPv4 address; host names are not resolved'],
+    ['::1:8080', 'write IPv6 addresses in brackets, e.g. "[::1]:8080"'],
+    ['[::1]8080', 'missing ":PORT" after "]", e.g. "[::1]:8080"'],
+    ['[::1:8080', 'missing "]" after the IPv6 address'],
+    ['127.0.0.1', 'missing ":PORT", e.g. "127.0.0.1:8080"'],
+    ['127.0.0.1:', 'port "" is not a number'],
+    ['127.0.0.1:080', 'port "080" is not a number'],
+    ['127.0.0.1:65536', 'port 65536 is out of range 1..65535'],
+    ['256.0.0.1:80', '"256.0.0.1" is not an IPv4 address'],
+    ['[fe80::1%eth0]:80', '"fe80::1%eth0" is not an IPv6 address'],
+  ];
+  for (const [listen, reason] of bad) {
+    assert.deepEqual(
+      lines(steering('a', { target: `{listen: "${listen}"}` })).map((l) => l.replace(/^test\.yaml:\d+:\d+: /, '')),
+      [`error: spec.target.listen: "${listen}" is not a valid listen address (${reason})`],
+      listen,
+    );
+  }
+});
+
+test('normalization: merged sorted ports, aggregated canonical prefixes, netns path, target', () => {
+  const text = steering('a', {
+    netns: '/run/netns/./web',
+    protocol: 'udp',
+    ports: '[9005, "9000-9004", 53, "9006-9010", 8081, 8080]',
+    addresses: '["10.128.0.0/9", "10.0.0.0/9", "10.1.0.0/16", "2001:DB8:0:0:0:0:0:1/32", "::ffff:10.0.0.1/128", "0.0.0.0/32"]',
+    target: '{listen: "[2001:db8:0::1]:53"}',
+  });
+  const { policies, problems } = validateText(text);
+  assert.equal(problems.filter((p) => p.severity === 'error').length, 0);
+  const policy = policies[0] as PortSteeringPolicy;
+  assert.equal(policy.netns, '/run/netns/web');
+  assert.equal(policy.protocol, 'udp');
+  assert.deepEqual(policy.ports, [
+    { start: 53, end: 53 },
+    { start: 8080, end: 8081 },
+    { start: 9000, end: 9010 },
+  ]);
+  assert.deepEqual(policy.prefixes, ['0.0.0.0/32', '10.0.0.0/8', '::ffff:10.0.0.1/128', '2001:db8::/32']);
+  assert.deepEqual(policy.target, { type: 'listen', family: 6, address: '2001:db8::1', port: 53 });
+});
+
+test('normalization: no netns means the own namespace; no addresses means all of IPv4 and IPv6', () => {
+  const policy = validateText(steering('a', { target: '{pid: 42, fd: 7}' })).policies[0] as PortSteeringPolicy;
+  assert.equal(policy.netns, undefined);
+  assert.deepEqual(policy.prefixes, ['0.0.0.0/0', '::/0']);
+  assert.deepEqual(policy.target, { type: 'socket', pid: 42, fd: 7 });
+  assert.deepEqual(policy.labels, {});
+  assert.deepEqual(policy.source, { file: 'test.yaml', documentIndex: 0, line: 1, column: 1 });
+});
