@@ -97,9 +97,16 @@ export class NetnsSandbox implements AsyncDisposable {
     return run('ip', ['netns', 'exec', this.name, ...args]);
   }
 
-  /** Starts a process inside the namespace; destroy() kills it. */
+  /**
+   * Starts a process inside the namespace; destroy() kills it. Its stdout and
+   * stderr are always drained (a chatty server, such as http.server logging
+   * each request, would otherwise block once the pipe is full); callers may
+   * listen to them too.
+   */
   spawn(args: string[]): ChildProcess {
     const child = spawn('ip', ['netns', 'exec', this.name, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.on('data', () => undefined);
+    child.stderr?.on('data', () => undefined);
     this.#children.add(child);
     child.once('close', () => this.#children.delete(child));
     return child;

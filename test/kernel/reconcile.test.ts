@@ -104,7 +104,8 @@ kernelTest('a continuous connection loop sees zero failures while the dispatcher
   const opts = { root: pinDir, policyPaths: [dir.path] };
   const first = await reconcileOnce(opts);
   assert.equal(reconcileExitCode(first), 0);
-  const linkId = ourIds(first).link[0];
+  const linkId = ourIds(await reconcileOnce({ ...opts, dryRun: true })).link[0];
+  assert.ok(linkId);
 
   // A client loop inside the namespace: connect, read the greeting, count failures, until told to stop.
   const loop = sandbox.spawn([
@@ -113,34 +114,44 @@ kernelTest('a continuous connection loop sees zero failures while the dispatcher
     `
 import socket, sys, time, os
 ok = fail = 0
-end = time.time() + 20
+why = []
+start = time.time()
+end = start + 20
 while time.time() < end and not os.path.exists(sys.argv[1]):
     try:
         c = socket.create_connection(("127.0.0.1", 8081), timeout=2)
         c.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        if c.recv(12).startswith(b"HTTP/1.0 200"): ok += 1
-        else: fail += 1
+        head = c.makefile("rb").readline()
+        if head.startswith(b"HTTP/1.0 200"): ok += 1
+        else:
+            fail += 1
+            why.append(repr(head))
         c.close()
-    except OSError:
+    except OSError as e:
         fail += 1
-print(ok, fail, flush=True)
+        why.append("%r at +%.2fs" % (e, time.time() - start))
+print(ok, fail, ";".join(why[:5]), flush=True)
 `,
     join(dir.path, 'stop'),
   ]);
   let out = '';
   loop.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const t0 = Date.now();
   await new Promise((r) => setTimeout(r, 300));
+  const marks: string[] = [];
   const upgraded = await reconcileOnce({ ...opts, objectPath: DISPATCHER_VARIANT_OBJECT });
+  marks.push(`upgrade done at +${((Date.now() - t0) / 1000).toFixed(2)}s`);
   assert.ok(upgraded.plan.actions.some((a) => a.op.type === 'replaceProgram'), 'the plan replaces the program');
   assert.deepEqual(upgraded.result!.failed.map((f) => f.error.message), []);
   await new Promise((r) => setTimeout(r, 300));
   const back = await reconcileOnce(opts);
+  marks.push(`downgrade done at +${((Date.now() - t0) / 1000).toFixed(2)}s`);
   assert.ok(back.plan.actions.some((a) => a.op.type === 'replaceProgram'));
   await new Promise((r) => setTimeout(r, 300));
   dir.writeRaw('stop', '');
   await once(loop, 'close');
-  const [ok, fail] = out.trim().split(' ').map(Number);
-  assert.equal(fail, 0, `connections failed during the upgrade (${out.trim()})`);
+  const [ok, fail] = out.trim().split(' ', 2).map(Number);
+  assert.equal(fail, 0, `connections failed during the upgrade (${out.trim()}; ${marks.join(', ')})`);
   assert.ok(ok! > 20, `the loop made connections (${ok})`);
   const after = await reconcileOnce({ ...opts, dryRun: true });
   assert.deepEqual(ourIds(after).link, [linkId], 'same link, new program');

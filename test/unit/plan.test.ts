@@ -109,14 +109,15 @@ function simulate(observed: ObservedState, actions: Action[], desired: DesiredSt
 const NAMES = ['a', 'b', 'c', 'd', 'e'];
 const NETNS = ['ino-1', 'ino-2'];
 
+// Each policy claims ports from its own band, as validation rejects two policies claiming the same port and prefix.
 const arbPolicy = (name: string): fc.Arbitrary<DesiredSteering> =>
   fc
     .record({
       ns: fc.constantFrom(...NETNS),
       protocol: fc.constantFrom('tcp' as const, 'udp' as const),
-      base: fc.integer({ min: 1, max: 60000 }),
+      base: fc.integer({ min: 1, max: 10000 }).map((p) => p + NAMES.indexOf(name) * 12000),
       len: fc.integer({ min: 0, max: 40 }),
-      extra: fc.option(fc.integer({ min: 61000, max: 65535 }), { nil: undefined }),
+      extra: fc.option(fc.integer({ min: 11000, max: 11999 }).map((p) => p + NAMES.indexOf(name) * 12000), { nil: undefined }),
       prefixes: fc.constantFrom(['0.0.0.0/0', '::/0'], ['10.0.0.0/8'], ['10.1.0.0/16', '2001:db8::/32']),
       target: fc.oneof(fc.constant(undefined), fc.integer({ min: 100, max: 105 })),
       file: fc.constantFrom('/p/one.yaml', '/p/two.yaml'),

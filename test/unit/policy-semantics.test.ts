@@ -33,17 +33,20 @@ test('duplicate names are found even between kinds and in otherwise invalid docu
   ]);
 });
 
-test('overlapping claims need the same protocol, netns, a common port and a common address', () => {
+test('overlapping claims need the same protocol, netns, a common port and an identical prefix (nested prefixes: the longer wins)', () => {
   const base = steering('a', { ports: '["9000-9100"]', addresses: '["10.0.0.0/8", "2001:db8::/32"]' });
   const cases: [Record<string, string>, boolean][] = [
-    [{ ports: '[9100]' }, true],
-    [{ ports: '[9101]' }, false],
-    [{ ports: '[9050]', protocol: 'udp' }, false],
-    [{ ports: '[9050]', netns: '/run/netns/x' }, false],
-    [{ ports: '[9050]', addresses: '["10.1.2.0/24"]' }, true],
-    [{ ports: '[9050]', addresses: '["0.0.0.0/0"]' }, true],
+    [{ ports: '[9100]', addresses: '["10.0.0.0/8"]' }, true],
+    [{ ports: '[9101]', addresses: '["10.0.0.0/8"]' }, false],
+    [{ ports: '[9050]', protocol: 'udp', addresses: '["10.0.0.0/8"]' }, false],
+    [{ ports: '[9050]', netns: '/run/netns/x', addresses: '["10.0.0.0/8"]' }, false],
+    [{ ports: '[9100]' }, false],
+    [{ ports: '[9050]', addresses: '["10.0.0.0/8"]' }, true],
+    [{ ports: '[9050]', addresses: '["2001:db8::/32"]' }, true],
+    [{ ports: '[9050]', addresses: '["10.1.2.0/24"]' }, false],
+    [{ ports: '[9050]', addresses: '["0.0.0.0/0"]' }, false],
     [{ ports: '[9050]', addresses: '["11.0.0.0/8", "2001:db9::/32"]' }, false],
-    [{ ports: '[9050]', addresses: '["2001:db8:1::/48"]' }, true],
+    [{ ports: '[9050]', addresses: '["2001:db8:1::/48"]' }, false],
   ];
   for (const [spec, overlaps] of cases) {
     const found = lines(`${base}---\n${steering('b', spec)}`);
@@ -54,9 +57,9 @@ test('overlapping claims need the same protocol, netns, a common port and a comm
 test('an overlap names both policies, the common ports, prefixes and namespace', () => {
   const text =
     `${steering('a', { netns: '/run/netns/web', ports: '[80, "9000-9100"]', addresses: '["10.0.0.0/8"]' })}---\n` +
-    `${steering('b', { netns: '/run/netns//web', ports: '["9050-9200", 80]', addresses: '["10.1.0.0/16", "192.168.0.0/16"]' })}`;
+    `${steering('b', { netns: '/run/netns//web', ports: '["9050-9200", 80]', addresses: '["10.0.0.0/8", "192.168.0.0/16"]' })}`;
   assert.deepEqual(lines(text), [
-    'test.yaml:18:10: error: spec.ports: policy "b" overlaps policy "a" (test.yaml:1:1): both claim tcp ports 80, 9050-9100 for 10.1.0.0/16 in network namespace /run/netns/web',
+    'test.yaml:18:10: error: spec.ports: policy "b" overlaps policy "a" (test.yaml:1:1): both claim tcp ports 80, 9050-9100 for 10.0.0.0/8 in network namespace /run/netns/web',
   ]);
 });
 

@@ -9,7 +9,6 @@ import {
   aggregatePrefixes,
   ALL_ADDRESSES,
   formatPrefix,
-  intersectPrefixes,
   parseCidr,
   prefixContains,
   type IpPrefix,
@@ -133,8 +132,11 @@ function describeSource(source: PolicySource): string {
 
 /**
  * Finds pairs of policies with the same protocol and netns whose port ranges
- * and destination prefixes overlap. A sweep over port ranges sorted by start
- * finds candidate pairs without comparing every pair of policies.
+ * overlap on an identical destination prefix: the dispatcher could not tell
+ * them apart. Nested prefixes (10.0.0.0/8 and 10.1.0.0/16) are no conflict:
+ * the longer prefix wins, by the dispatcher's longest-prefix match. A sweep
+ * over port ranges sorted by start finds candidate pairs without comparing
+ * every pair of policies.
  */
 function findOverlappingClaims(policies: readonly PortSteeringPolicy[]): PolicyConflict<PortSteeringPolicy>[] {
   const groups = new Map<string, number[]>();
@@ -164,7 +166,8 @@ function findOverlappingClaims(policies: readonly PortSteeringPolicy[]): PolicyC
     for (const pair of [...pairs].sort((a, b) => a - b)) {
       const earlier = policies[Math.floor(pair / policies.length)] as PortSteeringPolicy;
       const later = policies[pair % policies.length] as PortSteeringPolicy;
-      const prefixes = intersectPrefixes(parsedPrefixes(earlier.prefixes), parsedPrefixes(later.prefixes));
+      const same = new Set(earlier.prefixes);
+      const prefixes = later.prefixes.filter((p) => same.has(p));
       if (prefixes.length === 0) continue;
       const ports = intersectPortRanges(earlier.ports, later.ports);
       conflicts.push({
@@ -174,7 +177,7 @@ function findOverlappingClaims(policies: readonly PortSteeringPolicy[]): PolicyC
         message:
           `policy "${later.name}" overlaps policy "${earlier.name}" (${describeSource(earlier.source)}): ` +
           `both claim ${later.protocol} ${ports.length === 1 && ports[0]?.start === ports[0]?.end ? 'port' : 'ports'} ` +
-          `${formatPortRanges(ports)} for ${prefixes.map(formatPrefix).join(', ')} in ${describeNetns(later.netns)}`,
+          `${formatPortRanges(ports)} for ${prefixes.join(', ')} in ${describeNetns(later.netns)}`,
       });
     }
   }
