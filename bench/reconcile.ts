@@ -127,7 +127,7 @@ async function benchConverge(sandbox: NetnsSandbox, work: string): Promise<void>
 
 async function benchNoop(sandbox: NetnsSandbox, work: string, counts: number[]): Promise<void> {
   console.log('(b) no-op reconcile --once pass, in-process, median of 3:');
-  let base: number | undefined;
+  let smallest: { n: number; ms: number } | undefined;
   for (const n of counts) {
     const dir = join(work, `b${n}`);
     mkdirSync(dir, { mode: 0o700 });
@@ -147,8 +147,9 @@ async function benchNoop(sandbox: NetnsSandbox, work: string, counts: number[]):
       times.push(ms);
     }
     const m = median(times);
-    base ??= m / n;
-    console.log(`    ${String(n).padStart(6)} policies: ${m.toFixed(1)} ms (${((m / n) * 1000).toFixed(1)} us/policy, ${(m / n / base).toFixed(2)}x the per-policy cost at ${counts[0]})`);
+    smallest ??= { n, ms: m };
+    const marginal = n > smallest.n ? `, ${(((m - smallest.ms) / (n - smallest.n)) * 1000).toFixed(1)} us per policy beyond the first` : ' (the fixed cost of a pass)';
+    console.log(`    ${String(n).padStart(6)} policies: ${m.toFixed(1)} ms${marginal}`);
     rmSync(dir, { recursive: true });
     await reconcileOnce({ root, policyPaths: [join(work, 'empty')] });
   }

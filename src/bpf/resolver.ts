@@ -18,9 +18,17 @@ import { findSocketHolder, listeningInodes, remoteSocketCookie, socketInodeOf } 
  */
 export function systemResolver(objectPath: string): Resolver {
   const targets = new Map<string, ResolvedTarget>();
+  const namespaces = new Map<string, ReturnType<Resolver['netnsKey']>>();
   const inner = uncachedResolver(objectPath);
   return {
-    netnsKey: inner.netnsKey,
+    netnsKey(path) {
+      let r = namespaces.get(path);
+      if (!r) {
+        r = inner.netnsKey(path);
+        namespaces.set(path, r);
+      }
+      return r;
+    },
     dispatcherTag: inner.dispatcherTag,
     target(netnsPath, protocol, target) {
       const key = JSON.stringify([netnsPath, protocol, target]);

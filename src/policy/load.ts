@@ -63,25 +63,40 @@ function readPolicyFile(file: PolicyFile): { text: string } | { error: string } 
 }
 
 /**
+ * Parsed documents of the files read last time, by path: a file whose text
+ * is unchanged is not parsed again (parsing dominates the cost of a pass;
+ * the daemon re-reads every file on each pass). Documents are never mutated
+ * after parsing, so sharing them is safe. Files not read in a call are
+ * dropped from the cache.
+ */
+const parseCache = new Map<string, { syntax: PolicyFile['syntax']; text: string; parsed: ReturnType<typeof parsePolicyText> }>();
+
+/**
  * Parses the given files into documents.
  * @returns the documents and the read/parse problems; never throws.
  */
 export function readPolicyDocuments(files: readonly PolicyFile[]): { documents: PolicyDocument[]; problems: PolicyProblem[] } {
   const documents: PolicyDocument[] = [];
   const problems: PolicyProblem[] = [];
+  const seen = new Set<string>();
   for (const file of files) {
     const read = readPolicyFile(file);
     if ('error' in read) {
       problems.push({ file: file.path, line: 0, column: 0, path: '', message: read.error, severity: 'error' });
       continue;
     }
-    const parsed = parsePolicyText(file.path, read.text, file.syntax);
+    const hit = parseCache.get(file.path);
+    const parsed =
+      hit && hit.text === read.text && hit.syntax === file.syntax ? hit.parsed : parsePolicyText(file.path, read.text, file.syntax);
+    parseCache.set(file.path, { syntax: file.syntax, text: read.text, parsed });
+    seen.add(file.path);
     documents.push(...parsed.documents);
     problems.push(...parsed.problems);
     if (parsed.documents.length === 0 && parsed.problems.length === 0) {
       problems.push({ file: file.path, line: 0, column: 0, path: '', message: 'contains no policy documents', severity: 'warning' });
     }
   }
+  for (const path of parseCache.keys()) if (!seen.has(path)) parseCache.delete(path);
   return { documents, problems };
 }
 
