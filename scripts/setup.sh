@@ -43,6 +43,9 @@ fi
 
 say "building"
 npm run --silent build
+chmod +x dist/src/cli/main.js
+ln -sf "$PWD/dist/src/cli/main.js" /usr/local/bin/ebpf-policy
+say "installed /usr/local/bin/ebpf-policy"
 
 if ! mountpoint -q /sys/fs/bpf || [ "$(stat -f -c %T /sys/fs/bpf)" != "bpf_fs" ]; then
   say "mounting bpffs at /sys/fs/bpf"
