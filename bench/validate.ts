@@ -4,7 +4,7 @@
  * the floor cost of just reading the same files (read, YAML-parse every
  * document, JSON.stringify the result).
  *
- *   npm run bench:validate            (after a build; target: whole run < 1 s)
+ *   npm run bench:validate            (after a build; target: loading and validating all 10,000 policies < 1 s)
  *   node dist/bench/validate.js [FILES] [POLICIES_PER_FILE]
  */
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -94,9 +94,9 @@ try {
   console.log(`policies:           ${expected} in ${fileCount} files`);
   console.log(`generate files:     ${generatedMs.toFixed(0)} ms`);
   console.log(`baseline (read+YAML.parse+JSON.stringify): ${baseMs.toFixed(0)} ms (${us(baseMs)} µs/policy)`);
-  console.log(`load+validate:      ${loadMs.toFixed(0)} ms (${us(loadMs)} µs/policy), incl. schema compilation and permission checks`);
-  console.log(`ratio:              ${(loadMs / baseMs).toFixed(2)}x baseline`);
-  console.log(`whole run:          ${(performance.now() - runStart).toFixed(0)} ms (target < 1000 ms)`);
+  console.log(`load+validate:      ${loadMs.toFixed(0)} ms (${us(loadMs)} µs/policy), incl. schema compilation and permission checks (target < 1000 ms)`);
+  console.log(`ratio:              ${(loadMs / baseMs).toFixed(2)}x baseline (the fast path parses YAML with js-yaml; the baseline uses the yaml package)`);
+  console.log(`whole benchmark:    ${(performance.now() - runStart).toFixed(0)} ms (generating files and the baseline included)`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -2,6 +2,7 @@
  * Parses the text of a policy file into documents, keeping enough of the
  * syntax tree to report problems at their line and column.
  */
+import jsYaml from 'js-yaml';
 import { Composer, LineCounter, Parser, type CST, type Document } from 'yaml';
 import type { PathSegment } from './json-path.js';
 import { findJsonSyntaxError } from './json-syntax.js';
@@ -84,19 +85,82 @@ function composeDocuments(source: string, lineCounter: LineCounter): Document[] 
 /**
  * Source positions of the documents of one file, computed on first use by
  * parsing the text again: the syntax trees are not kept for every loaded
- * policy, since positions are only needed to report problems.
+ * policy, since positions are only needed to report problems. With
+ * `startOffset`, the document is the one whose content starts there (the
+ * fast path numbers documents its own way); otherwise it is the index-th.
  */
-function lazyLocator(source: string): (index: number, path: readonly PathSegment[], atKey: boolean) => Position {
+function lazyLocator(source: string): (index: number, path: readonly PathSegment[], atKey: boolean, startOffset?: number) => Position {
   let parsed: { docs: Document[]; lineCounter: LineCounter } | undefined;
-  return (index, path, atKey) => {
+  return (index, path, atKey, startOffset) => {
     if (parsed === undefined) {
       const lineCounter = new LineCounter();
       const docs = composeDocuments(source, lineCounter);
       parsed = { docs: Array.isArray(docs) ? docs : [], lineCounter };
     }
-    const doc = parsed.docs[index];
+    const doc =
+      startOffset === undefined ? parsed.docs[index] : parsed.docs.find((d) => d.contents?.range?.[0] === startOffset);
     return doc === undefined ? { line: 1, column: 1 } : locateInDocument(doc, parsed.lineCounter, path, atKey);
   };
+}
+
+/** 1-based line and column of `offset` in `source`. */
+function positionOf(source: string, offset: number): Position {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = source.indexOf('\n'); i !== -1 && i < offset; i = source.indexOf('\n', i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  return { line, column: offset - lineStart + 1 };
+}
+
+/**
+ * The fast path for well-formed files: JSON.parse for JSON, js-yaml (YAML
+ * 1.2 core schema, duplicate keys refused) for YAML — both many times faster
+ * than building the full syntax tree. Returns undefined whenever the file is
+ * anything but plain and well-formed (a parse error, anchors or aliases,
+ * nesting deeper than {@link MAX_NESTING_DEPTH}); the caller then takes the
+ * precise path, which reports every problem with its position. Positions of
+ * fast-parsed documents are computed lazily with the precise parser.
+ */
+function fastParse(file: string, source: string, syntax: PolicySyntax): ParsedPolicyFile | undefined {
+  const locate = lazyLocator(source);
+  const make = (index: number, startOffset: number, value: unknown): PolicyDocument => {
+    const start = positionOf(source, startOffset);
+    return { file, index, line: start.line, column: start.column, value, locate: (path, atKey = false) => locate(index, path, atKey, startOffset) };
+  };
+  try {
+    if (syntax === 'json') {
+      const value: unknown = JSON.parse(source);
+      if (value === null) return { documents: [], problems: [] };
+      return { documents: [make(0, source.search(/\S/), value)], problems: [] };
+    }
+    if (/[&*!][\w<]|<</.test(source)) return undefined; // anchors, aliases, tags, merge keys: the precise path handles them
+    const starts: number[] = [];
+    let depth = 0;
+    let tooDeep = false;
+    const values: unknown[] = [];
+    jsYaml.loadAll(source, (v) => values.push(v), {
+      schema: jsYaml.CORE_SCHEMA,
+      json: false,
+      listener(event, state) {
+        if (event === 'open') {
+          // js-yaml parses every document before handing out values: its state counts finished documents.
+          if (depth === 0) starts[(state as unknown as { documents: unknown[] }).documents.length] = state.position;
+          if (++depth > MAX_NESTING_DEPTH / 2) tooDeep = true; // deep input: let the precise path judge it
+        } else depth--;
+      },
+    });
+    if (tooDeep) return undefined;
+    const documents: PolicyDocument[] = [];
+    values.forEach((value, index) => {
+      if (value === null || value === undefined) return;
+      documents.push(make(index, starts[index] ?? 0, value));
+    });
+    return { documents, problems: [] };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -108,6 +172,13 @@ function lazyLocator(source: string): (index: number, path: readonly PathSegment
  */
 export function parsePolicyText(file: string, text: string, syntax: PolicySyntax): ParsedPolicyFile {
   const source = text.startsWith('\uFEFF') ? text.slice(1) : text;
+  const fast = fastParse(file, source, syntax);
+  if (fast) return fast;
+  return parsePrecisely(file, source, syntax);
+}
+
+/** The precise path: the full YAML syntax tree, every problem with its position. */
+function parsePrecisely(file: string, source: string, syntax: PolicySyntax): ParsedPolicyFile {
   const lineCounter = new LineCounter();
   const position = (offset: number): Position => {
     const { line, col } = lineCounter.linePos(offset);
