@@ -190,7 +190,7 @@ export class BpfMap extends KernelObject {
         opts,
       );
       const applied = cnt.readUInt32LE(0);
-      if (ret < 0 && isNoBatch(-ret) && this.#batchSupported === undefined && applied === 0) {
+      if (ret < 0 && this.#batchSupported === undefined && isNoBatch(-ret, applied, todo)) {
         this.#batchSupported = false;
         break;
       }
@@ -223,7 +223,7 @@ export class BpfMap extends KernelObject {
       cnt.writeUInt32LE(todo);
       const ret = n.bpf_map_delete_batch(this.fd, keys.subarray(done * ks, (done + todo) * ks), cnt, opts);
       const applied = cnt.readUInt32LE(0);
-      if (ret < 0 && isNoBatch(-ret) && this.#batchSupported === undefined && applied === 0) {
+      if (ret < 0 && this.#batchSupported === undefined && isNoBatch(-ret, applied, todo)) {
         this.#batchSupported = false;
         break;
       }
@@ -260,7 +260,7 @@ export class BpfMap extends KernelObject {
       cnt.writeUInt32LE(chunk);
       const ret = n.bpf_map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, cnt, batchOpts(0));
       const got = cnt.readUInt32LE(0);
-      if (ret < 0 && first && isNoBatch(-ret) && got === 0) {
+      if (ret < 0 && first && isNoBatch(-ret, got, chunk)) {
         this.#batchSupported = false;
         return false;
       }
@@ -280,8 +280,15 @@ function batchOpts(elemFlags: number): Buffer {
   return b;
 }
 
-function isNoBatch(errno: number): boolean {
-  return errno === EINVAL || errno === ENOTSUPP || errno === EOPNOTSUPP;
+/**
+ * Whether a failed first batch call means "this map type has no batch
+ * operations" (the kernel answers ENOTSUPP without touching the count), as
+ * opposed to an element that failed (the count then says how many went in).
+ * EINVAL with the count untouched is what kernels without the command say.
+ */
+function isNoBatch(errno: number, count: number, requested: number): boolean {
+  if (errno === ENOTSUPP || errno === EOPNOTSUPP) return true;
+  return errno === EINVAL && (count === requested || count === 0);
 }
 
 let cpus: number | undefined;

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -219,4 +220,35 @@ kernelTest('after unpin and close, bpftool shows none of our objects', async ({ 
   }
   assert.throws(() => Program.fromId(ids.prog[0]!), (e: unknown) => e instanceof ErrnoError && e.code === 'ENOENT');
   assert.throws(() => BpfMap.fromPin(join(pinDir, 'map_bindings')), (e: unknown) => e instanceof ErrnoError && e.code === 'ENOENT');
+});
+
+kernelTest('a map type without batch operations (sockmap) falls back to one call per element', async () => {
+  // Two listening sockets of our own, on loopback.
+  const servers = await Promise.all(
+    [0, 1].map(
+      () =>
+        new Promise<Server>((resolve) => {
+          const s = createServer();
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  try {
+    const fds = servers.map((s) => (s as unknown as { _handle: { fd: number } })._handle.fd);
+    using obj = loadObject(DISPATCHER_OBJECT);
+    const sockets = obj.map('sockets');
+    const keys = Buffer.concat([u32Key(1), u32Key(2)]);
+    const values = Buffer.alloc(16);
+    values.writeBigUInt64LE(BigInt(fds[0]!), 0);
+    values.writeBigUInt64LE(BigInt(fds[1]!), 8);
+    sockets.updateBatch(keys, values);
+    assert.equal(sockets.usesPerElementFallback, true);
+    const c1 = sockets.lookup(u32Key(1))!.readBigUInt64LE(0);
+    const c2 = sockets.lookup(u32Key(2))!.readBigUInt64LE(0);
+    assert.ok(c1 > 0n && c2 > 0n && c1 !== c2, 'each slot holds its socket (by cookie)');
+    assert.equal(sockets.deleteBatch(keys), 2);
+    assert.equal(sockets.lookup(u32Key(1)), undefined);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
 });
