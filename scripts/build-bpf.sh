@@ -6,9 +6,11 @@ mkdir -p build/bpf
 arch_inc="/usr/include/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
 CLANG="${CLANG:-clang}"
 command -v "$CLANG" >/dev/null || { echo "build-bpf: $CLANG not found; run scripts/setup.sh first" >&2; exit 1; }
+# The newest header: every object is rebuilt when any header changes.
+newest_h=$(ls -t bpf/*.h | head -n 1)
 for src in bpf/*.c; do
   obj="build/bpf/$(basename "${src%.c}").o"
-  if [ "$obj" -nt "$src" ] && [ "$obj" -nt bpf/dispatcher.h ] && [ "$obj" -nt "$0" ]; then continue; fi
+  if [ "$obj" -nt "$src" ] && [ "$obj" -nt "$newest_h" ] && [ "$obj" -nt "$0" ]; then continue; fi
   "$CLANG" -target bpf -O2 -g -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj"
   echo "build-bpf: $obj"
 done
@@ -16,5 +18,11 @@ done
 obj=build/bpf/dispatcher_variant.o
 if ! { [ "$obj" -nt bpf/dispatcher.c ] && [ "$obj" -nt bpf/dispatcher.h ] && [ "$obj" -nt "$0" ]; }; then
   "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -Ibpf -c bpf/dispatcher.c -o "$obj"
+  echo "build-bpf: $obj"
+fi
+# The same for the packet filter.
+obj=build/bpf/packet_filter_variant.o
+if ! { [ "$obj" -nt bpf/packet_filter.c ] && [ "$obj" -nt bpf/packet_filter.h ] && [ "$obj" -nt "$0" ]; }; then
+  "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -Ibpf -c bpf/packet_filter.c -o "$obj"
   echo "build-bpf: $obj"
 fi

@@ -10,15 +10,25 @@ if (process.getuid?.() !== 0) {
   process.exit(1);
 }
 
-const dirs = ['dist/test/unit', 'dist/test/kernel'].filter((d) => existsSync(d));
-const files = dirs.flatMap((d) =>
-  readdirSync(d, { recursive: true })
-    .map(String)
-    .filter((f) => f.endsWith('.test.js'))
-    .sort()
-    .map((f) => `${d}/${f}`),
-);
-const run = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+const testFiles = (d) =>
+  existsSync(d)
+    ? readdirSync(d, { recursive: true })
+        .map(String)
+        .filter((f) => f.endsWith('.test.js'))
+        .sort()
+        .map((f) => `${d}/${f}`)
+    : [];
+// Unit test files run in parallel. Kernel test files run one at a time: some
+// check machine-wide state (e.g. every BPF program id bpftool lists), which
+// another file loading programs at the same moment would disturb.
+const runs = [
+  [testFiles('dist/test/unit'), []],
+  [testFiles('dist/test/kernel'), ['--test-concurrency=1']],
+]
+  .filter(([files]) => files.length > 0)
+  .map(([files, flags]) => spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...flags, ...files], { stdio: 'inherit' }));
+const failed = runs.find((r) => r.status !== 0);
+const run = { status: runs.length === 0 ? 1 : failed ? (failed.status ?? 1) : 0 };
 
 const leftovers = [];
 if (existsSync('/sys/fs/bpf')) {

@@ -99,11 +99,19 @@ export const LinkType = {
 export const UpdateFlags = { ANY: 0, NOEXIST: 1, EXIST: 2, LOCK: 4 } as const;
 /** BPF_F_REPLACE for BPF_LINK_UPDATE: fail unless the old program is the expected one. */
 export const BPF_F_REPLACE = 4;
+/**
+ * BPF_F_BEFORE for tcx links: attach before the relative program, or, with
+ * none, in front of every program. Newer than 6.1: Linux 6.6, upstream
+ * include/uapi/linux/bpf.h ("Generic attachment flags").
+ */
+export const BPF_F_BEFORE = 8;
 /** BPF_F_NO_PREALLOC map flag (required by LPM tries). */
 export const BPF_F_NO_PREALLOC = 1;
 
 /** XDP attach modes (`linux/if_link.h`). */
 export const XdpFlags = { UPDATE_IF_NOEXIST: 1, SKB_MODE: 2, DRV_MODE: 4, HW_MODE: 8 } as const;
+/** How an XDP program is attached, as IFLA_XDP_ATTACHED reports it (`enum XDP_ATTACHED_*`, `linux/if_link.h`). */
+export const XdpAttached = { NONE: 0, DRV: 1, SKB: 2, HW: 3, MULTI: 4 } as const;
 
 /** `linux/perf_event.h` */
 export const Perf = {

@@ -4,7 +4,8 @@
  * objects, and each mutation opens what it needs, does one thing, and closes
  * it again before returning.
  *
- * Pin layout (see docs/pin-layout.md):
+ * Pin layout (see docs/pin-layout.md; ROOT/filters belongs to the packet
+ * filters, see filter-store.ts):
  *   ROOT/netns/<key>/program        the sk_lookup dispatcher program
  *   ROOT/netns/<key>/link           its sk_lookup link on the namespace
  *   ROOT/netns/<key>/map_<name>     bindings, sockets, binding_hits, stats, policies
@@ -22,6 +23,7 @@ import { loadObject } from './object.js';
 import { Program } from './program.js';
 import { duplicateSocket } from './sockets.js';
 import { removePinTree, unpin } from './bpffs.js';
+import { FILTERS_DIR } from './filter-layout.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './dispatcher-layout.js';
 
 /** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
@@ -113,7 +115,8 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
 export function observeRoot(root: string): ObservedRoot {
   const out: ObservedRoot = { root, dispatchers: [], stray: [] };
   if (!existsSync(root)) return out;
-  for (const e of readdirSync(root).sort()) if (e !== 'netns') out.stray.push(join(root, e));
+  // ROOT/filters belongs to the packet filters (filter-store.ts): not stray here.
+  for (const e of readdirSync(root).sort()) if (e !== 'netns' && e !== FILTERS_DIR) out.stray.push(join(root, e));
   const nsDir = join(root, 'netns');
   if (!existsSync(nsDir)) return out;
   for (const key of readdirSync(nsDir).sort()) {

@@ -4,7 +4,7 @@
  * the program atomically, with no moment where the hook is empty.
  */
 import { readFileSync } from 'node:fs';
-import { AttachType, BPF_F_REPLACE, Perf, Syscall, XdpFlags } from './constants.js';
+import { AttachType, BPF_F_BEFORE, BPF_F_REPLACE, Perf, Syscall, XdpFlags } from './constants.js';
 import { ErrnoError, NotSupportedError } from './errors.js';
 import { OwnedFd } from './fd.js';
 import { KernelObject, openByIdFd, openPinnedFd } from './kernel-object.js';
@@ -57,11 +57,15 @@ export class Link extends KernelObject {
     return create(prog, ifindex, AttachType.XDP, flags, label);
   }
 
-  /** Attaches a sched_cls program with tcx (Linux 6.6+). Throws NotSupportedError on older kernels. */
-  static attachTcx(prog: Program, ifindex: number, direction: TcxDirection, label = `tcx ${direction} link ifindex ${ifindex}`): Link {
+  /**
+   * Attaches a sched_cls program with tcx (Linux 6.6+), after the programs
+   * already there, or in front of them with `first`. Throws NotSupportedError
+   * on older kernels.
+   */
+  static attachTcx(prog: Program, ifindex: number, direction: TcxDirection, label = `tcx ${direction} link ifindex ${ifindex}`, first = false): Link {
     const type = direction === 'ingress' ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS;
     try {
-      return create(prog, ifindex, type, 0, label);
+      return create(prog, ifindex, type, first ? BPF_F_BEFORE : 0, label);
     } catch (err) {
       if (err instanceof ErrnoError && err.errno === EINVAL) throw new NotSupportedError('tcx links', '6.6', { cause: err });
       throw err;

@@ -12,6 +12,7 @@ import { lib } from './native.js';
 const ENOENT = 2;
 const EINVAL = 22;
 const EOPNOTSUPP = 95;
+const ENOSPC = 28;
 
 /** Options of batch operations. */
 export interface BatchOptions {
@@ -41,6 +42,20 @@ export class BpfMap extends KernelObject {
       throw new TypeError(`${path} is not a BPF map`, { cause: err });
     }
     return m;
+  }
+
+  /**
+   * Creates a map without a BPF object (e.g. an inner map of a map-in-map).
+   * `flags` are BPF_F_* map flags (LPM tries need BPF_F_NO_PREALLOC). The
+   * caller owns the returned map. Throws ErrnoError.
+   */
+  static create(spec: { type: number; name: string; keySize: number; valueSize: number; maxEntries: number; flags?: number }): BpfMap {
+    const opts = Buffer.alloc(48); // struct bpf_map_create_opts, libbpf 1.1
+    opts.writeBigUInt64LE(48n, 0); // sz
+    opts.writeUInt32LE(spec.flags ?? 0, 28); // map_flags
+    const fd = lib().bpf_map_create(spec.type, spec.name, spec.keySize, spec.valueSize, spec.maxEntries, opts);
+    if (fd < 0) throw new ErrnoError(-fd, 'bpf_map_create', `${spec.name} (type ${constantName(MapType, spec.type)}, ${spec.maxEntries} entries)`);
+    return new BpfMap(fd, `map ${spec.name}`);
   }
 
   /** Opens a map by kernel id. Throws ErrnoError (ENOENT when gone). */
@@ -241,19 +256,29 @@ export class BpfMap extends KernelObject {
     return deleted;
   }
 
-  /** Reads every entry with BPF_MAP_LOOKUP_BATCH; false when the map type lacks it. */
+  /**
+   * Reads every entry with BPF_MAP_LOOKUP_BATCH; false when the map type
+   * lacks it. Buffers start small and grow (x8) while calls come back full,
+   * up to 4096 entries or ~4 MiB, so reading a map with a handful of entries
+   * allocates a few KiB, not megabytes, on every pass of a long-running daemon.
+   */
   #lookupBatch(fn: (key: Buffer, value: Buffer) => void): boolean {
     const n = lib();
     const ks = this.keySize;
     const vs = this.valueSize;
     const info = this.info();
-    // Up to 4096 entries per call, but never more than ~4 MiB of buffers.
-    const chunk = Math.max(1, Math.min(info.maxEntries, 4096, Math.floor((4 << 20) / (ks + vs))));
+    const cap = Math.max(1, Math.min(info.maxEntries, 4096, Math.floor((4 << 20) / (ks + vs))));
+    let chunk = Math.min(cap, 64);
     // Hash maps use a bucket cursor; 8 bytes covers every kernel's batch token.
     const inBatch = Buffer.alloc(Math.max(8, ks));
     const outBatch = Buffer.alloc(Math.max(8, ks));
-    const keys = Buffer.alloc(chunk * ks);
-    const values = Buffer.alloc(chunk * vs);
+    let keys = Buffer.alloc(chunk * ks);
+    let values = Buffer.alloc(chunk * vs);
+    const grow = (): void => {
+      chunk = Math.min(cap, chunk * 8);
+      keys = Buffer.alloc(chunk * ks);
+      values = Buffer.alloc(chunk * vs);
+    };
     const cnt = Buffer.alloc(4);
     let first = true;
     for (;;) {
@@ -264,11 +289,16 @@ export class BpfMap extends KernelObject {
         this.#batchSupported = false;
         return false;
       }
+      if (ret < 0 && -ret === ENOSPC && chunk < cap) {
+        grow(); // a hash bucket holds more entries than the buffer: retry the same cursor with more room
+        continue;
+      }
       if (ret < 0 && -ret !== ENOENT) throw new ErrnoError(-ret, 'bpf_map_lookup_batch', this.label);
       for (let i = 0; i < got; i++) fn(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
       if (ret < 0) return true; // ENOENT: that was the last batch
       outBatch.copy(inBatch);
       first = false;
+      if (got === chunk && chunk < cap) grow();
     }
   }
 }

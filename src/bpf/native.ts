@@ -49,6 +49,12 @@ export interface Native {
   bpf_link_get_fd_by_id: Fn<[number], number>;
   bpf_obj_get_info_by_fd: Fn<[number, Buffer, Buffer], number>;
   bpf_prog_load: Fn<[number, string | null, string, Buffer, number, Buffer | null], number>;
+  bpf_map_create: Fn<[number, string | null, number, number, number, Buffer | null], number>;
+  bpf_prog_test_run_opts: Fn<[number, Buffer], number>;
+  ring_buffer__new: Fn<[number, bigint, Ptr, Buffer | null], Ptr>;
+  ring_buffer__add: Fn<[Ptr, number, bigint, Ptr], number>;
+  ring_buffer__consume: Fn<[Ptr], number>;
+  ring_buffer__free: Fn<[Ptr], void>;
   libbpf_num_possible_cpus: Fn<[], number>;
   libbpf_probe_bpf_prog_type: Fn<[number, null], number>;
   libbpf_probe_bpf_map_type: Fn<[number, null], number>;
@@ -129,6 +135,15 @@ export function lib(): Native {
       bpf,
       'int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t insn_cnt, const void *opts)',
     ),
+    bpf_map_create: f(
+      bpf,
+      'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
+    ),
+    bpf_prog_test_run_opts: f(bpf, 'int bpf_prog_test_run_opts(int prog_fd, void *opts)'),
+    ring_buffer__new: f(bpf, 'void *ring_buffer__new(int map_fd, void *sample_cb, void *ctx, const void *opts)'),
+    ring_buffer__add: f(bpf, 'int ring_buffer__add(void *rb, int map_fd, void *sample_cb, void *ctx)'),
+    ring_buffer__consume: f(bpf, 'int ring_buffer__consume(void *rb)'),
+    ring_buffer__free: f(bpf, 'void ring_buffer__free(void *rb)'),
     libbpf_num_possible_cpus: f(bpf, 'int libbpf_num_possible_cpus(void)'),
     libbpf_probe_bpf_prog_type: f(bpf, 'int libbpf_probe_bpf_prog_type(int type, const void *opts)'),
     libbpf_probe_bpf_map_type: f(bpf, 'int libbpf_probe_bpf_map_type(int type, const void *opts)'),
@@ -169,6 +184,24 @@ function installLibbpfPrint(n: Native): void {
 /** Returns and clears what libbpf printed since the last call. */
 export function drainLibbpfLog(): string[] {
   return libbpfLog.splice(0, libbpfLog.length);
+}
+
+let sampleProto: unknown;
+
+/**
+ * Registers `fn` as a libbpf `ring_buffer_sample_fn` (int (*)(void *ctx,
+ * void *data, size_t size)) and returns its pointer and a way to release it.
+ * `fn` gets the ctx pointer value and a copy of the sample's bytes. It must
+ * not throw; its return value stops consumption when negative.
+ */
+export function registerSampleCallback(fn: (ctx: bigint, data: Buffer) => number): { pointer: bigint; unregister: () => void } {
+  lib();
+  sampleProto ??= koffi.proto('int ebpf_policy_ring_sample(void *ctx, void *data, size_t size)');
+  const pointer = koffi.register(
+    (ctx: bigint | null, data: bigint, size: number | bigint) => fn(ctx ?? 0n, Buffer.from(koffi.view(data, Number(size)))),
+    koffi.pointer(sampleProto as never),
+  ) as bigint;
+  return { pointer, unregister: () => koffi.unregister(pointer) };
 }
 
 /** Address of a Buffer's bytes, for pointer fields inside structs we encode by hand. */

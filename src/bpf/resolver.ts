@@ -7,20 +7,23 @@ import { statSync } from 'node:fs';
 import type { Resolver } from '../reconciler/desired.js';
 import type { ResolvedTarget } from '../reconciler/model.js';
 import { dispatcherObjectTag, netnsKey } from './dispatcher-store.js';
+import { systemFilterResolver } from './filter-resolver.js';
+import type { FilterOptions } from './kernel-port.js';
 import { ErrnoError } from './errors.js';
 import { OWN_NETNS } from './netns.js';
 import { findSocketHolder, listeningInodes, remoteSocketCookie, socketInodeOf } from './sockets.js';
 
 /**
- * A Resolver for the dispatcher object at `objectPath`. It memoizes within
+ * A Resolver for the dispatcher object at `objectPath` (and, for PacketFilter
+ * policies, the filter object of `filterOptions`). It memoizes within
  * its lifetime (one reconcile pass): many policies naming the same target
  * cost one /proc scan and one pidfd_getfd.
  */
-export function systemResolver(objectPath: string): Resolver {
+export function systemResolver(objectPath: string, filterOptions: FilterOptions = {}): Resolver {
   const targets = new Map<string, ResolvedTarget>();
   const namespaces = new Map<string, ReturnType<Resolver['netnsKey']>>();
   const inner = uncachedResolver(objectPath);
-  return {
+  const resolver: Resolver = {
     netnsKey(path) {
       let r = namespaces.get(path);
       if (!r) {
@@ -40,6 +43,8 @@ export function systemResolver(objectPath: string): Resolver {
       return r;
     },
   };
+  resolver.filters = systemFilterResolver((path) => resolver.netnsKey(path), filterOptions);
+  return resolver;
 }
 
 function uncachedResolver(objectPath: string): Resolver {

@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { registerDemo } from './demo.js';
 import { registerValidate } from './validate.js';
 import { registerReconcile } from './reconcile.js';
+import { registerEvents } from './events.js';
 
 const program = new Command('ebpf-policy')
   .description('Declarative eBPF policy engine: policy documents in, converged kernel state out.')
@@ -20,5 +21,6 @@ const program = new Command('ebpf-policy')
 registerDemo(program);
 registerValidate(program);
 registerReconcile(program);
+registerEvents(program);
 
 await program.parseAsync(process.argv);

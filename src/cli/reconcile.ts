@@ -1,13 +1,17 @@
-/** `ebpf-policy plan`, `reconcile --once`, `status` and `destroy`. */
+/** `ebpf-policy plan`, `reconcile` (`--once`, or the daemon), `status` and `destroy`. */
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
+import { formatProblem } from '../policy/index.js';
 import { listPins, removePinTree } from '../bpf/bpffs.js';
 import { readCounters } from '../bpf/dispatcher-store.js';
 import { changes } from '../reconciler/plan.js';
 import { reconcileExitCode, reconcileOnce } from '../reconciler/reconcile.js';
 import { planJson, renderAction, renderApplyText, renderPlanText, renderStatusText, actionJson } from '../reconciler/render.js';
 import { policyStatuses } from '../reconciler/status.js';
+import { readFilterCounters, readFilterStats, removeAllFilters } from '../bpf/filter-store.js';
+import { filterStatuses, renderFilterStatusText } from '../reconciler/filter-status.js';
 import { fatal, missingPolicyPath, withCommonOptions, type CommonOptions } from './common.js';
+import { runDaemon, withDaemonOptions, type DaemonCliOptions } from './daemon.js';
 
 function usage(command: string, message: string): void {
   process.stderr.write(`ebpf-policy ${command}: error: ${message}\n`);
@@ -40,14 +44,16 @@ export function registerReconcile(program: Command): void {
   });
 
   withCommonOptions(
-    program
-      .command('reconcile')
-      .description('Converge the kernel to the policies: load, attach, update maps, remove what no policy wants')
-      .option('--once', 'run one pass and exit', false),
-  ).action(async (opts: CommonOptions & { once: boolean }) => {
-    if (!opts.once) return usage('reconcile', 'the long-running mode is not available yet: use --once');
+    withDaemonOptions(
+      program
+        .command('reconcile')
+        .description('Converge the kernel to the policies: load, attach, update maps, remove what no policy wants; without --once, keep doing it (see docs/daemon.md)')
+        .option('--once', 'run one pass and exit', false),
+    ),
+  ).action(async (opts: CommonOptions & DaemonCliOptions & { once: boolean }) => {
     const missing = missingPolicyPath(opts.policies);
     if (missing) return usage('reconcile', missing);
+    if (!opts.once) return runDaemon(opts, (message) => usage('reconcile', message));
     try {
       const json = opts.output === 'json';
       const r = await reconcileOnce({
@@ -75,7 +81,7 @@ export function registerReconcile(program: Command): void {
           )}\n`,
         );
       } else {
-        for (const p of r.load.problems) process.stderr.write(`${p.file}:${p.line}:${p.column}: ${p.severity}: ${p.path ? `${p.path}: ` : ''}${p.message}\n`);
+        for (const p of r.load.problems) process.stderr.write(`${formatProblem(p)}\n`);
         for (const p of r.plan.problems) process.stderr.write(`${p.condition === 'Failed' ? 'error' : 'warning'}: policy ${p.policy}: ${p.reason}: ${p.message}\n`);
         process.stdout.write(`${renderApplyText(r.result!, r.durationMs)}\n`);
       }
@@ -91,10 +97,15 @@ export function registerReconcile(program: Command): void {
       if (missing) return usage('status', missing);
       try {
         const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true });
-        const statuses = policyStatuses(r, (dir, ids) => readCounters(dir, ids).hits);
+        const steering = policyStatuses(r, (dir, ids) => readCounters(dir, ids).hits);
+        const filters = filterStatuses(r, readFilterCounters, readFilterStats);
+        const statuses = [...steering, ...filters];
         if (opts.output === 'json')
           process.stdout.write(`${JSON.stringify({ apiVersion: 'ebpf-policy/v1', kind: 'Status', policies: statuses }, null, 2)}\n`);
-        else process.stdout.write(`${renderStatusText(statuses)}\n`);
+        else
+          process.stdout.write(
+            `${filters.length === 0 ? renderStatusText(steering) : [steering.length ? renderStatusText(steering) : '', renderFilterStatusText(filters)].filter(Boolean).join('\n')}\n`,
+          );
         process.exitCode = statuses.some((s) => s.conditions.some((c) => c.type === 'Failed' && c.status)) ? 1 : 0;
       } catch (err) {
         fatal('status', err);
@@ -127,7 +138,7 @@ export function registerReconcile(program: Command): void {
           return;
         }
       }
-      const removed = removePinTree(opts.bpffsRoot);
+      const removed = [...removeAllFilters(opts.bpffsRoot), ...removePinTree(opts.bpffsRoot)];
       process.stdout.write(`Removed ${removed.length} pins and ${opts.bpffsRoot}.\n`);
     } catch (err) {
       fatal('destroy', err);

@@ -5,7 +5,8 @@
  * It starts a real HTTP server (python3 -m http.server) on 127.0.0.1:8080 in
  * a new namespace, copies policies/*.yaml with `spec.netns` pointed at that
  * namespace, runs `reconcile --once`, shows that the policy's extra ports now
- * reach the server, prints the status, then deletes the policies, reconciles
+ * reach the server and that the example packet filter drops a TCP connect to
+ * port 23 on lo, prints the status, then deletes the policies, reconciles
  * again and checks that nothing of ours is left.
  */
 import { spawnSync } from 'node:child_process';
@@ -20,6 +21,8 @@ import { changes } from '../reconciler/plan.js';
 import { reconcileExitCode, reconcileOnce } from '../reconciler/reconcile.js';
 import { renderAction, renderStatusText } from '../reconciler/render.js';
 import { policyStatuses } from '../reconciler/status.js';
+import { readFilterCounters } from '../bpf/filter-store.js';
+import { filterStatuses, renderFilterStatusText } from '../reconciler/filter-status.js';
 import { NetnsSandbox } from '../sandbox/netns-sandbox.js';
 
 /** The shipped example policies. */
@@ -34,6 +37,12 @@ export interface DemoResult {
   /** Pins left under the demo root at the end (must be none). */
   leftPins: string[];
   ok: boolean;
+}
+
+/** A TCP connect to 127.0.0.1:PORT inside the sandbox: "open", "refused", or "dropped" (no answer within 0.5 s). */
+function tcpProbe(sandbox: NetnsSandbox, port: number): string {
+  const py = `import socket\ns = socket.socket()\ns.settimeout(0.5)\ntry:\n  s.connect(("127.0.0.1", ${port})); print("open")\nexcept socket.timeout: print("dropped")\nexcept OSError: print("refused")`;
+  return spawnSync('ip', ['netns', 'exec', sandbox.name, 'python3', '-c', py], { encoding: 'utf8' }).stdout.trim();
 }
 
 function curl(sandbox: NetnsSandbox, port: number): number {
@@ -58,23 +67,27 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
     const ports = new Set<number>([8081, 9000, 9010, 9011]);
     for (const f of readdirSync(policiesDir).filter((n) => /\.ya?ml$/.test(n)).sort()) {
       const docs = parseAllDocuments(readFileSync(join(policiesDir, f), 'utf8'));
-      for (const d of docs) if (d.get('kind') === 'PortSteering') d.setIn(['spec', 'netns'], sandbox.path);
+      // Every kind that names a namespace: the demo must never touch the host's.
+      for (const d of docs) if (d.get('kind') === 'PortSteering' || d.get('kind') === 'PacketFilter') d.setIn(['spec', 'netns'], sandbox.path);
       writeFileSync(join(work, f), docs.map((d) => d.toString()).join(''), { mode: 0o644 });
       say(`policy ${join(policiesDir, f)} -> ${join(work, f)} (spec.netns: ${sandbox.path})`);
     }
-    say(`before: ${[...ports].map((p) => `:${p} -> ${curl(sandbox, p) || 'refused'}`).join(', ')}`);
+    say(`before: ${[...ports].map((p) => `:${p} -> ${curl(sandbox, p) || 'refused'}`).join(', ')}; telnet :23 -> ${tcpProbe(sandbox, 23)}`);
 
     say(`ebpf-policy reconcile --once --policies ${work} --bpffs-root ${root}`);
     const r = await reconcileOnce({ root, policyPaths: [work], onAction: (a, e) => say(`  ${e ? 'FAILED ' : ''}${renderAction(a).replace(/\n/g, '\n  ')}`) });
     for (const p of r.load.problems) say(`  ${p.file}:${p.line}:${p.column}: ${p.severity}: ${p.message}`);
     for (const p of r.plan.problems) say(`  ${p.condition}: ${p.policy}: ${p.message}`);
     const steered = Object.fromEntries([...ports].map((p) => [p, curl(sandbox, p)]));
-    say(`after:  ${Object.entries(steered).map(([p, s]) => `:${p} -> ${s || 'refused'}`).join(', ')}`);
+    const telnet = tcpProbe(sandbox, 23);
+    say(`after:  ${Object.entries(steered).map(([p, s]) => `:${p} -> ${s || 'refused'}`).join(', ')}; telnet :23 -> ${telnet}`);
 
     const again = await reconcileOnce({ root, policyPaths: [work], dryRun: true });
     say(`ebpf-policy plan: ${changes(again.plan).length === 0 ? 'no changes' : `${changes(again.plan).length} changes (unexpected)`}`);
     say('ebpf-policy status:');
     for (const line of renderStatusText(policyStatuses(again, (dir, ids) => readCounters(dir, ids).hits)).split('\n')) say(`  ${line}`);
+    const filters = filterStatuses(again, readFilterCounters);
+    if (filters.length > 0) for (const line of renderFilterStatusText(filters).split('\n')) say(`  ${line}`);
 
     for (const f of readdirSync(work)) rmSync(join(work, f));
     const last = await reconcileOnce({ root, policyPaths: [work] });
@@ -88,6 +101,8 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
       steered[9010] === 200 &&
       steered[9011] === 0 &&
       changes(again.plan).length === 0 &&
+      // The example PacketFilter drops TCP to port 23 on lo; without one, the port just refuses.
+      telnet === (filters.length > 0 ? 'dropped' : 'refused') &&
       leftPins.length === 0 &&
       Object.values(afterCleanup).every((s) => s === 0);
     return { steered, afterCleanup, leftPins, ok };

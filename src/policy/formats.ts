@@ -6,7 +6,8 @@
  */
 import { parseCidr } from './net/cidr.js';
 import { parseListenAddress } from './net/listen-address.js';
-import { parsePortRange } from './net/ports.js';
+import { explainInterfacePattern } from './net/interface-pattern.js';
+import { parseFilterPort, parsePortRange } from './net/ports.js';
 
 /** A named string syntax with an explanation of invalid values. */
 export interface StringFormat {
@@ -80,6 +81,14 @@ export const STRING_FORMATS: Readonly<Record<string, StringFormat>> = {
     },
   },
   'netns-path': { noun: 'network namespace path', explain: explainNetnsPath },
+  'interface-pattern': { noun: 'interface name or pattern', explain: explainInterfacePattern },
+  'filter-port': {
+    noun: 'port or port range',
+    explain: (value) => {
+      const parsed = parseFilterPort(value);
+      return parsed.ok ? undefined : parsed.reason;
+    },
+  },
   'listen-address': {
     noun: 'listen address',
     explain: (value) => {

@@ -17,4 +17,5 @@ export type { PolicySource, DesiredPolicyBase, PolicyKind } from './kind.js';
 export { defaultKindRegistry, POLICY_KINDS } from './kinds/index.js';
 export type { DesiredPolicy, KindRegistry } from './kinds/index.js';
 export type { PortSteeringPolicy, SteeringTarget } from './kinds/port-steering.js';
+export type { PacketFilterPolicy, PacketFilterRule, FilterHook, FilterAction } from './kinds/packet-filter.js';
 export type { PortRange } from './net/ports.js';

@@ -3,10 +3,11 @@
  * order through a {@link KernelPort}; a failing action fails its policy (or,
  * for a dispatcher step, the policies of that dispatcher) and the rest go on.
  */
+import type { FilterPort } from './filter-model.js';
 import type { Action, Operation, PolicyRecord } from './model.js';
 
 /** The kernel operations apply needs; src/bpf/kernel-port.ts implements them. */
-export interface KernelPort {
+export interface KernelPort extends FilterPort {
   createDispatcher(dir: string, netnsPath: string): void;
   replaceProgram(dir: string, expectedProgId: number): void;
   relink(dir: string, netnsPath: string): void;
@@ -61,6 +62,18 @@ function run(port: KernelPort, op: Operation): void {
       return port.removeDispatcher(op.dir);
     case 'removeStray':
       return port.removeStray(op.path);
+    case 'createFilter':
+      return port.createFilter(op);
+    case 'writeFilterRules':
+      return port.writeFilterRules(op);
+    case 'writeFilterRecords':
+      return port.writeFilterRecords(op);
+    case 'replaceFilterProgram':
+      return port.replaceFilterProgram(op);
+    case 'attachFilter':
+      return port.attachFilter(op);
+    case 'removeFilter':
+      return port.removeFilter(op);
     case 'none':
       return;
   }

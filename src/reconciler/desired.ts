@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import type { PolicyLoadResult, PortSteeringPolicy } from '../policy/index.js';
+import type { PacketFilterPolicy, PolicyLoadResult, PortSteeringPolicy } from '../policy/index.js';
+import { buildDesiredFilters, type FilterResolver } from './filter-desired.js';
 import type { DesiredState, DesiredSteering, ResolvedTarget } from './model.js';
 
 /** Reads the system for the desired state; src/bpf/resolver.ts implements it. */
@@ -16,6 +17,8 @@ export interface Resolver {
   target(netnsPath: string, protocol: 'tcp' | 'udp', target: PortSteeringPolicy['target']): ResolvedTarget;
   /** Tag of the dispatcher program that should run. */
   dispatcherTag(): string;
+  /** What PacketFilter policies need (absent: they are not resolved, and their filters not planned). */
+  filters?: FilterResolver;
 }
 
 /** The namespace ebpf-policy runs in. */
@@ -33,7 +36,7 @@ export function specHash(p: PortSteeringPolicy): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
 }
 
-/** Builds the desired state. Policies of kinds the reconciler does not handle yet are ignored. */
+/** Builds the desired state: PortSteering policies, and PacketFilter policies when the resolver can resolve them. */
 export function buildDesired(load: PolicyLoadResult, root: string, resolver: Resolver): DesiredState {
   const failedFiles = [...new Set(load.problems.filter((p) => p.severity === 'error').map((p) => resolve(p.file)))].sort();
   const policies: DesiredSteering[] = [];
@@ -56,5 +59,7 @@ export function buildDesired(load: PolicyLoadResult, root: string, resolver: Res
       specHash: specHash(p),
     });
   }
-  return { root, dispatcherTag: resolver.dispatcherTag(), policies, failedFiles };
+  const filterPolicies = load.policies.filter((p): p is PacketFilterPolicy => p.kind === 'PacketFilter');
+  const filters = resolver.filters ? buildDesiredFilters(filterPolicies, new Set(failedFiles), root, resolver.filters) : undefined;
+  return { root, dispatcherTag: resolver.dispatcherTag(), policies, failedFiles, ...(filters ? { filters } : {}) };
 }

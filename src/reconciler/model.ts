@@ -3,6 +3,7 @@
  * documents, with namespaces and targets resolved), the observed state (from
  * bpffs pins and kernel object info), and the plan between them.
  */
+import type { DesiredFilters, FilterOperation, ObservedFilters } from './filter-model.js';
 
 /** An inclusive port range. */
 export interface Range {
@@ -45,6 +46,8 @@ export interface DesiredState {
   policies: DesiredSteering[];
   /** Absolute paths of files that failed to load or validate: what came from them stays as it is. */
   failedFiles: string[];
+  /** PacketFilter policies, resolved (absent: the filters under ROOT/filters are not planned at all). */
+  filters?: DesiredFilters;
 }
 
 /** One binding of a policy: a port range on a prefix ('*' = every address, both families). */
@@ -88,6 +91,8 @@ export interface ObservedDispatcherState {
 export interface ObservedState {
   dispatchers: ObservedDispatcherState[];
   stray: string[];
+  /** The packet filters under ROOT/filters (see src/bpf/filter-store.ts). */
+  filters?: ObservedFilters;
 }
 
 /** The kinds of action, as in Terraform. */
@@ -107,6 +112,7 @@ export type Operation =
   | { type: 'deleteRecord'; dir: string; name: string }
   | { type: 'removeDispatcher'; dir: string }
   | { type: 'removeStray'; path: string }
+  | FilterOperation
   | { type: 'none' };
 
 /** When an action runs: dispatchers first, then additions, then removals, then garbage collection. */

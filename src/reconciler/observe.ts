@@ -1,8 +1,10 @@
 /**
  * Observed state from the pins under the root: dispatchers, their parsed
- * policy records, and the sockets their destinations hold.
+ * policy records, and the sockets their destinations hold; and the packet
+ * filters under ROOT/filters.
  */
 import { observeRoot, observeSockets } from '../bpf/dispatcher-store.js';
+import { observeFilters } from '../bpf/filter-store.js';
 import type { ObservedDispatcherState, ObservedState, PolicyRecord } from './model.js';
 
 function parseRecord(name: string, json: string): PolicyRecord | string {
@@ -29,5 +31,5 @@ export function observe(root: string): ObservedState {
     const sockets = Object.fromEntries(observeSockets(d.dir, records.map((r) => r.destId)));
     return { ...d, records, badRecords, sockets };
   });
-  return { dispatchers, stray: raw.stray };
+  return { dispatchers, stray: raw.stray, filters: observeFilters(root) };
 }

@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { allocate, bindingEntries, bindingShapes } from './bindings.js';
+import { planFilters } from './filter-plan.js';
 import type {
   Action,
   DesiredState,
@@ -353,6 +354,13 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
 
   for (const s of observed.stray)
     add({ kind: 'delete', phase: 'gc', object: s, reason: 'not part of the pin layout (left by an interrupted run or an older version)', op: { type: 'removeStray', path: s } });
+
+  // PacketFilter policies: their own pins under ROOT/filters, planned on their own (left alone when not resolved).
+  if (desired.filters) {
+    const f = planFilters(desired.filters, observed.filters ?? { filters: [], stray: [] }, desired.failedFiles);
+    actions.push(...f.actions);
+    problems.push(...f.problems);
+  }
 
   const ordered = PHASES.flatMap((phase) => actions.filter((a) => a.phase === phase));
   return { actions: ordered, problems };

@@ -6,7 +6,7 @@
 import { ensureBpffs } from '../bpf/bpffs.js';
 import { RootLock } from '../bpf/dispatcher-store.js';
 import { DISPATCHER_OBJECT } from '../bpf/dispatcher-layout.js';
-import { kernelPort } from '../bpf/kernel-port.js';
+import { kernelPort, type FilterOptions } from '../bpf/kernel-port.js';
 import { systemResolver } from '../bpf/resolver.js';
 import { loadPolicies, type PolicyLoadResult } from '../policy/index.js';
 import { apply, type ApplyResult } from './apply.js';
@@ -32,6 +32,8 @@ export interface ReconcileOptions {
   /** Hears of each applied or failed action. */
   onAction?: (a: Action, error?: Error) => void;
   lockTimeoutMs?: number;
+  /** Where packet filters come from (object, forced tc attach method). */
+  filters?: FilterOptions;
 }
 
 /** Everything a pass learned and did. */
@@ -61,10 +63,10 @@ export async function reconcileOnce(opts: ReconcileOptions = {}): Promise<Reconc
       ensureBpffs(root);
       lock = await RootLock.acquire(root, opts.lockTimeoutMs);
     }
-    const desired = buildDesired(load, root, systemResolver(objectPath));
+    const desired = buildDesired(load, root, systemResolver(objectPath, opts.filters));
     const observed = observe(root);
     const p = plan(desired, observed);
-    const result = opts.dryRun ? undefined : apply(p.actions, kernelPort(objectPath), opts.onAction);
+    const result = opts.dryRun ? undefined : apply(p.actions, kernelPort(objectPath, opts.filters), opts.onAction);
     return { root, load, desired, observed, plan: p, result, durationMs: performance.now() - started };
   } finally {
     lock?.close();

@@ -4,6 +4,7 @@
  * kernel's counters.
  */
 import { resolve } from 'node:path';
+import { formatProblem } from '../policy/index.js';
 import type { ReconcileReport } from './reconcile.js';
 import type { PolicyRecord } from './model.js';
 
@@ -46,7 +47,7 @@ export function policyStatuses(r: ReconcileReport, counters: CounterReader): Pol
   }
   const loadErrors = new Map<string, string>();
   for (const p of r.load.problems)
-    if (p.severity === 'error' && !loadErrors.has(resolve(p.file))) loadErrors.set(resolve(p.file), `${p.file}:${p.line}:${p.column}: ${p.path}: ${p.message}`);
+    if (p.severity === 'error' && !loadErrors.has(resolve(p.file))) loadErrors.set(resolve(p.file), formatProblem(p));
 
   const names = new Set([...r.desired.policies.map((p) => p.name), ...recordOf.keys()]);
   for (const name of [...names].sort()) {

@@ -53,7 +53,7 @@ test('invalid policies: exit 1, one line per problem on stdout', async () => {
 });
 
 test('warnings alone keep exit 0', async () => {
-  const r = await cli(['--policies', 'warnings', '--insecure-policy-perms']);
+  const r = await cli(['--policies', 'warnings/redundant-entries.yaml', '--insecure-policy-perms']);
   assert.equal(r.code, 0);
   assert.equal(r.out.split('\n').filter(Boolean).length, 6);
   assert.match(r.err, /valid: 1 policy in 1 file, 6 warnings/);

@@ -4,10 +4,11 @@
  * write kinds/KIND.ts implementing PolicyKind, and list it in POLICY_KINDS.
  */
 import type { AnyPolicyKind } from '../kind.js';
+import { packetFilterKind } from './packet-filter.js';
 import { portSteeringKind } from './port-steering.js';
 
 /** Every supported kind. */
-export const POLICY_KINDS = [portSteeringKind] as const;
+export const POLICY_KINDS = [portSteeringKind, packetFilterKind] as const;
 
 /** The normalized desired state of any supported policy, discriminated by `kind`. */
 export type DesiredPolicy = ReturnType<(typeof POLICY_KINDS)[number]['normalize']>;

@@ -40,6 +40,19 @@ export function parsePortRange(text: string): PortRangeParseResult {
 }
 
 /**
+ * Parses a PacketFilter port string: a single port ("23") or an inclusive
+ * range ("9000-9100"). Never throws.
+ */
+export function parseFilterPort(text: string): PortRangeParseResult {
+  if (/^[0-9]+$/.test(text)) {
+    const port = Number(text);
+    if (!isPort(port)) return { ok: false, reason: `port ${port} is out of range ${MIN_PORT}..${MAX_PORT}` };
+    return { ok: true, range: { start: port, end: port } };
+  }
+  return parsePortRange(text);
+}
+
+/**
  * Converts one entry of a policy's port list (a port number or a range
  * string) into a range.
  * @throws Error if the entry is not valid; validate it first (schema formats do).

@@ -1,0 +1,202 @@
+/**
+ * Sampled drop events of the packet filters under a pin root: opens the
+ * `events` ring buffer of every filter (of one policy, or all), reads them
+ * with a {@link RingBufferReader}, and names each event's interface, hook
+ * and rule from the filter's records and rule_meta.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeEvent, decodeRuleMeta, FILTERS_DIR, parseFilterDirName, u32, type FilterHookName } from './filter-layout.js';
+import { observeFilter, type AttachmentRecord } from './filter-store.js';
+import { BpfMap } from './map.js';
+import { RingBufferReader } from './ringbuf.js';
+
+/** One sampled packet, decoded and named. */
+export interface FilterEvent {
+  /** Wall-clock time of the drop (from the kernel's monotonic timestamp). */
+  time: Date;
+  interface: string;
+  ifindex: number;
+  netns: string | null;
+  hook: FilterHookName;
+  action: 'pass' | 'drop';
+  family: 4 | 6;
+  /** "tcp", "udp", "icmp", "icmpv6", or the IP protocol number. */
+  protocol: string;
+  src: string;
+  /** Ports, null without a readable TCP/UDP header (other protocols, fragments). */
+  srcPort: number | null;
+  dst: string;
+  dstPort: number | null;
+  /** The rule that decided; policy and rule are null for the default action. */
+  policy: string | null;
+  rule: string | null;
+  /** Bytes of the packet. */
+  length: number;
+}
+
+interface Source {
+  dir: string;
+  attachment: AttachmentRecord | undefined;
+  policies: string[];
+  events: BpfMap;
+  names: Map<number, { policy: string; rule: string }>;
+}
+
+const PROTOCOLS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
+
+/** Converts a CLOCK_MONOTONIC timestamp (bpf_ktime_get_ns) to wall-clock time. */
+function wallClock(monotonicNs: bigint): Date {
+  const ageMs = Number(process.hrtime.bigint() - monotonicNs) / 1e6;
+  return new Date(Date.now() - ageMs);
+}
+
+/**
+ * A stream of the sampled events of the filters under `root`. Owns the
+ * events maps it opened and the ring buffer reader; close() releases them.
+ */
+export class FilterEventStream implements Disposable {
+  readonly #root: string;
+  readonly #policy: string | undefined;
+  #sources: Source[] = [];
+  #reader: RingBufferReader | undefined;
+  #pending: FilterEvent[] = [];
+
+  private constructor(root: string, policy: string | undefined) {
+    this.#root = root;
+    this.#policy = policy;
+  }
+
+  /** Opens the stream for every filter of `policy` (or of every policy). Throws ErrnoError. */
+  static open(root: string, policy?: string): FilterEventStream {
+    const s = new FilterEventStream(root, policy);
+    try {
+      s.refresh();
+    } catch (err) {
+      s.close();
+      throw err;
+    }
+    return s;
+  }
+
+  /** How many filters the stream reads. */
+  get filterCount(): number {
+    return this.#sources.length;
+  }
+
+  /**
+   * Picks up filters that appeared or vanished since the last call (interfaces
+   * come and go): reopens the reader when the set changed. Returns whether it
+   * changed. Events still queued in a vanished filter's ring are lost.
+   */
+  refresh(): boolean {
+    const dirs: string[] = [];
+    const top = join(this.#root, FILTERS_DIR);
+    if (existsSync(top))
+      for (const ns of readdirSync(top).sort())
+        for (const name of existsSync(join(top, ns)) ? readdirSync(join(top, ns)).sort() : [])
+          if (parseFilterDirName(name)) dirs.push(join(top, ns, name));
+    const wanted: Array<{ dir: string; attachment: AttachmentRecord | undefined; policies: string[] }> = [];
+    for (const dir of dirs) {
+      const parts = dir.split('/');
+      let obs;
+      try {
+        obs = observeFilter(this.#root, parts[parts.length - 2]!, parts[parts.length - 1]!);
+      } catch {
+        continue; // removed while we looked
+      }
+      const policies = obs.policies.map((p) => p.name);
+      if (this.#policy !== undefined && !policies.includes(this.#policy)) continue;
+      if (obs.missingMaps.includes('events')) continue;
+      wanted.push({ dir, attachment: obs.attachment, policies });
+    }
+    const same = wanted.length === this.#sources.length && wanted.every((w, i) => w.dir === this.#sources[i]!.dir);
+    if (same) {
+      wanted.forEach((w, i) => {
+        this.#sources[i]!.attachment = w.attachment;
+        this.#sources[i]!.policies = w.policies;
+      });
+      return false;
+    }
+    this.#drain();
+    this.#closeSources();
+    for (const w of wanted) {
+      let events: BpfMap;
+      try {
+        events = BpfMap.fromPin(join(w.dir, 'map_events'));
+      } catch {
+        continue;
+      }
+      this.#sources.push({ ...w, events, names: new Map() });
+    }
+    if (this.#sources.length > 0)
+      this.#reader = RingBufferReader.open(this.#sources.map((src) => ({ map: src.events, onRecord: (data) => this.#onRecord(src, data) })));
+    return true;
+  }
+
+  /** Every event available now (never waits). Throws ErrnoError. */
+  poll(): FilterEvent[] {
+    this.#drain();
+    return this.#pending.splice(0, this.#pending.length);
+  }
+
+  #drain(): void {
+    this.#reader?.consume();
+  }
+
+  #name(src: Source, slot: number): { policy: string; rule: string } | undefined {
+    let n = src.names.get(slot);
+    if (!n) {
+      try {
+        using meta = BpfMap.fromPin(join(src.dir, 'map_rule_meta'));
+        const v = meta.lookup(u32(slot));
+        if (v) src.names.set(slot, (n = decodeRuleMeta(v)));
+      } catch {
+        // the filter went away: unnamed
+      }
+    }
+    return n;
+  }
+
+  #onRecord(src: Source, data: Buffer): void {
+    const raw = decodeEvent(data);
+    const named = raw.slot === 0 ? undefined : this.#name(src, raw.slot);
+    if (this.#policy !== undefined && named && named.policy !== this.#policy) return;
+    const hasPorts = !raw.noPorts && (raw.protocol === 6 || raw.protocol === 17);
+    const parts = src.dir.split('/');
+    const where = parseFilterDirName(parts[parts.length - 1]!)!;
+    this.#pending.push({
+      time: wallClock(raw.timeNs),
+      interface: src.attachment?.ifname ?? `ifindex ${raw.ifindex}`,
+      ifindex: raw.ifindex,
+      netns: src.attachment?.netns ?? null,
+      hook: where.hook,
+      action: raw.action === 1 ? 'drop' : 'pass',
+      family: raw.family,
+      protocol: PROTOCOLS[raw.protocol] ?? String(raw.protocol),
+      src: raw.src,
+      srcPort: hasPorts ? raw.srcPort : null,
+      dst: raw.dst,
+      dstPort: hasPorts ? raw.dstPort : null,
+      policy: named?.policy ?? null,
+      rule: named?.rule ?? null,
+      length: raw.length,
+    });
+  }
+
+  #closeSources(): void {
+    this.#reader?.close();
+    this.#reader = undefined;
+    for (const s of this.#sources) s.events.close();
+    this.#sources = [];
+  }
+
+  /** Closes the reader and the maps. Idempotent. */
+  close(): void {
+    this.#closeSources();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,375 @@
+/**
+ * Byte layout of the packet filter's maps (bpf/packet_filter.h), the paths
+ * of its compiled objects, and the names of its pins. Pure encoding: no fds
+ * here, so the reconciler's pure plan can use it.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Compiled object of bpf/packet_filter.c. */
+export const FILTER_OBJECT = fileURLToPath(new URL('../../../build/bpf/packet_filter.o', import.meta.url));
+/** The filter built with -DVARIANT: same behaviour, other bytecode (upgrade tests). */
+export const FILTER_VARIANT_OBJECT = fileURLToPath(new URL('../../../build/bpf/packet_filter_variant.o', import.meta.url));
+
+/** Top-level directory of the filters under the pin root (ROOT/filters/<netns key>/<hook>-<ifindex>/). */
+export const FILTERS_DIR = 'filters';
+
+/** Where a filter runs. */
+export type FilterHookName = 'xdp' | 'tc-ingress' | 'tc-egress';
+/** How a filter is attached: an XDP link, a tcx link, or (before Linux 6.6) a cls_bpf filter. */
+export type FilterAttachMethod = 'xdp' | 'tcx' | 'cls_bpf';
+
+/** Directory of the filter of `hook` on interface `ifindex` of namespace `netnsKey`. */
+export function filterDir(root: string, netnsKey: string, hook: FilterHookName, ifindex: number): string {
+  return join(root, FILTERS_DIR, netnsKey, `${hook}-${ifindex}`);
+}
+
+/** Parses a filter directory name (`xdp-3`, `tc-ingress-12`). */
+export function parseFilterDirName(name: string): { hook: FilterHookName; ifindex: number } | undefined {
+  const m = /^(xdp|tc-ingress|tc-egress)-([1-9][0-9]*)$/.exec(name);
+  return m ? { hook: m[1] as FilterHookName, ifindex: Number(m[2]) } : undefined;
+}
+
+/** Program names (C function names) in the object. */
+export const FILTER_PROGRAMS = { xdp: 'filter_xdp', tc: 'filter_tc' } as const;
+
+/** Names of the filter's maps, as in bpf/packet_filter.c; each is pinned as map_<name>. */
+export const FILTER_MAPS = [
+  'addr_tables',
+  'port_tables',
+  'decision_tables',
+  'config',
+  'active',
+  'rule_stats',
+  'stats',
+  'events',
+  'rule_meta',
+  'records',
+] as const;
+export type FilterMapName = (typeof FILTER_MAPS)[number];
+
+/** The three double-buffered tables (ARRAY_OF_MAPS, one inner map per generation). */
+export const FILTER_TABLES = ['addr_tables', 'port_tables', 'decision_tables'] as const;
+export type FilterTableName = (typeof FILTER_TABLES)[number];
+
+/** PF_MATCH_*: the fields a rule constrains; a pattern is an OR of these. */
+export const Match = { PROTO: 1, SRC: 2, DST: 4, SPORT: 8, DPORT: 16 } as const;
+/** PF_PROTO_*: protocol classes of decision keys. */
+export const ProtoClass = { other: 0, icmp: 1, tcp: 6, udp: 17 } as const;
+/** PF_ACTION_* */
+export const FilterActionCode = { pass: 0, drop: 1 } as const;
+/** PF_DIM_* */
+export const Dim = { src: 0, dst: 1 } as const;
+
+/** Slot 0 of rule_stats counts packets no rule matched. */
+export const DEFAULT_SLOT = 0;
+/** PF_MAX_SLOTS: counter slots per filter, the default slot included. */
+export const MAX_SLOTS = 16384;
+/** Most decision entries one generation may hold (sizes the inner hash). */
+export const MAX_DECISIONS = 1 << 20;
+/** PF_NAME_LEN */
+export const NAME_LEN = 64;
+/** PF_RECORD_LEN */
+export const RECORD_LEN = 4096;
+
+export const ADDR_KEY_SIZE = 4 + 1 + 1 + 16;
+export const PORT_KEY_SIZE = 4 + 1 + 2;
+export const DECISION_KEY_SIZE = 20;
+export const DECISION_VALUE_SIZE = 16;
+export const CLASS_VALUE_SIZE = 4;
+export const CONFIG_SIZE = 4 * 5 + 32;
+export const RULE_META_SIZE = 2 * NAME_LEN;
+export const EVENT_SIZE = 64;
+
+/** PF_STAT_* */
+export const FilterStat = { notIp: 0, noRuleset: 1, noPorts: 2, eventsLost: 3 } as const;
+
+/** One entry of an address class trie. */
+export interface AddrEntry {
+  dim: 0 | 1;
+  family: 4 | 6;
+  /** Network address as an unsigned integer (32 or 128 bits). */
+  address: bigint;
+  length: number;
+  cls: number;
+}
+
+/** One entry of a port class trie: a block of ports sharing their top `bits` bits. */
+export interface PortEntry {
+  dim: 0 | 1;
+  port: number;
+  bits: number;
+  cls: number;
+}
+
+/** One decision: for a pattern and the class ids of its fields, the first rule that matches. */
+export interface DecisionEntry {
+  pattern: number;
+  proto: number;
+  src: number;
+  dst: number;
+  sport: number;
+  dport: number;
+  order: number;
+  slot: number;
+  sample: number;
+  action: 0 | 1;
+}
+
+/** One generation's config. */
+export interface FilterConfig {
+  patterns: number;
+  lookups: number;
+  defaultAction: 0 | 1;
+  defaultSample: number;
+}
+
+/** Encodes an address trie key. */
+export function encodeAddrKey(e: Pick<AddrEntry, 'dim' | 'family' | 'address' | 'length'>): Buffer {
+  const k = Buffer.alloc(ADDR_KEY_SIZE);
+  const bits = e.family === 4 ? 32 : 128;
+  if (!Number.isInteger(e.length) || e.length < 0 || e.length > bits) throw new RangeError(`prefix length ${e.length} out of range`);
+  k.writeUInt32LE(16 + e.length, 0);
+  k.writeUInt8(e.dim, 4);
+  k.writeUInt8(e.family, 5);
+  if (e.family === 4) k.writeUInt32BE(Number(e.address), 6);
+  else {
+    k.writeBigUInt64BE(e.address >> 64n, 6);
+    k.writeBigUInt64BE(e.address & 0xffffffffffffffffn, 14);
+  }
+  return k;
+}
+
+/** Encodes a port trie key. */
+export function encodePortKey(e: Pick<PortEntry, 'dim' | 'port' | 'bits'>): Buffer {
+  if (!Number.isInteger(e.bits) || e.bits < 0 || e.bits > 16) throw new RangeError(`port bits ${e.bits} out of range`);
+  const k = Buffer.alloc(PORT_KEY_SIZE);
+  k.writeUInt32LE(8 + e.bits, 0);
+  k.writeUInt8(e.dim, 4);
+  k.writeUInt16BE(e.port, 5);
+  return k;
+}
+
+/** Encodes a u32 class id (the value of both tries). */
+export function encodeClass(cls: number): Buffer {
+  const v = Buffer.alloc(CLASS_VALUE_SIZE);
+  v.writeUInt32LE(cls);
+  return v;
+}
+
+/** Encodes a decision key. */
+export function encodeDecisionKey(d: Pick<DecisionEntry, 'pattern' | 'proto' | 'src' | 'dst' | 'sport' | 'dport'>): Buffer {
+  const k = Buffer.alloc(DECISION_KEY_SIZE);
+  k.writeUInt8(d.pattern, 0);
+  k.writeUInt8(d.proto, 1);
+  k.writeUInt32LE(d.src, 4);
+  k.writeUInt32LE(d.dst, 8);
+  k.writeUInt32LE(d.sport, 12);
+  k.writeUInt32LE(d.dport, 16);
+  return k;
+}
+
+/** Encodes a decision value. */
+export function encodeDecisionValue(d: Pick<DecisionEntry, 'order' | 'slot' | 'sample' | 'action'>): Buffer {
+  const v = Buffer.alloc(DECISION_VALUE_SIZE);
+  v.writeUInt32LE(d.order, 0);
+  v.writeUInt32LE(d.slot, 4);
+  v.writeUInt32LE(d.sample, 8);
+  v.writeUInt32LE(d.action, 12);
+  return v;
+}
+
+/** Encodes a generation's config: the patterns bitmask also as the list of patterns in use. */
+export function encodeConfig(c: FilterConfig): Buffer {
+  const v = Buffer.alloc(CONFIG_SIZE);
+  v.writeUInt32LE(c.patterns, 0);
+  v.writeUInt32LE(c.lookups, 4);
+  v.writeUInt32LE(c.defaultAction, 8);
+  v.writeUInt32LE(c.defaultSample, 12);
+  let n = 0;
+  for (let p = 0; p < 32; p++) if (c.patterns & (1 << p)) v.writeUInt8(p, 20 + n++);
+  v.writeUInt32LE(n, 16);
+  return v;
+}
+
+/** Decodes a generation's config. */
+export function decodeConfig(v: Buffer): FilterConfig {
+  return {
+    patterns: v.readUInt32LE(0),
+    lookups: v.readUInt32LE(4),
+    defaultAction: v.readUInt32LE(8) === 1 ? 1 : 0,
+    defaultSample: v.readUInt32LE(12),
+  };
+}
+
+/** Encodes a u32 key (generation, slot, stat index). */
+export function u32(n: number): Buffer {
+  const k = Buffer.alloc(4);
+  k.writeUInt32LE(n);
+  return k;
+}
+
+function fixedString(text: string, len: number, what: string): Buffer {
+  const b = Buffer.alloc(len);
+  if (Buffer.byteLength(text) >= len) throw new RangeError(`${what} "${text}" is longer than ${len - 1} bytes`);
+  b.write(text, 'utf8');
+  return b;
+}
+
+function readFixedString(b: Buffer, offset: number, len: number): string {
+  const end = b.indexOf(0, offset);
+  return b.toString('utf8', offset, end < 0 || end > offset + len ? offset + len : end);
+}
+
+/** Encodes what a counter slot belongs to. */
+export function encodeRuleMeta(m: { policy: string; rule: string }): Buffer {
+  return Buffer.concat([fixedString(m.policy, NAME_LEN, 'policy name'), fixedString(m.rule, NAME_LEN, 'rule name')]);
+}
+
+/** Decodes what a counter slot belongs to. */
+export function decodeRuleMeta(v: Buffer): { policy: string; rule: string } {
+  return { policy: readFixedString(v, 0, NAME_LEN), rule: readFixedString(v, NAME_LEN, NAME_LEN) };
+}
+
+/** Encodes a record key (a policy name, or "@attachment"). */
+export function encodeRecordKey(name: string): Buffer {
+  return fixedString(name, NAME_LEN, 'record name');
+}
+
+/** Decodes a record key. */
+export function decodeRecordKey(k: Buffer): string {
+  return readFixedString(k, 0, NAME_LEN);
+}
+
+/** Encodes a record (JSON, length-prefixed). Throws RangeError when too large. */
+export function encodeRecord(json: string): Buffer {
+  const v = Buffer.alloc(RECORD_LEN);
+  const len = Buffer.byteLength(json);
+  if (len > RECORD_LEN - 4) throw new RangeError(`filter record of ${len} bytes exceeds ${RECORD_LEN - 4}`);
+  v.writeUInt32LE(len, 0);
+  v.write(json, 4, 'utf8');
+  return v;
+}
+
+/** Decodes a record into its JSON text. */
+export function decodeRecord(v: Buffer): string {
+  const len = Math.min(v.readUInt32LE(0), v.length - 4);
+  return v.toString('utf8', 4, 4 + len);
+}
+
+/** A sampled drop as the BPF program reports it. */
+export interface RawFilterEvent {
+  timeNs: bigint;
+  ifindex: number;
+  slot: number;
+  length: number;
+  family: 4 | 6;
+  protocol: number;
+  action: 0 | 1;
+  /** The packet had no readable TCP/UDP header (a fragment): ports are 0. */
+  noPorts: boolean;
+  srcPort: number;
+  dstPort: number;
+  src: string;
+  dst: string;
+}
+
+function addressText(b: Buffer, family: 4 | 6): string {
+  if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
+  // RFC 5952: compress the longest run of two or more zero groups.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j === i ? i + 1 : j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+/** Decodes one ring buffer record. Throws RangeError when it is too short. */
+export function decodeEvent(b: Buffer): RawFilterEvent {
+  if (b.length < EVENT_SIZE) throw new RangeError(`filter event of ${b.length} bytes, expected ${EVENT_SIZE}`);
+  // struct pf_event: time_ns@0 ifindex@8 slot@12 length@16 family@20 protocol@21 action@22 flags@23 sport@24 dport@26 src@28 dst@44
+  const family = b.readUInt8(20) === 6 ? 6 : 4;
+  return {
+    timeNs: b.readBigUInt64LE(0),
+    ifindex: b.readUInt32LE(8),
+    slot: b.readUInt32LE(12),
+    length: b.readUInt32LE(16),
+    family,
+    protocol: b.readUInt8(21),
+    action: b.readUInt8(22) === 1 ? 1 : 0,
+    noPorts: (b.readUInt8(23) & 1) === 1,
+    srcPort: b.readUInt16LE(24),
+    dstPort: b.readUInt16LE(26),
+    src: addressText(b.subarray(28, 44), family),
+    dst: addressText(b.subarray(44, 60), family),
+  };
+}
+
+/** The encoded entries of one generation, ready for batch updates. */
+export interface EncodedRuleset {
+  addr: { keys: Buffer; values: Buffer; count: number };
+  port: { keys: Buffer; values: Buffer; count: number };
+  decision: { keys: Buffer; values: Buffer; count: number };
+  config: Buffer;
+}
+
+/** Encodes a generation's tables. Throws RangeError on out-of-range fields. */
+export function encodeRuleset(r: { addr: AddrEntry[]; port: PortEntry[]; decisions: DecisionEntry[]; config: FilterConfig }): EncodedRuleset {
+  const pack = <T>(list: T[], key: (e: T) => Buffer, value: (e: T) => Buffer) => ({
+    keys: Buffer.concat(list.map(key)),
+    values: Buffer.concat(list.map(value)),
+    count: list.length,
+  });
+  return {
+    addr: pack(r.addr, encodeAddrKey, (e) => encodeClass(e.cls)),
+    port: pack(r.port, encodePortKey, (e) => encodeClass(e.cls)),
+    decision: pack(r.decisions, encodeDecisionKey, encodeDecisionValue),
+    config: encodeConfig(r.config),
+  };
+}
+
+/**
+ * Fingerprint of one generation's content: the entries of the three tables
+ * (in any order) and the config. Observed maps and desired tables with equal
+ * fingerprints hold the same rules.
+ */
+export function rulesetFingerprint(parts: {
+  addr: Iterable<[Buffer, Buffer]>;
+  port: Iterable<[Buffer, Buffer]>;
+  decision: Iterable<[Buffer, Buffer]>;
+  config: Buffer;
+}): string {
+  const h = createHash('sha256');
+  for (const [name, entries] of [
+    ['addr', parts.addr],
+    ['port', parts.port],
+    ['decision', parts.decision],
+  ] as const) {
+    const lines: string[] = [];
+    for (const [k, v] of entries) lines.push(k.toString('latin1') + v.toString('latin1'));
+    lines.sort();
+    h.update(`${name}:${lines.length}\n`);
+    for (const l of lines) h.update(l, 'latin1');
+  }
+  h.update(parts.config);
+  return h.digest('hex').slice(0, 32);
+}
+
+/** Splits back-to-back entries into [key, value] pairs (views, no copies). */
+export function* splitEntries(e: { keys: Buffer; values: Buffer; count: number }): Generator<[Buffer, Buffer]> {
+  if (e.count === 0) return;
+  const ks = e.keys.length / e.count;
+  const vs = e.values.length / e.count;
+  for (let i = 0; i < e.count; i++) yield [e.keys.subarray(i * ks, (i + 1) * ks), e.values.subarray(i * vs, (i + 1) * vs)];
+}

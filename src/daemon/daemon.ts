@@ -1,0 +1,324 @@
+/**
+ * The long-running controller behind `ebpf-policy reconcile`: it runs full
+ * level-based reconcile passes when the policies change (chokidar), when
+ * the kernel drifts (a cheap probe, also woken by a watch on the pin root),
+ * every resync interval, and on request (SIGHUP). Passes never overlap and
+ * bursts of events are coalesced (see {@link PassScheduler}).
+ *
+ * Who owns what: the Daemon owns its watchers, timers, scheduler and HTTP
+ * server, and releases them all in stop(). It holds no kernel object between
+ * passes: the pins are the state, and the flock on the pin root is held only
+ * during a pass (by reconcileOnce). Stopping leaves every program attached.
+ */
+import type { Server } from 'node:http';
+import { listPins } from '../bpf/bpffs.js';
+import { readCounters } from '../bpf/dispatcher-store.js';
+import { systemResolver } from '../bpf/resolver.js';
+import { DISPATCHER_OBJECT } from '../bpf/dispatcher-layout.js';
+import type { PortSteeringPolicy } from '../policy/index.js';
+import { formatProblem } from '../policy/index.js';
+import type { Action } from '../reconciler/model.js';
+import { observe } from '../reconciler/observe.js';
+import { plan } from '../reconciler/plan.js';
+import { reconcileOnce, type ReconcileReport } from '../reconciler/reconcile.js';
+import { filterStatuses } from '../reconciler/filter-status.js';
+import { policyStatuses } from '../reconciler/status.js';
+import { expectationFrom, findDrift, lookAtKernel, unblockedPolicies, type KernelExpectation, type WaitingPolicy } from './drift.js';
+import { formatDuration } from './duration.js';
+import { startHttpServer, type Health, type ListenAddress } from './http-server.js';
+import type { Logger } from './logger.js';
+import { DaemonMetrics, type ExportedBinding, type ExportedDispatcher } from './metrics.js';
+import { inputFingerprint, summarizePass, total } from './pass-summary.js';
+import { PassScheduler } from './scheduler.js';
+import { TreeWatcher } from './tree-watcher.js';
+
+/** Options of the daemon. */
+export interface DaemonOptions {
+  /** Pin root. */
+  root: string;
+  /** Policy files and directories (undefined: the default directory). */
+  policyPaths?: string[];
+  /** The paths to watch for policy changes (default: policyPaths, or /etc/ebpf-policies). */
+  watchPaths: string[];
+  insecurePermissions: boolean;
+  debounceMs: number;
+  /** 0 disables the periodic resync. */
+  resyncIntervalMs: number;
+  /** 0 disables the periodic drift probe (the pin-root watch still wakes it). */
+  driftProbeIntervalMs: number;
+  /** Where to serve /metrics and /healthz (undefined: no HTTP server). */
+  metricsAddress?: ListenAddress;
+  logger: Logger;
+  /** Compiled dispatcher (default build/bpf/dispatcher.o). */
+  objectPath?: string;
+  /** How long a pass waits for another run's lock before failing (default 30 s). */
+  lockTimeoutMs?: number;
+}
+
+/** The longest wait before retrying a pass that threw. */
+const MAX_RETRY_MS = 30_000;
+/** Pin-root events within this window wake one probe. */
+const PIN_EVENT_SETTLE_MS = 20;
+
+function actionFields(pass: number, a: Action): Record<string, unknown> {
+  return { pass, policy: a.policy, kind: a.kind, object: a.object, reason: a.reason, before: a.before, after: a.after };
+}
+
+/** A running daemon; {@link Daemon.start} creates one, {@link Daemon.stop} ends it. */
+export class Daemon {
+  readonly #o: DaemonOptions;
+  readonly #log: Logger;
+  readonly #objectPath: string;
+  readonly #scheduler: PassScheduler;
+  readonly #metrics: DaemonMetrics | undefined;
+  #server: Server | undefined;
+  #policyWatcher: TreeWatcher | undefined;
+  #pinWatcher: TreeWatcher | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #probeTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryMs = 1000;
+  #pass = 0;
+  #stopping = false;
+  #health: Health = { ok: false, message: 'starting: no pass has run yet' };
+  #fingerprint: string | undefined;
+  #expectation: KernelExpectation | undefined;
+  #waiting: WaitingPolicy[] = [];
+  #bindings: ExportedBinding[] = [];
+  #dispatchers: ExportedDispatcher[] = [];
+  #problems = new Set<string>();
+
+  private constructor(o: DaemonOptions) {
+    this.#o = o;
+    this.#log = o.logger;
+    this.#objectPath = o.objectPath ?? DISPATCHER_OBJECT;
+    this.#scheduler = new PassScheduler((reasons) => this.#runPass(reasons), {
+      debounceMs: o.debounceMs,
+      onError: (err) => this.#log.error('internal error in a pass', { error: (err as Error)?.stack ?? String(err) }),
+    });
+    this.#metrics = o.metricsAddress
+      ? new DaemonMetrics({ bindings: () => this.#bindings, dispatchers: () => this.#dispatchers, readCounters })
+      : undefined;
+  }
+
+  /**
+   * Starts serving metrics (when asked), watching, the timers, and the first
+   * pass. Throws when the HTTP server cannot listen or a watcher cannot start
+   * (everything started so far is stopped again).
+   */
+  static async start(o: DaemonOptions): Promise<Daemon> {
+    const d = new Daemon(o);
+    try {
+      await d.#start();
+    } catch (err) {
+      await d.stop();
+      throw err;
+    }
+    return d;
+  }
+
+  async #start(): Promise<void> {
+    const o = this.#o;
+    this.#log.info('starting', {
+      root: o.root,
+      policies: o.watchPaths,
+      debounce: formatDuration(o.debounceMs),
+      resyncInterval: formatDuration(o.resyncIntervalMs),
+      driftProbeInterval: formatDuration(o.driftProbeIntervalMs),
+      pid: process.pid,
+    });
+    if (o.metricsAddress && this.#metrics) {
+      const metrics = this.#metrics;
+      const { server, bound } = await startHttpServer(o.metricsAddress, { metrics: () => metrics.render(), health: () => this.#health });
+      this.#server = server;
+      this.#log.info('serving metrics', { address: bound, paths: ['/metrics', '/healthz'] });
+    }
+    const onError = (what: string) => (err: Error) => this.#log.warn(`cannot watch ${what}`, { error: err.message });
+    this.#policyWatcher = await TreeWatcher.start(o.watchPaths, (event, path) => this.#onPolicyEvent(event, path), onError('policies'));
+    this.#pinWatcher = await TreeWatcher.start([o.root], (event, path) => this.#onPinEvent(event, path), onError('the pin root'));
+    this.#scheduler.request('startup', { immediate: true });
+    if (o.resyncIntervalMs > 0) this.#timers.push(setInterval(() => this.#scheduler.request('resync'), o.resyncIntervalMs));
+    if (o.driftProbeIntervalMs > 0) this.#timers.push(setInterval(() => this.#probe('interval'), o.driftProbeIntervalMs));
+  }
+
+  /** Health as /healthz reports it. */
+  get health(): Health {
+    return this.#health;
+  }
+
+  /** Asks for a pass (SIGHUP does this with immediate = true). */
+  requestPass(reason: string, immediate = false): void {
+    this.#scheduler.request(reason, { immediate });
+  }
+
+  /**
+   * Stops watching and timing, lets a running pass finish, and closes the
+   * HTTP server. Leaves the kernel state as it is. Idempotent.
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    clearTimeout(this.#probeTimer);
+    clearTimeout(this.#retryTimer);
+    await Promise.all([this.#policyWatcher?.close(), this.#pinWatcher?.close()]);
+    await this.#scheduler.stop();
+    const server = this.#server;
+    this.#server = undefined;
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  }
+
+  #onPolicyEvent(event: string, path: string): void {
+    this.#log.debug('policy change', { event, path });
+    this.#scheduler.request('policy change');
+  }
+
+  #onPinEvent(event: string, path: string): void {
+    if (this.#scheduler.running) return; // our own pass; its expectation is taken when it ends
+    this.#log.debug('pin change', { event, path });
+    if (this.#probeTimer) return;
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = undefined;
+      this.#probe('pin change');
+    }, PIN_EVENT_SETTLE_MS);
+  }
+
+  /** Compares the kernel with what the last pass left; requests a pass when they differ. */
+  #probe(why: string): void {
+    const expected = this.#expectation;
+    if (this.#stopping || !expected || this.#scheduler.running || this.#scheduler.pending) return;
+    try {
+      const drift = findDrift(expected, lookAtKernel(expected));
+      const unblocked = this.#waiting.length > 0 ? unblockedPolicies(this.#waiting, systemResolver(this.#objectPath)) : [];
+      if (drift.length === 0 && unblocked.length === 0) return;
+      if (drift.length > 0) this.#log.info('drift detected', { drift, probe: why });
+      if (unblocked.length > 0) this.#log.info('a waiting policy can make progress', { policies: unblocked });
+      // The expectation is spent: the pass that repairs this takes a new one.
+      this.#expectation = undefined;
+      this.#scheduler.request(drift.length > 0 ? 'drift' : 'dependency appeared', { immediate: true });
+    } catch (err) {
+      this.#log.warn('drift probe failed', { error: (err as Error).message });
+    }
+  }
+
+  async #runPass(reasons: string[]): Promise<void> {
+    const pass = ++this.#pass;
+    const started = performance.now();
+    this.#log.debug('pass starting', { pass, trigger: reasons });
+    let report: ReconcileReport;
+    try {
+      report = await reconcileOnce({
+        root: this.#o.root,
+        policyPaths: this.#o.policyPaths,
+        insecurePermissions: this.#o.insecurePermissions,
+        objectPath: this.#o.objectPath,
+        lockTimeoutMs: this.#o.lockTimeoutMs,
+        onAction: (a, error) => {
+          if (error) this.#log.error('action failed', { ...actionFields(pass, a), error: error.message });
+          else this.#log.info('applied', actionFields(pass, a));
+        },
+      });
+    } catch (err) {
+      const durationMs = performance.now() - started;
+      this.#metrics?.passErrored(durationMs);
+      this.#health = { ok: false, message: `failing: pass ${pass} failed: ${(err as Error).message}` };
+      this.#log.error('pass failed', { pass, trigger: reasons, error: (err as Error).message, retryIn: formatDuration(this.#retryMs), durationMs: round(durationMs) });
+      if (!this.#stopping) {
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => this.#scheduler.request('retry after a failed pass', { immediate: true }), this.#retryMs);
+        this.#retryMs = Math.min(this.#retryMs * 2, MAX_RETRY_MS);
+      }
+      return;
+    }
+    this.#retryMs = 1000;
+    const settled = this.#settle(report);
+    // Conditions only: counters are read at scrape time.
+    const statuses = [...policyStatuses(settled, () => new Map()), ...filterStatuses(settled, () => new Map())];
+    const fingerprint = inputFingerprint(report);
+    const summary = summarizePass(report, statuses, fingerprint === this.#fingerprint);
+    summary.durationMs = performance.now() - started;
+    this.#fingerprint = fingerprint;
+    this.#remember(settled);
+    this.#logProblems(report);
+    this.#metrics?.passFinished(summary);
+    this.#health = summary.ok
+      ? { ok: true, message: `ok: ${summary.policies} policies, ${summary.conditions.Ready} ready, ${summary.conditions.Degraded} degraded (pass ${pass})` }
+      : { ok: false, message: `failing: ${summary.failing.slice(0, 3).join('; ')}${summary.failing.length > 3 ? `; and ${summary.failing.length - 3} more` : ''}` };
+    if (summary.driftRepair)
+      this.#log.info('drift repaired', { pass, trigger: reasons, repairs: (report.result?.applied ?? []).map((a) => `${a.object}: ${a.reason}`) });
+    this.#log.log(summary.ok ? 'info' : 'warn', 'reconcile pass', {
+      pass,
+      trigger: reasons,
+      changes: total(summary.applied),
+      failed: total(summary.failed),
+      skipped: summary.skipped,
+      policies: summary.policies,
+      ready: summary.conditions.Ready,
+      degraded: summary.conditions.Degraded,
+      failedPolicies: summary.conditions.Failed,
+      invalidFiles: summary.invalidFiles,
+      durationMs: round(summary.durationMs),
+    });
+    if (!this.#stopping) {
+      const restarted = (await Promise.all([this.#policyWatcher?.refresh(), this.#pinWatcher?.refresh()]))[0];
+      if (restarted) this.#scheduler.request('policy paths appeared or were replaced');
+    }
+  }
+
+  /** The report as it would read after the apply: re-observed and re-planned when something changed. */
+  #settle(r: ReconcileReport): ReconcileReport {
+    const touched = (r.result?.applied.length ?? 0) + (r.result?.failed.length ?? 0) > 0;
+    if (!touched) return r;
+    const observed = observe(r.root);
+    return { ...r, observed, plan: plan(r.desired, observed) };
+  }
+
+  /** What the probe and the metrics need from a pass. */
+  #remember(r: ReconcileReport): void {
+    this.#expectation = expectationFrom(r.root, r.observed, listPins(r.root));
+    this.#dispatchers = r.observed.dispatchers.map((d) => ({ key: d.key, dir: d.dir }));
+    this.#bindings = r.observed.dispatchers.flatMap((d) =>
+      d.records.flatMap((rec) =>
+        rec.bindings.map((b) => ({
+          policy: rec.name,
+          dir: d.dir,
+          id: b.id,
+          ports: b.start === b.end ? String(b.start) : `${b.start}-${b.end}`,
+          prefix: b.prefix === '*' ? 'any' : b.prefix,
+        })),
+      ),
+    );
+    const failedFiles = new Set(r.desired.failedFiles);
+    const documents = new Map(r.load.policies.filter((p) => p.kind === 'PortSteering').map((p) => [p.name, p as PortSteeringPolicy]));
+    this.#waiting = [];
+    for (const p of r.desired.policies) {
+      const doc = documents.get(p.name);
+      if (!doc || failedFiles.has(p.sourceFile)) continue;
+      if (!p.netnsKey.ok) this.#waiting.push({ name: p.name, netnsPath: p.netnsPath, protocol: p.protocol, target: doc.target, waitsFor: 'netns' });
+      else if (!p.target.ok) this.#waiting.push({ name: p.name, netnsPath: p.netnsPath, protocol: p.protocol, target: doc.target, waitsFor: 'target' });
+    }
+  }
+
+  /** Logs each problem once when it appears (at debug while it stays). */
+  #logProblems(r: ReconcileReport): void {
+    const now = new Set<string>();
+    for (const p of r.load.problems) {
+      const line = formatProblem(p);
+      now.add(line);
+      this.#log.log(this.#problems.has(line) ? 'debug' : 'warn', 'policy file problem', { problem: line, severity: p.severity });
+    }
+    for (const p of r.plan.problems) {
+      const line = `policy ${p.policy}: ${p.condition}: ${p.reason}: ${p.message}`;
+      now.add(line);
+      this.#log.log(this.#problems.has(line) ? 'debug' : 'warn', 'policy problem', { policy: p.policy, condition: p.condition, reason: p.reason, detail: p.message });
+    }
+    this.#problems = now;
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

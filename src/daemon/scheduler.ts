@@ -1,0 +1,140 @@
+/**
+ * When the daemon runs a reconcile pass. Requests carry only a reason (the
+ * pass itself is level-based and reads everything again): bursts of requests
+ * are coalesced by a trailing debounce, passes never overlap, and a request
+ * that arrives during a pass buys exactly one more pass after it.
+ */
+
+/** The clock and timers the scheduler uses; tests pass fake ones. */
+export interface SchedulerClock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Node's own timers. */
+export const SYSTEM_CLOCK: SchedulerClock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/** Options of {@link PassScheduler}. */
+export interface PassSchedulerOptions {
+  /** A pass starts this long after the last request of a burst. */
+  debounceMs: number;
+  /**
+   * A pass starts at most this long after the first request it serves, even
+   * when requests keep coming (so a steady stream cannot starve it).
+   * Default: max(1000, 4 × debounceMs).
+   */
+  maxDelayMs?: number;
+  clock?: SchedulerClock;
+  /** Hears of a pass that threw (the scheduler goes on). */
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * Runs `pass(reasons)` in response to {@link request}s, one at a time.
+ * The scheduler owns its timer; {@link stop} cancels it and waits for the
+ * running pass.
+ */
+export class PassScheduler {
+  readonly #pass: (reasons: string[]) => Promise<void>;
+  readonly #debounceMs: number;
+  readonly #maxDelayMs: number;
+  readonly #clock: SchedulerClock;
+  readonly #onError: (err: unknown) => void;
+  /** Reasons waiting for the next pass, in arrival order, without duplicates. */
+  #reasons: string[] = [];
+  #firstAt = 0;
+  #lastAt = 0;
+  #immediate = false;
+  #timer: unknown;
+  #running: Promise<void> | undefined;
+  #stopped = false;
+  #passes = 0;
+
+  constructor(pass: (reasons: string[]) => Promise<void>, opts: PassSchedulerOptions) {
+    if (!(opts.debounceMs >= 0)) throw new RangeError(`debounce must be >= 0, got ${opts.debounceMs}`);
+    this.#pass = pass;
+    this.#debounceMs = opts.debounceMs;
+    this.#maxDelayMs = opts.maxDelayMs ?? Math.max(1000, 4 * opts.debounceMs);
+    this.#clock = opts.clock ?? SYSTEM_CLOCK;
+    this.#onError = opts.onError ?? (() => undefined);
+  }
+
+  /** True while a pass runs. */
+  get running(): boolean {
+    return this.#running !== undefined;
+  }
+
+  /** True when a pass is wanted and has not started yet. */
+  get pending(): boolean {
+    return this.#reasons.length > 0;
+  }
+
+  /** Number of passes started so far. */
+  get passes(): number {
+    return this.#passes;
+  }
+
+  /**
+   * Asks for a pass. `immediate` skips the debounce (SIGHUP, startup); the
+   * pass still waits for a running one to end. Ignored after {@link stop}.
+   */
+  request(reason: string, opts: { immediate?: boolean } = {}): void {
+    if (this.#stopped) return;
+    const now = this.#clock.now();
+    if (this.#reasons.length === 0) this.#firstAt = now;
+    this.#lastAt = now;
+    if (!this.#reasons.includes(reason)) this.#reasons.push(reason);
+    if (opts.immediate) this.#immediate = true;
+    if (!this.#running) this.#arm();
+  }
+
+  /**
+   * Cancels what is pending and resolves once the running pass (if any) has
+   * ended. No pass starts afterwards.
+   */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#disarm();
+    this.#reasons = [];
+    await this.#running;
+  }
+
+  #arm(): void {
+    this.#disarm();
+    const now = this.#clock.now();
+    const dueByDebounce = this.#lastAt + this.#debounceMs;
+    const dueByMax = this.#firstAt + this.#maxDelayMs;
+    const delay = this.#immediate ? 0 : Math.max(0, Math.min(dueByDebounce, dueByMax) - now);
+    this.#timer = this.#clock.setTimeout(() => this.#fire(), delay);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    if (this.#stopped || this.#running || this.#reasons.length === 0) return;
+    const reasons = this.#reasons;
+    this.#reasons = [];
+    this.#immediate = false;
+    this.#passes++;
+    this.#running = (async () => {
+      try {
+        await null; // #running is set before the pass can end, even when it throws at once
+        await this.#pass(reasons);
+      } catch (err) {
+        this.#onError(err);
+      } finally {
+        this.#running = undefined;
+        if (!this.#stopped && this.#reasons.length > 0) this.#arm();
+      }
+    })();
+  }
+}

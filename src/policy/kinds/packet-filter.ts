@@ -1,0 +1,277 @@
+/**
+ * The PacketFilter kind: pass or drop packets on some interfaces of a network
+ * namespace (XDP, TC ingress or TC egress) by ordered rules, with per-rule
+ * counters and sampled drop events.
+ */
+import { posix } from 'node:path';
+import type { FilterPortSpec, PacketFilter, PacketFilterRule as RuleDocument } from '../../types/generated/packet-filter.js';
+import type { DesiredPolicyBase, Finding, PolicyConflict, PolicyKind, PolicySource } from '../kind.js';
+import { aggregatePrefixes, formatPrefix, parseCidr, prefixContains, type IpPrefix } from '../net/cidr.js';
+import { patternsOverlap } from '../net/interface-pattern.js';
+import { formatPortRanges, mergePortRanges, parseFilterPort, type PortRange } from '../net/ports.js';
+
+/** Where a PacketFilter runs. */
+export type FilterHook = 'xdp' | 'tc-ingress' | 'tc-egress';
+/** What a rule (or the default) does with a packet. */
+export type FilterAction = 'pass' | 'drop';
+
+/** One normalized rule. Absent (undefined) match fields match everything. */
+export interface PacketFilterRule {
+  readonly name: string;
+  readonly protocol: 'tcp' | 'udp' | 'icmp' | undefined;
+  /** Canonical, aggregated prefixes (IPv4 first), as for PortSteering. */
+  readonly srcPrefixes: readonly string[] | undefined;
+  readonly dstPrefixes: readonly string[] | undefined;
+  /** Sorted, merged port ranges. */
+  readonly srcPorts: readonly PortRange[] | undefined;
+  readonly dstPorts: readonly PortRange[] | undefined;
+  readonly action: FilterAction;
+}
+
+/** Normalized desired state of one PacketFilter policy, for the reconciler. */
+export interface PacketFilterPolicy extends DesiredPolicyBase {
+  readonly kind: 'PacketFilter';
+  /** Normalized absolute path of the network namespace; undefined = the namespace ebpf-policy runs in. */
+  readonly netns: string | undefined;
+  /** Interface names and patterns, in the order written, without duplicates. */
+  readonly interfaces: readonly string[];
+  readonly hook: FilterHook;
+  readonly defaultAction: FilterAction;
+  readonly rules: readonly PacketFilterRule[];
+  /** Report every Nth drop; 0 = no events. */
+  readonly sampleRate: number;
+}
+
+const KIND = 'PacketFilter';
+type Path = (string | number)[];
+
+function portRange(spec: FilterPortSpec): PortRange {
+  if (typeof spec === 'number') return { start: spec, end: spec };
+  const parsed = parseFilterPort(spec);
+  if (!parsed.ok) throw new Error(`invalid port "${spec}": ${parsed.reason}`);
+  return parsed.range;
+}
+
+function parsedPrefixes(list: readonly string[]): IpPrefix[] {
+  return list.flatMap((text) => {
+    const parsed = parseCidr(text);
+    return parsed.ok ? [parsed.prefix] : [];
+  });
+}
+
+function checkCidrs(list: readonly string[] | undefined, path: Path): Finding[] {
+  const findings: Finding[] = [];
+  const seen: (IpPrefix | undefined)[] = [];
+  (list ?? []).forEach((text, i) => {
+    const parsed = parseCidr(text);
+    seen.push(parsed.ok ? parsed.prefix : undefined);
+    if (!parsed.ok) return;
+    if (parsed.hostBitsSet)
+      findings.push({ path: [...path, i], severity: 'warning', message: `"${text}" has host bits set; it means ${formatPrefix(parsed.prefix)}` });
+    const j = seen.findIndex((other, k) => k < i && other !== undefined && prefixContains(other, parsed.prefix));
+    if (j >= 0)
+      findings.push({ path: [...path, i], severity: 'warning', message: `"${text}" is already covered by ${describePath([...path, j])} (${list![j]})` });
+  });
+  return findings;
+}
+
+function checkPorts(list: readonly FilterPortSpec[] | undefined, path: Path): Finding[] {
+  const ranges = (list ?? []).map(portRange);
+  const findings: Finding[] = [];
+  ranges.forEach((r, i) => {
+    const j = ranges.findIndex((o, k) => k < i && o.start <= r.end && r.start <= o.end);
+    if (j >= 0)
+      findings.push({ path: [...path, i], severity: 'warning', message: `${formatPortRanges([r])} overlaps ${describePath([...path, j])} (${formatPortRanges([ranges[j]!])})` });
+  });
+  return findings;
+}
+
+function describePath(path: Path): string {
+  return path.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('');
+}
+
+/** Checks of one rule document that the schema cannot express. */
+function checkRule(rule: RuleDocument, i: number): Finding[] {
+  const at: Path = ['spec', 'rules', i];
+  const findings: Finding[] = [];
+  for (const field of ['srcPorts', 'dstPorts'] as const) {
+    if (rule[field] === undefined) continue;
+    if (rule.protocol === undefined)
+      findings.push({ path: [...at, field], severity: 'error', message: `${field} needs "protocol: tcp" or "protocol: udp" (ports exist only for TCP and UDP)` });
+    else if (rule.protocol === 'icmp')
+      findings.push({ path: [...at, field], severity: 'error', message: `ICMP has no ports: remove ${field} or use protocol tcp or udp` });
+    findings.push(...checkPorts(rule[field], [...at, field]));
+  }
+  findings.push(...checkCidrs(rule.srcCidrs, [...at, 'srcCidrs']), ...checkCidrs(rule.dstCidrs, [...at, 'dstCidrs']));
+  return findings;
+}
+
+function normalizeRule(rule: RuleDocument): PacketFilterRule {
+  const prefixes = (list: readonly string[] | undefined) => (list === undefined ? undefined : aggregatePrefixes(parsedPrefixes(list)).map(formatPrefix));
+  const ports = (list: readonly FilterPortSpec[] | undefined) => (list === undefined ? undefined : mergePortRanges(list.map(portRange)));
+  return {
+    name: rule.name,
+    protocol: rule.protocol,
+    srcPrefixes: prefixes(rule.srcCidrs),
+    dstPrefixes: prefixes(rule.dstCidrs),
+    srcPorts: ports(rule.srcPorts),
+    dstPorts: ports(rule.dstPorts),
+    action: rule.action,
+  };
+}
+
+/** A key equal for two rules exactly when they match the same packets (after normalization). */
+export function matchKey(rule: Pick<PacketFilterRule, 'protocol' | 'srcPrefixes' | 'dstPrefixes' | 'srcPorts' | 'dstPorts'>): string {
+  return JSON.stringify([rule.protocol ?? '*', rule.srcPrefixes ?? '*', rule.dstPrefixes ?? '*', rule.srcPorts ?? '*', rule.dstPorts ?? '*']);
+}
+
+/** What a rule matches, in words: "tcp to port 23", "from 203.0.113.0/24", "every packet". */
+export function describeMatch(rule: Pick<PacketFilterRule, 'protocol' | 'srcPrefixes' | 'dstPrefixes' | 'srcPorts' | 'dstPorts'>): string {
+  const side = (prefixes: readonly string[] | undefined, ports: readonly PortRange[] | undefined): string => {
+    const parts: string[] = [];
+    if (prefixes) parts.push(prefixes.join(', '));
+    if (ports) parts.push(`${ports.length === 1 && ports[0]!.start === ports[0]!.end ? 'port' : 'ports'} ${formatPortRanges(ports)}`);
+    return parts.join(' ');
+  };
+  const from = side(rule.srcPrefixes, rule.srcPorts);
+  const to = side(rule.dstPrefixes, rule.dstPorts);
+  const text = [rule.protocol ?? '', from && `from ${from}`, to && `to ${to}`].filter(Boolean).join(' ');
+  return text === '' ? 'every packet' : text;
+}
+
+function verb(action: FilterAction): string {
+  return action === 'pass' ? 'passes' : 'drops';
+}
+
+function describeNetns(netns: string | undefined): string {
+  return netns === undefined ? 'the default network namespace' : `network namespace ${netns}`;
+}
+
+function describeSource(source: PolicySource): string {
+  return `${source.file}:${source.line}:${source.column}`;
+}
+
+/** The first pair of patterns of `a` and `b` that can name the same interface, as text. */
+function commonInterfaces(a: PacketFilterPolicy, b: PacketFilterPolicy): string | undefined {
+  for (const x of a.interfaces)
+    for (const y of b.interfaces)
+      if (patternsOverlap(x, y)) return x === y ? `interface "${x}"` : `interfaces matching both "${x}" and "${y}"`;
+  return undefined;
+}
+
+/**
+ * Policies on the same network namespace and hook whose interface patterns
+ * can name the same interface must agree: on the default action, and on the
+ * action of rules that match exactly the same packets. Overlapping but
+ * different matches are no conflict: the documented order decides.
+ */
+function findFilterConflicts(policies: readonly PacketFilterPolicy[]): PolicyConflict<PacketFilterPolicy>[] {
+  const groups = new Map<string, PacketFilterPolicy[]>();
+  for (const p of policies) {
+    const key = `${p.netns ?? ''}\u0000${p.hook}`;
+    groups.set(key, [...(groups.get(key) ?? []), p]);
+  }
+  const conflicts: PolicyConflict<PacketFilterPolicy>[] = [];
+  const byMatch = new Map<PacketFilterPolicy, Map<string, { rule: PacketFilterRule; index: number }>>();
+  const matchesOf = (p: PacketFilterPolicy) => {
+    let m = byMatch.get(p);
+    if (!m) {
+      m = new Map();
+      p.rules.forEach((rule, index) => {
+        const k = matchKey(rule);
+        if (!m!.has(k)) m!.set(k, { rule, index });
+      });
+      byMatch.set(p, m);
+    }
+    return m;
+  };
+  for (const members of groups.values()) {
+    for (let j = 1; j < members.length; j++) {
+      const later = members[j]!;
+      for (let i = 0; i < j; i++) {
+        const earlier = members[i]!;
+        const where = commonInterfaces(earlier, later);
+        if (where === undefined) continue;
+        const context = `on ${later.hook} of ${where} in ${describeNetns(later.netns)}`;
+        if (earlier.defaultAction !== later.defaultAction)
+          conflicts.push({
+            policy: later,
+            path: ['spec', 'defaultAction'],
+            severity: 'error',
+            message: `policy "${later.name}" (defaultAction ${later.defaultAction}) and policy "${earlier.name}" (${describeSource(earlier.source)}, defaultAction ${earlier.defaultAction}) filter ${context} but disagree on the default action`,
+          });
+        const theirs = matchesOf(earlier);
+        const reported = new Set<string>();
+        later.rules.forEach((rule, index) => {
+          const k = matchKey(rule);
+          const other = theirs.get(k);
+          if (other === undefined || other.rule.action === rule.action || reported.has(k)) return;
+          reported.add(k);
+          conflicts.push({
+            policy: later,
+            path: ['spec', 'rules', index],
+            severity: 'error',
+            message: `rule "${rule.name}" of policy "${later.name}" ${verb(rule.action)} ${describeMatch(rule)}, but rule "${other.rule.name}" of policy "${earlier.name}" (${describeSource(earlier.source)}) ${verb(other.rule.action)} the same packets ${context}`,
+          });
+        });
+      }
+    }
+  }
+  return conflicts;
+}
+
+/** The PacketFilter kind module. */
+export const packetFilterKind: PolicyKind<PacketFilter, PacketFilterPolicy> = {
+  kind: KIND,
+  schemaFile: 'packet-filter.schema.json',
+
+  check(document) {
+    const { spec } = document;
+    const findings: Finding[] = [];
+    spec.interfaces.forEach((name, i) => {
+      const j = spec.interfaces.indexOf(name);
+      if (j < i) findings.push({ path: ['spec', 'interfaces', i], severity: 'warning', message: `"${name}" is already listed as spec.interfaces[${j}]` });
+    });
+    const names = new Map<string, number>();
+    const matches = new Map<string, number>();
+    spec.rules.forEach((rule, i) => {
+      const first = names.get(rule.name);
+      if (first !== undefined)
+        findings.push({ path: ['spec', 'rules', i, 'name'], severity: 'error', message: `duplicate rule name "${rule.name}": also spec.rules[${first}]` });
+      else names.set(rule.name, i);
+      const ruleFindings = checkRule(rule, i);
+      findings.push(...ruleFindings);
+      if (ruleFindings.some((f) => f.severity === 'error')) return;
+      const key = matchKey(normalizeRule(rule));
+      const earlier = matches.get(key);
+      if (earlier !== undefined)
+        findings.push({
+          path: ['spec', 'rules', i],
+          severity: 'warning',
+          message: `rule "${rule.name}" never decides anything: rule "${spec.rules[earlier]!.name}" (spec.rules[${earlier}]) matches the same packets first`,
+        });
+      else matches.set(key, i);
+    });
+    if (spec.events !== undefined && spec.defaultAction !== 'drop' && !spec.rules.some((r) => r.action === 'drop'))
+      findings.push({ path: ['spec', 'events'], severity: 'warning', message: 'nothing is ever dropped (no drop rule, defaultAction pass), so no event will be reported' });
+    return findings;
+  },
+
+  normalize(document, source) {
+    const { spec, metadata } = document;
+    return {
+      kind: KIND,
+      name: metadata.name,
+      labels: { ...(metadata.labels ?? {}) },
+      source,
+      netns: spec.netns === undefined ? undefined : posix.normalize(spec.netns),
+      interfaces: [...new Set(spec.interfaces)],
+      hook: spec.hook,
+      defaultAction: spec.defaultAction ?? 'pass',
+      rules: spec.rules.map(normalizeRule),
+      sampleRate: spec.events?.sampleRate ?? 0,
+    };
+  },
+
+  findConflicts: findFilterConflicts,
+};

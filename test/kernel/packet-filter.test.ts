@@ -1,0 +1,468 @@
+/**
+ * PacketFilter end to end against the real kernel: a veth pair between two
+ * throwaway namespaces, real UDP and TCP traffic from python3 sockets, every
+ * hook (XDP, tc ingress, tc egress), counters checked against the packets
+ * sent, sampled drop events from the ring buffer, rule and program changes in
+ * place, interfaces that come and go, another tool's programs, the cls_bpf
+ * fallback, and bpftool as the independent observer of what is left.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BpfMap, Link, Netns, loadObject } from '../../src/bpf/index.js';
+import { FilterEventStream, type FilterEvent } from '../../src/bpf/filter-events.js';
+import { FILTER_TABLES, FILTER_VARIANT_OBJECT, u32 } from '../../src/bpf/filter-layout.js';
+import { readFilterCounters, type ObservedFilter } from '../../src/bpf/filter-store.js';
+import { filterStatuses } from '../../src/reconciler/filter-status.js';
+import { changes } from '../../src/reconciler/plan.js';
+import { reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/reconciler/reconcile.js';
+import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
+import { bpftool, bpftoolIds, eventually, kernelTest } from './harness.js';
+import { NET, ifindexIn, ip, tcpConnect, udpExchange, vethPair, writeFilter } from './packet-filter-helpers.js';
+import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const HOOKS = fileURLToPath(new URL('../../../build/bpf/test_hooks.o', import.meta.url));
+
+/** Every kernel object id of our filters: programs, links, maps (inner maps included). */
+function ourObjects(filters: ObservedFilter[]): { prog: number[]; link: number[]; map: number[] } {
+  const out = { prog: [] as number[], link: [] as number[], map: [] as number[] };
+  for (const f of filters) {
+    if (f.program) {
+      out.prog.push(f.program.id);
+      const info = bpftool('prog', 'show', 'id', String(f.program.id)) as { map_ids?: number[] };
+      out.map.push(...(info.map_ids ?? []));
+    }
+    if (f.link?.id) out.link.push(f.link.id);
+    for (const table of FILTER_TABLES) {
+      using outer = BpfMap.fromPin(join(f.dir, `map_${table}`));
+      for (const gen of [0, 1]) {
+        const v = outer.lookup(u32(gen));
+        if (v) out.map.push(v.readUInt32LE(0));
+      }
+    }
+  }
+  return out;
+}
+
+async function assertNoneLeft(ids: { prog: number[]; link: number[]; map: number[] }): Promise<void> {
+  assert.ok(ids.prog.length > 0 && ids.map.length > 0, 'there were objects to check');
+  const gone = () =>
+    ids.prog.every((id) => !bpftoolIds('prog').has(id)) && ids.link.every((id) => !bpftoolIds('link').has(id)) && ids.map.every((id) => !bpftoolIds('map').has(id));
+  assert.ok(await eventually(gone, 5000), `bpftool still shows some of ${JSON.stringify(ids)}`);
+}
+
+function counters(f: ObservedFilter, policy: string): Record<string, { packets: number; bytes: number }> {
+  const slots = f.slots.filter((s) => s.policy === policy);
+  const values = readFilterCounters(f.dir, [0, ...slots.map((s) => s.slot)]);
+  const out: Record<string, { packets: number; bytes: number }> = {};
+  for (const s of [{ slot: 0, rule: '(default)' }, ...slots]) {
+    const v = values.get(s.slot)!;
+    out[s.rule] = { packets: Number(v.packets), bytes: Number(v.bytes) };
+  }
+  return out;
+}
+
+async function reconciled(opts: ReconcileOptions) {
+  const r = await reconcileOnce(opts);
+  assert.deepEqual(r.result?.failed.map((f) => `${f.action.object}: ${f.error.message}`) ?? [], []);
+  return r;
+}
+
+function filterOf(r: Awaited<ReturnType<typeof reconcileOnce>>, ifname: string, hook: string): ObservedFilter {
+  const f = r.observed.filters?.filters.find((x) => x.attachment?.ifname === ifname && x.hook === hook);
+  assert.ok(f, `a ${hook} filter on ${ifname} is observed`);
+  return f;
+}
+
+async function collectEvents(stream: FilterEventStream, n: number): Promise<FilterEvent[]> {
+  const got: FilterEvent[] = [];
+  await eventually(() => {
+    got.push(...stream.poll());
+    return got.length >= n;
+  }, 3000);
+  got.push(...stream.poll());
+  return got;
+}
+
+// UDP frame size on the wire: Ethernet 14 + IPv4 20 (IPv6 40) + UDP 8 + payload.
+const V4_BYTES = (payload: number) => 14 + 20 + 8 + payload;
+const V6_BYTES = (payload: number) => 14 + 40 + 8 + payload;
+
+kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters match the packets sent, events arrive, removal leaves nothing', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  const server = await sandbox.startServer('::', 8080);
+  assert.ok(server.pid);
+  using dir = new PolicyDir();
+  writeFilter(dir, 'guard', {
+    netns: sandbox.path,
+    interfaces: ['v?'],
+    hook: 'xdp',
+    rules: [
+      '{name: block-udp, protocol: udp, dstPorts: ["9999"], action: drop}',
+      '{name: block-tcp, protocol: tcp, dstPorts: [2323], action: drop}',
+      '{name: bad-net6, srcCidrs: ["fd00:200::1/128"], protocol: udp, action: drop}',
+      '{name: count-dns, protocol: udp, dstPorts: ["5353"], action: pass}',
+    ],
+    sampleRate: 1,
+  });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  // Before: everything gets through.
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 3 }]), { 9999: 3 });
+
+  const first = await reconciled(opts);
+  assert.equal(reconcileExitCode(first), 0);
+  const again = await reconcileOnce({ ...opts, dryRun: true });
+  assert.deepEqual(changes(again.plan), [], 'a second run changes nothing');
+  const f = filterOf(again, 'vb', 'xdp');
+  assert.equal(f.link?.method, 'xdp');
+  assert.equal(f.link?.ifindex, ifindexIn(sandbox.name, 'vb'));
+  const [status] = filterStatuses(again, readFilterCounters);
+  assert.equal(status?.conditions[0]?.status, true, JSON.stringify(status?.conditions));
+  assert.equal(status?.interfaces[0]?.xdpMode, 'native', 'veth has native XDP');
+
+  using events = FilterEventStream.open(pinDir, 'guard');
+  assert.equal(events.filterCount, 1);
+  const got = await udpExchange(sandbox, peer, [
+    { dst: NET.local4, port: 9999, count: 5, sport: 40001 },
+    { dst: NET.local4, port: 5353, count: 7 },
+    { dst: NET.local4, port: 7000, count: 4 },
+    { dst: NET.local6, port: 7000, count: 6, size: 20 },
+  ]);
+  assert.deepEqual(got, { 9999: 0, 5353: 7, 7000: 4 }, 'UDP 9999 and everything from fd00:200::1 dropped, the rest passed');
+  const c = counters(filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'xdp'), 'guard');
+  assert.deepEqual(c['block-udp'], { packets: 5, bytes: 5 * V4_BYTES(10) });
+  assert.deepEqual(c['count-dns'], { packets: 7, bytes: 7 * V4_BYTES(10) });
+  assert.deepEqual(c['bad-net6'], { packets: 6, bytes: 6 * V6_BYTES(20) });
+  assert.equal(c['block-tcp']?.packets, 0);
+
+  // TCP: the server answers on 8080; port 2323 is dropped (no RST comes back), 2324 refused.
+  assert.match(tcpConnect(peer, NET.local4, 8080), /^listener=8080/);
+  assert.match(tcpConnect(peer, NET.local6, 8080), /^listener=8080/);
+  assert.equal(tcpConnect(peer, NET.local4, 2323), 'dropped');
+  assert.equal(tcpConnect(peer, NET.local4, 2324), 'refused');
+
+  // Every dropped datagram was reported (sampleRate 1), with its 5-tuple and rule.
+  const evs = await collectEvents(events, 11);
+  const udp = evs.filter((e) => e.protocol === 'udp');
+  assert.equal(udp.length, 11, JSON.stringify(evs));
+  assert.deepEqual(
+    { ...udp[0]!, time: undefined },
+    { time: undefined, interface: 'vb', ifindex: f.ifindex, netns: sandbox.path, hook: 'xdp', action: 'drop', family: 4, protocol: 'udp', src: NET.peer4, srcPort: 40001, dst: NET.local4, dstPort: 9999, policy: 'guard', rule: 'block-udp', length: V4_BYTES(10) },
+  );
+  assert.ok(Math.abs(udp[0]!.time.getTime() - Date.now()) < 10_000, 'the event time is now');
+  assert.deepEqual(
+    udp.filter((e) => e.family === 6).map((e) => `${e.src} -> [${e.dst}]:${e.dstPort} ${e.rule}`),
+    Array(6).fill(`${NET.peer6} -> [${NET.local6}]:7000 bad-net6`),
+  );
+  assert.ok(evs.some((e) => e.protocol === 'tcp' && e.dstPort === 2323 && e.rule === 'block-tcp'), 'the TCP SYN to 2323 was reported');
+  events.close();
+
+  // The CLI shows the same: status with counters, events as JSON lines.
+  const st = spawnSync(process.execPath, [cli, 'status', '--bpffs-root', pinDir, '--policies', dir.path], { encoding: 'utf8' });
+  assert.equal(st.status, 0, st.stdout + st.stderr);
+  assert.match(st.stdout, /guard {2}Ready {2}PacketFilter xdp/);
+  assert.match(st.stdout, /interface vb \(ifindex \d+\) xdp: XDP native mode/);
+  assert.match(st.stdout, /rule block-udp \(drop\): 5 packets, 260 bytes/);
+  const json = spawnSync(process.execPath, [cli, 'status', '--output', 'json', '--bpffs-root', pinDir, '--policies', dir.path], { encoding: 'utf8' });
+  const doc = JSON.parse(json.stdout) as { policies: Array<{ kind: string; interfaces: Array<{ rules: Array<{ rule: string; packets: string }> }> }> };
+  assert.equal(doc.policies[0]?.interfaces[0]?.rules.find((r) => r.rule === 'count-dns')?.packets, '7');
+
+  // `ebpf-policy events guard --output json` streams the same as JSON lines.
+  const child = spawn(process.execPath, [cli, 'events', 'guard', '--output', 'json', '--count', '2', '--timeout', '10', '--bpffs-root', pinDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const closed = once(child, 'close');
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise((r) => setTimeout(r, 700));
+  await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2, sport: 40002 }]);
+  await closed;
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(lines.length, 2, out);
+  assert.deepEqual(Object.keys(lines[0]!), ['time', 'interface', 'ifindex', 'netns', 'hook', 'action', 'family', 'protocol', 'src', 'srcPort', 'dst', 'dstPort', 'policy', 'rule', 'length']);
+  assert.deepEqual([lines[0]!.interface, lines[0]!.srcPort, lines[0]!.dstPort, lines[0]!.rule], ['vb', 40002, 9999, 'block-udp']);
+
+  // Removing the policy detaches everything: bpftool shows none of our objects.
+  const ids = ourObjects(again.observed.filters!.filters);
+  rmSync(join(dir.path, 'guard.yaml'));
+  const last = await reconciled(opts);
+  assert.equal(reconcileExitCode(last), 0);
+  await assertNoneLeft(ids);
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2 }]), { 9999: 2 }, 'traffic passes again');
+  assert.deepEqual(changes((await reconcileOnce({ ...opts, dryRun: true })).plan), []);
+});
+
+const ICMP_PY = `
+import os, socket, struct, sys, time
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+dst, n = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(0.3)
+replies = 0
+for seq in range(n):
+    hdr = struct.pack("!BBHHH", 8, 0, 0, os.getpid() & 0xffff, seq)
+    pkt = struct.pack("!BBHHH", 8, 0, csum(hdr + b"ping"), os.getpid() & 0xffff, seq) + b"ping"
+    s.sendto(pkt, (dst, 0))
+    try:
+        while True:
+            data = s.recv(2048)
+            if data[20] == 0: replies += 1; break
+    except socket.timeout:
+        pass
+print(replies)
+`;
+
+kernelTest('tc ingress (tcx): coexists with another tool\'s tcx program; rule changes update maps in place; a program change is an atomic link update', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  const vb = ifindexIn(sandbox.name, 'vb');
+  // Another tool's tcx program on the same hook, attached before ours: ours goes in front of it
+  // (its tc_count returns TCX_PASS, which would end the chain), and what we pass still reaches it.
+  using other = loadObject(HOOKS);
+  using ns = Netns.open(sandbox.path);
+  using otherLink = ns.enter(() => Link.attachTcx(other.program('tc_count'), vb, 'ingress'));
+  const otherHits = () => other.map('hits').lookup(u32(1))!.readBigUInt64LE(0);
+
+  using dir = new PolicyDir();
+  const spec = (rules: string[]) => writeFilter(dir, 'ingress', { netns: sandbox.path, interfaces: ['vb'], hook: 'tc-ingress', rules, sampleRate: 1 });
+  spec(['{name: no-ping, protocol: icmp, srcCidrs: ["10.200.0.1/32"], action: drop}', '{name: block-a, protocol: udp, dstPorts: [9001], action: drop}', '{name: lan, srcCidrs: ["10.200.0.0/24"], action: pass}']);
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  const first = await reconciled(opts);
+  const f1 = filterOf(first.result ? await reconcileOnce({ ...opts, dryRun: true }) : first, 'vb', 'tc-ingress');
+  assert.equal(f1.link?.method, 'tcx');
+
+  const beforeOther = otherHits();
+  assert.equal(peer.exec(['python3', '-c', ICMP_PY, NET.local4, '3']).trim(), '0', 'ICMP echo requests are dropped');
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9001, count: 4 }, { dst: NET.local4, port: 9002, count: 5 }]), { 9001: 0, 9002: 5 });
+  assert.ok(otherHits() - beforeOther >= 5n, 'the other tool\'s program still sees what we pass (we return TCX_NEXT)');
+  let c = counters(filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'tc-ingress'), 'ingress');
+  assert.deepEqual({ ping: c['no-ping']?.packets, a: c['block-a']?.packets, lan: c.lan?.packets }, { ping: 3, a: 4, lan: 5 });
+  assert.equal(c['block-a']?.bytes, 4 * V4_BYTES(10), 'tc counts skb->len: the frame with its Ethernet header');
+
+  // Change the rules: the maps change in place, the program and link stay.
+  spec(['{name: no-ping, protocol: icmp, srcCidrs: ["10.200.0.1/32"], action: drop}', '{name: block-b, protocol: udp, dstPorts: [9002], action: drop}', '{name: lan, srcCidrs: ["10.200.0.0/24"], action: pass}']);
+  const changed = await reconciled(opts);
+  assert.deepEqual(
+    changes(changed.plan).map((a) => `${a.kind} ${a.op.type}`),
+    ['update writeFilterRules', 'update writeFilterRecords'],
+    'only the rules (and the policy record) are written',
+  );
+  const f2 = filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'tc-ingress');
+  assert.deepEqual([f2.program?.id, f2.link?.id], [f1.program?.id, f1.link?.id], 'same program, same link');
+  assert.notEqual(f2.activeGen, f1.activeGen, 'the other generation is active');
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9001, count: 2 }, { dst: NET.local4, port: 9002, count: 3 }]), { 9001: 2, 9002: 0 });
+  c = counters(f2, 'ingress');
+  assert.deepEqual({ ping: c['no-ping']?.packets, b: c['block-b']?.packets, lan: c.lan?.packets }, { ping: 3, b: 3, lan: 7 }, 'kept rules keep counting; the new rule starts at zero');
+  assert.equal(c['block-a'], undefined, 'the removed rule has no counter any more');
+
+  // A new program (other bytecode): swapped into the same link, rules and counters stay.
+  const upgraded = await reconciled({ ...opts, filters: { objectPath: FILTER_VARIANT_OBJECT } });
+  assert.deepEqual(changes(upgraded.plan).map((a) => a.op.type), ['replaceFilterProgram']);
+  const f3 = filterOf(await reconcileOnce({ ...opts, dryRun: true, filters: { objectPath: FILTER_VARIANT_OBJECT } }), 'vb', 'tc-ingress');
+  assert.equal(f3.link?.id, f1.link?.id, 'same link');
+  assert.notEqual(f3.program?.id, f1.program?.id, 'new program');
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9002, count: 2 }]), { 9002: 0 });
+  assert.equal(counters(f3, 'ingress')['block-b']?.packets, 5, 'the counters carried over');
+  await reconciled(opts); // back to the shipped program
+
+  const ids = ourObjects((await reconcileOnce({ ...opts, dryRun: true })).observed.filters!.filters);
+  rmSync(join(dir.path, 'ingress.yaml'));
+  await reconciled(opts);
+  await assertNoneLeft(ids);
+  assert.equal(otherLink.info().target.attached, true, 'the other tool\'s link is untouched');
+  assert.equal(peer.exec(['python3', '-c', ICMP_PY, NET.local4, '2']).trim(), '2', 'ping works again');
+});
+
+kernelTest('tc egress: packets sent through the interface are filtered and counted; events name the hook', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  using dir = new PolicyDir();
+  writeFilter(dir, 'egress', {
+    netns: sandbox.path,
+    interfaces: ['vb'],
+    hook: 'tc-egress',
+    defaultAction: 'drop',
+    rules: ['{name: dns-out, protocol: udp, dstPorts: [53, "5300-5400"], action: pass}', '{name: web-out, protocol: tcp, dstPorts: [8080], action: pass}'],
+    sampleRate: 2,
+  });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  await reconciled(opts);
+  await startHttpServer(peer, '0.0.0.0', 8080);
+  using events = FilterEventStream.open(pinDir);
+  // From the sandbox out through vb: only DNS-like UDP and TCP to 8080 leave (replies come back in: not egress).
+  assert.deepEqual(await udpExchange(peer, sandbox, [{ dst: NET.peer4, port: 5353, count: 3 }, { dst: NET.peer4, port: 9999, count: 4 }, { dst: NET.peer6, port: 9999, count: 2 }]), { 5353: 3, 9999: 0 });
+  assert.equal(curl(sandbox, NET.peer4, 8080), 200, 'TCP to 8080 leaves and its replies come back');
+  assert.equal(tcpConnect(sandbox, NET.peer4, 8081), 'dropped', 'TCP to 8081 never leaves');
+  const f = filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'tc-egress');
+  const c = counters(f, 'egress');
+  assert.equal(c['dns-out']?.packets, 3);
+  assert.ok((c['web-out']?.packets ?? 0) >= 3, 'the HTTP request went out');
+  assert.ok((c['(default)']?.packets ?? 0) >= 6, 'the default action dropped the UDP to 9999 (and more: the SYN to 8081, neighbour discovery)');
+  // Every 2nd default drop per CPU is reported: at least one of the UDP datagrams, named by hook and as the default action.
+  const evs = await collectEvents(events, 1);
+  assert.ok(evs.length >= 1);
+  assert.ok(evs.every((e) => e.hook === 'tc-egress' && e.interface === 'vb' && e.rule === null && e.action === 'drop'), JSON.stringify(evs));
+  events.close();
+
+  const ids = ourObjects((await reconcileOnce({ ...opts, dryRun: true })).observed.filters!.filters);
+  rmSync(join(dir.path, 'egress.yaml'));
+  await reconciled(opts);
+  await assertNoneLeft(ids);
+});
+
+kernelTest('interfaces that appear later get the filter at the next reconcile; interfaces that vanish have their filter removed', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  using dir = new PolicyDir();
+  writeFilter(dir, 'late', { netns: sandbox.path, interfaces: ['vx*'], hook: 'xdp', rules: ['{name: block, protocol: udp, dstPorts: [9999], action: drop}'] });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  const none = await reconciled(opts);
+  assert.equal(reconcileExitCode(none), 0, 'no interface yet is not an error');
+  assert.ok(none.plan.problems.some((p) => p.policy === 'late' && p.condition === 'Degraded' && p.reason === 'NoInterface'));
+  assert.equal(filterStatuses(none, readFilterCounters)[0]?.conditions[0]?.reason, 'NoInterface');
+
+  vethPair(sandbox, peer, 'vx0', 'va');
+  const appeared = await reconciled(opts);
+  assert.deepEqual(changes(appeared.plan).map((a) => `${a.kind} ${a.op.type}`), ['create createFilter']);
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2 }, { dst: NET.local4, port: 9998, count: 2 }]), { 9999: 0, 9998: 2 });
+
+  // The interface goes away: the link reports attached: false, and the next reconcile removes the filter.
+  const f = filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vx0', 'xdp');
+  const ids = ourObjects([f]);
+  ip('-n', sandbox.name, 'link', 'del', 'vx0');
+  const gone = await reconcileOnce({ ...opts, dryRun: true });
+  assert.equal(gone.observed.filters?.filters[0]?.link?.attached, false);
+  const removal = changes(gone.plan);
+  assert.deepEqual(removal.map((a) => `${a.kind} ${a.op.type}`), ['delete removeFilter']);
+  assert.match(removal[0]!.reason, /interface vx0 is gone \(its link reports attached: false\)/);
+  await reconciled(opts);
+  await assertNoneLeft(ids);
+  assert.deepEqual(changes((await reconcileOnce({ ...opts, dryRun: true })).plan), []);
+  rmSync(join(dir.path, 'late.yaml'));
+  await reconciled(opts);
+});
+
+kernelTest('another tool\'s XDP program is a reported conflict, never overwritten; other policies still converge', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  const vb = ifindexIn(sandbox.name, 'vb');
+  using other = loadObject(HOOKS);
+  using ns = Netns.open(sandbox.path);
+  const theirs = ns.enter(() => Link.attachXdp(other.program('xdp_count'), vb, 'native'));
+  const theirProg = other.program('xdp_count').info().id;
+  using dir = new PolicyDir();
+  writeFilter(dir, 'edge', { netns: sandbox.path, interfaces: ['vb'], hook: 'xdp', rules: ['{name: block, protocol: udp, dstPorts: [9999], action: drop}'] });
+  writeFilter(dir, 'loopback', { netns: sandbox.path, interfaces: ['lo'], hook: 'tc-ingress', rules: ['{name: block, protocol: udp, dstPorts: [9999], action: drop}'] });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  try {
+    const r = await reconcileOnce(opts);
+    assert.equal(reconcileExitCode(r), 1, 'the conflict fails the run');
+    const problem = r.plan.problems.find((p) => p.policy === 'edge');
+    assert.equal(problem?.reason, 'XdpConflict');
+    assert.match(problem!.message, new RegExp(`interface vb already runs XDP program ${theirProg} \\(native mode\\) of another tool: not replacing it`));
+    assert.equal(theirs.info().target.attached, true, 'their program is still attached');
+    assert.equal(theirs.info().progId, theirProg);
+    const hits = () => other.map('hits').lookup(u32(0))!.readBigUInt64LE(0);
+    const before = hits();
+    assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 3 }]), { 9999: 3 }, 'their program passes everything');
+    assert.ok(hits() - before >= 3n);
+    const statuses = filterStatuses(await reconcileOnce({ ...opts, dryRun: true }), readFilterCounters);
+    assert.equal(statuses.find((s) => s.name === 'edge')?.conditions.find((c) => c.type === 'Failed')?.reason, 'XdpConflict');
+    assert.equal(statuses.find((s) => s.name === 'loopback')?.conditions[0]?.status, true, 'the other policy converged');
+    assert.deepEqual(await udpExchange(sandbox, sandbox, [{ dst: '127.0.0.1', port: 9999, count: 2 }]), { 9999: 0 }, 'and filters');
+  } finally {
+    theirs.close();
+  }
+  // Once their program is gone, ours attaches.
+  const after = await reconciled(opts);
+  assert.equal(reconcileExitCode(after), 0);
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 3 }]), { 9999: 0 });
+  rmSync(join(dir.path, 'edge.yaml'));
+  rmSync(join(dir.path, 'loopback.yaml'));
+  await reconciled(opts);
+});
+
+kernelTest('PortSteering and PacketFilter share a pin root: reconciling one kind leaves the other\'s pins alone', async ({ pinDir, sandbox }) => {
+  await startHttpServer(sandbox, '127.0.0.1', 8080);
+  using dir = new PolicyDir();
+  const steering = () => dir.writeSteering('web', { netns: sandbox.path, ports: [8081], listen: '127.0.0.1:8080' });
+  const filter = () => writeFilter(dir, 'lo-guard', { netns: sandbox.path, interfaces: ['lo'], hook: 'tc-ingress', rules: ['{name: block, protocol: tcp, dstPorts: [8082], action: drop}'] });
+  steering();
+  filter();
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  const both = await reconciled(opts);
+  assert.equal(reconcileExitCode(both), 0);
+  assert.deepEqual(changes((await reconcileOnce({ ...opts, dryRun: true })).plan), []);
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+  assert.equal(tcpConnect(sandbox, '127.0.0.1', 8082), 'dropped');
+  const snapshot = async () => {
+    const r = await reconcileOnce({ ...opts, dryRun: true });
+    return {
+      dispatcher: r.observed.dispatchers.map((d) => [d.program?.id, d.link?.id]),
+      filter: r.observed.filters?.filters.map((f) => [f.program?.id, f.link?.id]),
+    };
+  };
+  const ids = await snapshot();
+
+  // Without the steering policy: the dispatcher goes, the filter's pins stay as they are.
+  rmSync(join(dir.path, 'web.yaml'));
+  const r1 = await reconciled(opts);
+  assert.ok(changes(r1.plan).every((a) => !a.dispatcher?.startsWith('filter ')), 'no action touches the filter');
+  assert.deepEqual((await snapshot()).filter, ids.filter);
+  assert.deepEqual((await snapshot()).dispatcher, []);
+  assert.equal(tcpConnect(sandbox, '127.0.0.1', 8082), 'dropped');
+
+  // And the other way round.
+  steering();
+  await reconciled(opts);
+  const ids2 = await snapshot();
+  rmSync(join(dir.path, 'lo-guard.yaml'));
+  const r2 = await reconciled(opts);
+  assert.ok(changes(r2.plan).every((a) => a.dispatcher?.startsWith('filter ')), 'only filter actions');
+  assert.deepEqual((await snapshot()).dispatcher, ids2.dispatcher);
+  assert.deepEqual((await snapshot()).filter, []);
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+  assert.equal(tcpConnect(sandbox, '127.0.0.1', 8082), 'refused');
+  rmSync(join(dir.path, 'web.yaml'));
+  await reconciled(opts);
+});
+
+kernelTest('the cls_bpf fallback (forced here: this kernel has tcx) filters, and moves to tcx once allowed', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  using dir = new PolicyDir();
+  writeFilter(dir, 'old-kernel', { netns: sandbox.path, interfaces: ['vb'], hook: 'tc-ingress', rules: ['{name: block, protocol: udp, dstPorts: [9999], action: drop}'] });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  const forced = { ...opts, filters: { tcMethod: 'cls_bpf' as const } };
+  const r = await reconciled(forced);
+  assert.match(changes(r.plan)[0]!.after ?? '', /clsact qdisc \+ cls_bpf filter/);
+  const f = filterOf(await reconcileOnce({ ...forced, dryRun: true }), 'vb', 'tc-ingress');
+  assert.equal(f.link?.method, 'cls_bpf');
+  assert.equal(f.link?.progId, f.program?.id);
+  assert.deepEqual(changes((await reconcileOnce({ ...forced, dryRun: true })).plan), []);
+  const tc = () => spawnSync('ip', ['netns', 'exec', sandbox.name, 'tc', 'filter', 'show', 'dev', 'vb', 'ingress'], { encoding: 'utf8' }).stdout;
+  assert.match(tc(), /pref 60319 bpf/);
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 3 }, { dst: NET.local4, port: 9998, count: 2 }]), { 9999: 0, 9998: 2 });
+  assert.equal(counters(f, 'old-kernel').block?.packets, 3);
+
+  // Allowed to use tcx: the filter is attached with a tcx link, then the cls_bpf filter is removed.
+  const moved = await reconciled(opts);
+  assert.deepEqual(changes(moved.plan).map((a) => `${a.kind} ${a.op.type}`), ['replace attachFilter']);
+  assert.match(changes(moved.plan)[0]!.reason, /attached with cls_bpf, but this kernel wants tcx/);
+  assert.doesNotMatch(tc(), /pref 60319/);
+  assert.equal(filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'tc-ingress').link?.method, 'tcx');
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2 }]), { 9999: 0 });
+
+  // Back to cls_bpf, then removed: the tc filter goes with the pins.
+  await reconciled(forced);
+  assert.match(tc(), /pref 60319 bpf/);
+  rmSync(join(dir.path, 'old-kernel.yaml'));
+  await reconciled(forced);
+  assert.doesNotMatch(tc(), /pref 60319/);
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2 }]), { 9999: 2 });
+});

@@ -1,0 +1,225 @@
+/**
+ * The daemon's pass scheduler with a fake clock: debounce, coalescing,
+ * never two passes at once, one more pass for requests during a pass.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { PassScheduler, type SchedulerClock } from '../../src/daemon/scheduler.js';
+
+/** A clock whose time moves only when told; timers fire in due order. */
+class FakeClock implements SchedulerClock {
+  time = 0;
+  #next = 1;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  now(): number {
+    return this.time;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.time + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+  get armed(): number {
+    return this.#timers.size;
+  }
+  /** Moves time forward by `ms`, firing due timers (and letting promises settle after each). */
+  async advance(ms: number): Promise<void> {
+    const end = this.time + ms;
+    for (;;) {
+      await settle();
+      const due = [...this.#timers].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.time = Math.max(this.time, due[1].at);
+      due[1].fn();
+    }
+    this.time = end;
+    await settle();
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+}
+
+/** A pass that records its reasons and start times, and takes `duration` fake ms (released by the test). */
+function recorder(clock: FakeClock) {
+  const passes: Array<{ at: number; reasons: string[] }> = [];
+  let running = 0;
+  let maxRunning = 0;
+  let release: (() => void) | undefined;
+  const pass = async (reasons: string[]) => {
+    running++;
+    maxRunning = Math.max(maxRunning, running);
+    passes.push({ at: clock.now(), reasons });
+    await new Promise<void>((r) => (release = r));
+    running--;
+  };
+  return {
+    passes,
+    pass,
+    get maxRunning() {
+      return maxRunning;
+    },
+    /** Ends the running pass. */
+    async finish() {
+      assert.ok(release, 'a pass is running');
+      const r = release;
+      release = undefined;
+      r();
+      await settle();
+    },
+  };
+}
+
+test('a burst of requests becomes one pass, debounce after the last one', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 50, clock });
+  s.request('a');
+  await clock.advance(30);
+  s.request('b');
+  await clock.advance(30);
+  s.request('a');
+  await clock.advance(49);
+  assert.equal(rec.passes.length, 0, 'still within the debounce of the last request');
+  await clock.advance(1);
+  assert.deepEqual(rec.passes, [{ at: 110, reasons: ['a', 'b'] }]);
+  await rec.finish();
+  await clock.advance(1000);
+  assert.equal(rec.passes.length, 1, 'nothing more without requests');
+  assert.equal(clock.armed, 0);
+});
+
+test('a steady stream of requests cannot delay a pass beyond maxDelay', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 50, maxDelayMs: 200, clock });
+  for (let t = 0; t < 400; t += 20) {
+    s.request('write');
+    await clock.advance(20);
+    if (rec.passes.length === 1 && s.running) await rec.finish();
+  }
+  assert.equal(rec.passes[0]!.at, 200);
+});
+
+test('requests during a pass buy exactly one more pass after it, never two at once', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 50, clock });
+  s.request('startup', { immediate: true });
+  await clock.advance(0);
+  assert.equal(rec.passes.length, 1);
+  assert.ok(s.running);
+  s.request('x');
+  s.request('y');
+  await clock.advance(500);
+  assert.equal(rec.passes.length, 1, 'no second pass while the first runs');
+  assert.ok(s.pending);
+  await rec.finish();
+  await clock.advance(0);
+  assert.equal(rec.passes.length, 2, 'the debounce of those requests had passed: at once');
+  assert.deepEqual(rec.passes[1]!.reasons, ['x', 'y']);
+  await rec.finish();
+  await clock.advance(1000);
+  assert.equal(rec.passes.length, 2);
+  assert.equal(rec.maxRunning, 1);
+});
+
+test('a request just before a pass ends waits for the rest of its debounce', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 50, clock });
+  s.request('a', { immediate: true });
+  await clock.advance(0);
+  await clock.advance(100);
+  s.request('b');
+  await clock.advance(10);
+  await rec.finish();
+  await clock.advance(39);
+  assert.equal(rec.passes.length, 1);
+  await clock.advance(1);
+  assert.equal(rec.passes.length, 2);
+  assert.equal(rec.passes[1]!.at, 150);
+});
+
+test('immediate requests skip the debounce; stop() cancels what is pending and waits for the running pass', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 1000, clock });
+  s.request('SIGHUP', { immediate: true });
+  await clock.advance(0);
+  assert.equal(rec.passes.length, 1);
+  s.request('later');
+  let stopped = false;
+  const stopping = s.stop().then(() => (stopped = true));
+  await settle();
+  assert.equal(stopped, false, 'stop waits for the running pass');
+  await rec.finish();
+  await stopping;
+  await clock.advance(5000);
+  s.request('after stop', { immediate: true });
+  await clock.advance(5000);
+  assert.equal(rec.passes.length, 1, 'no pass after stop');
+  assert.equal(clock.armed, 0);
+});
+
+test('a pass that throws is reported and the scheduler goes on', async () => {
+  const clock = new FakeClock();
+  const errors: unknown[] = [];
+  let calls = 0;
+  const s = new PassScheduler(
+    () => {
+      calls++;
+      throw new Error('boom');
+    },
+    { debounceMs: 10, clock, onError: (e) => errors.push(e) },
+  );
+  s.request('a');
+  await clock.advance(10);
+  assert.equal(s.running, false);
+  s.request('b');
+  await clock.advance(10);
+  assert.equal(calls, 2);
+  assert.equal(errors.length, 2);
+});
+
+test('property: passes never overlap, every request is served by a pass that starts after it', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.record({ gap: fc.integer({ min: 0, max: 120 }), immediate: fc.boolean(), passLength: fc.integer({ min: 0, max: 200 }) }), { minLength: 1, maxLength: 30 }),
+      async (steps) => {
+        const clock = new FakeClock();
+        const starts: number[] = [];
+        const ends: number[] = [];
+        const lengths = steps.map((s) => s.passLength);
+        const s = new PassScheduler(
+          async () => {
+            starts.push(clock.now());
+            const length = lengths[starts.length - 1] ?? 0;
+            await new Promise<void>((r) => clock.setTimeout(r, length));
+            ends.push(clock.now());
+          },
+          { debounceMs: 50, clock },
+        );
+        const requests: number[] = [];
+        for (const step of steps) {
+          await clock.advance(step.gap);
+          requests.push(clock.now());
+          s.request('r', { immediate: step.immediate });
+        }
+        await clock.advance(100_000);
+        for (let i = 1; i < starts.length; i++) assert.ok(starts[i]! >= ends[i - 1]!, 'a pass starts after the previous one ended');
+        const last = requests[requests.length - 1]!;
+        assert.ok(starts.some((t) => t >= last), 'the last request was served');
+        assert.ok(starts.length <= requests.length);
+        assert.equal(s.running || s.pending, false);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});

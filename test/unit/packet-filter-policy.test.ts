@@ -1,0 +1,134 @@
+/**
+ * The PacketFilter kind: the shipped example normalizes as documented,
+ * defaults, port strings, interface patterns (matching and overlap, checked
+ * against brute force), and the byte layout shared with bpf/packet_filter.h.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { decodeConfig, decodeEvent, encodeAddrKey, encodeConfig, encodeDecisionKey, encodePortKey, ADDR_KEY_SIZE, EVENT_SIZE } from '../../src/bpf/filter-layout.js';
+import { parseIpLinks } from '../../src/bpf/interfaces.js';
+import type { PacketFilterPolicy } from '../../src/policy/kinds/packet-filter.js';
+import { loadPolicies } from '../../src/policy/load.js';
+import { explainInterfacePattern, matchesInterface, patternsOverlap } from '../../src/policy/net/interface-pattern.js';
+import { REPO_ROOT, validateText } from './policy-test-helpers.js';
+
+test('the example policies/packet-filter.yaml is valid and normalizes as documented', () => {
+  const result = loadPolicies({ paths: ['policies/packet-filter.yaml'], cwd: REPO_ROOT, insecurePermissions: true });
+  assert.deepEqual(result.problems, []);
+  assert.deepEqual(result.policies, [
+    {
+      kind: 'PacketFilter',
+      name: 'edge-guard',
+      labels: { team: 'net' },
+      source: { file: 'policies/packet-filter.yaml', documentIndex: 0, line: 12, column: 1 },
+      netns: undefined,
+      interfaces: ['lo', 'veth*'],
+      hook: 'xdp',
+      defaultAction: 'pass',
+      rules: [
+        { name: 'block-telnet', protocol: 'tcp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 23, end: 23 }], action: 'drop' },
+        { name: 'bad-net', protocol: undefined, srcPrefixes: ['203.0.113.0/24', '2001:db8::/32'], dstPrefixes: undefined, srcPorts: undefined, dstPorts: undefined, action: 'drop' },
+        { name: 'count-dns', protocol: 'udp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 53, end: 53 }], action: 'pass' },
+      ],
+      sampleRate: 100,
+    },
+  ]);
+});
+
+test('defaults, port numbers and port strings, prefix aggregation', () => {
+  const doc = `apiVersion: ebpf-policy/v1
+kind: PacketFilter
+metadata: {name: minimal}
+spec:
+  interfaces: [eth0]
+  hook: tc-egress
+  rules:
+    - {name: a, protocol: udp, srcPorts: [53, "53", "100-200", "150-300"], dstCidrs: ["10.0.0.0/9", "10.128.0.0/9"], action: drop}
+`;
+  const { policies, problems } = validateText(doc);
+  assert.deepEqual(problems.filter((p) => p.severity === 'error'), []);
+  const p = policies[0] as PacketFilterPolicy;
+  assert.equal(p.defaultAction, 'pass');
+  assert.equal(p.sampleRate, 0);
+  assert.equal(p.netns, undefined);
+  assert.deepEqual(p.rules[0]?.srcPorts, [{ start: 53, end: 53 }, { start: 100, end: 300 }]);
+  assert.deepEqual(p.rules[0]?.dstPrefixes, ['10.0.0.0/8']);
+});
+
+test('interface names and patterns', () => {
+  assert.equal(matchesInterface('veth*', 'veth12ab'), true);
+  assert.equal(matchesInterface('veth*', 'eth0'), false);
+  assert.equal(matchesInterface('eth?', 'eth0'), true);
+  assert.equal(matchesInterface('eth?', 'eth10'), false);
+  assert.equal(matchesInterface('eth0.100', 'eth0.100'), true, 'dots are literal');
+  assert.equal(matchesInterface('eth0.100', 'eth0x100'), false);
+  assert.equal(explainInterfacePattern('eth0'), undefined);
+  assert.match(explainInterfacePattern('a/b') ?? '', /"\/" is not allowed/);
+  assert.match(explainInterfacePattern('..') ?? '', /not interface names/);
+});
+
+test('property: two patterns overlap exactly when some name matches both', () => {
+  const names: string[] = [''];
+  for (let len = 1; len <= 4; len++) for (const n of names.filter((x) => x.length === len - 1)) for (const c of 'ab') names.push(n + c);
+  const pattern = fc.string({ unit: fc.constantFrom('a', 'b', '*', '?'), minLength: 1, maxLength: 3 });
+  fc.assert(
+    fc.property(pattern, pattern, (x, y) => {
+      const brute = names.some((n) => matchesInterface(x, n) && matchesInterface(y, n));
+      // Names up to 4 characters witness every overlap of patterns up to 3 characters.
+      assert.equal(patternsOverlap(x, y), brute, `${x} vs ${y}`);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('the byte layout matches struct sizes and offsets of bpf/packet_filter.h', () => {
+  const k = encodeAddrKey({ dim: 1, family: 4, address: 0x0a010203n, length: 24 });
+  assert.equal(k.length, ADDR_KEY_SIZE);
+  assert.deepEqual([...k], [40, 0, 0, 0, 1, 4, 10, 1, 2, 3, ...Array(12).fill(0)]);
+  const k6 = encodeAddrKey({ dim: 0, family: 6, address: 0x20010db8n << 96n, length: 32 });
+  assert.deepEqual([...k6.subarray(0, 10)], [48, 0, 0, 0, 0, 6, 0x20, 0x01, 0x0d, 0xb8]);
+  assert.deepEqual([...encodePortKey({ dim: 1, port: 0x1f00, bits: 8 })], [16, 0, 0, 0, 1, 0x1f, 0x00]);
+  assert.equal(encodeDecisionKey({ pattern: 17, proto: 6, src: 1, dst: 0, sport: 0, dport: 2 }).length, 20);
+  const c = { patterns: 0x10003, lookups: 18, defaultAction: 1 as const, defaultSample: 7 };
+  assert.deepEqual(decodeConfig(encodeConfig(c)), c);
+  const ev = Buffer.alloc(EVENT_SIZE);
+  ev.writeBigUInt64LE(123n, 0);
+  ev.writeUInt32LE(4, 8);
+  ev.writeUInt32LE(9, 12);
+  ev.writeUInt32LE(62, 16);
+  ev.writeUInt8(6, 20);
+  ev.writeUInt8(17, 21);
+  ev.writeUInt8(1, 22);
+  ev.writeUInt16LE(5353, 24);
+  ev.writeUInt16LE(53, 26);
+  Buffer.from([0xfd, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).copy(ev, 28);
+  Buffer.from([0xfd, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]).copy(ev, 44);
+  assert.deepEqual(decodeEvent(ev), {
+    timeNs: 123n,
+    ifindex: 4,
+    slot: 9,
+    length: 62,
+    family: 6,
+    protocol: 17,
+    action: 1,
+    noPorts: false,
+    srcPort: 5353,
+    dstPort: 53,
+    src: 'fd00:20::1',
+    dst: 'fd00:20::2',
+  });
+});
+
+test('ip -json -details link show is read into interfaces with their XDP programs', () => {
+  const json = JSON.stringify([
+    { ifindex: 1, ifname: 'lo', link_type: 'loopback' },
+    { ifindex: 2, ifname: 'vb', link_type: 'ether', xdp: { mode: 1, prog: { id: 42 }, attached: [{ mode: 1, prog: { id: 42 } }] } },
+    { ifindex: 3, ifname: 'vc', link_type: 'ether', xdp: { mode: 4, attached: [{ mode: 1, prog: { id: 7 } }, { mode: 2, prog: { id: 8 } }] } },
+  ]);
+  assert.deepEqual(parseIpLinks(json), [
+    { ifindex: 1, name: 'lo', linkType: 'loopback', xdp: [] },
+    { ifindex: 2, name: 'vb', linkType: 'ether', xdp: [{ mode: 'native', progId: 42 }] },
+    { ifindex: 3, name: 'vc', linkType: 'ether', xdp: [{ mode: 'native', progId: 7 }, { mode: 'generic', progId: 8 }] },
+  ]);
+});
