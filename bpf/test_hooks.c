@@ -36,7 +36,7 @@ SEC("tc")
 int tc_count(struct __sk_buff *skb)
 {
 	hit(HIT_TC);
-	return 0; /* TCX_NEXT / TC_ACT_OK */
+	return 0; /* TC_ACT_OK; tcx reads 0 as TCX_PASS (ends the chain) */
 }
 
 SEC("cgroup/connect4")

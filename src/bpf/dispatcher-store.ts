@@ -14,6 +14,7 @@
 import { existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrnoError } from './errors.js';
+import { tryOpen } from './kernel-object.js';
 import { OwnedFd } from './fd.js';
 import { BpfMap, sumPerCpuU64 } from './map.js';
 import { Link } from './link.js';
@@ -63,14 +64,6 @@ export interface ObservedRoot {
   dispatchers: ObservedDispatcher[];
   /** Entries under ROOT that are not part of the layout. */
   stray: string[];
-}
-
-function tryOpen<T>(open: () => T): T | undefined {
-  try {
-    return open();
-  } catch {
-    return undefined;
-  }
 }
 
 /** Reads one dispatcher directory. Never throws for missing pieces: they are reported as missing. */

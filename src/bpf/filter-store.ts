@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync } f
 import { dirname, join } from 'node:path';
 import { BPF_F_NO_PREALLOC, MapType } from './constants.js';
 import { describeErrno, ErrnoError } from './errors.js';
+import { tryOpen } from './kernel-object.js';
 import { removePinTree, unpin } from './bpffs.js';
 import { attachClsBpf, clsBpfProgramId, detachClsBpf } from './cls-bpf.js';
 import {
@@ -111,14 +112,6 @@ export interface ObservedFilters {
   filters: ObservedFilter[];
   /** Entries under ROOT/filters that are not part of the layout. */
   stray: string[];
-}
-
-function tryOpen<T>(open: () => T): T | undefined {
-  try {
-    return open();
-  } catch {
-    return undefined;
-  }
 }
 
 function mapPin(dir: string, name: FilterMapName): string {

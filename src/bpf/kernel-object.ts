@@ -33,3 +33,33 @@ export function openByIdFd(kind: ObjectKind, id: number): number {
   if (fd < 0) throw new ErrnoError(-fd, `bpf_${kind}_get_fd_by_id`, `id ${id}`);
   return fd;
 }
+
+/** Runs `open` and returns what it opened, or undefined when it throws (a missing or foreign pin). */
+export function tryOpen<T>(open: () => T): T | undefined {
+  try {
+    return open();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Opens the pin at `path` as a `what` (program, map, link): wraps the new fd
+ * with `make`, and checks with `info()` that the pin really is one.
+ * Throws ErrnoError from bpf_obj_get, or TypeError when the pin is something
+ * else; the fd is closed on failure.
+ */
+export function openPinnedAs<T extends KernelObject & { info(): unknown }>(
+  path: string,
+  what: 'program' | 'map' | 'link',
+  make: (fd: number, label: string) => T,
+): T {
+  const obj = make(openPinnedFd(path), `${what} ${path}`);
+  try {
+    obj.info();
+  } catch (err) {
+    obj.close();
+    throw new TypeError(`${path} is not a BPF ${what}`, { cause: err });
+  }
+  return obj;
+}

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { AttachType, BPF_F_BEFORE, BPF_F_REPLACE, Perf, Syscall, XdpFlags } from './constants.js';
 import { ErrnoError, NotSupportedError } from './errors.js';
 import { OwnedFd } from './fd.js';
-import { KernelObject, openByIdFd, openPinnedFd } from './kernel-object.js';
+import { KernelObject, openByIdFd, openPinnedAs } from './kernel-object.js';
 import { linkInfo, type LinkInfo } from './info.js';
 import { lib } from './native.js';
 import type { Program } from './program.js';
@@ -28,14 +28,7 @@ export class Link extends KernelObject {
 
   /** Opens a pinned link. Throws ErrnoError, or TypeError when the pin is not a link. */
   static fromPin(path: string): Link {
-    const l = new Link(openPinnedFd(path), `link ${path}`);
-    try {
-      l.info();
-    } catch (err) {
-      l.close();
-      throw new TypeError(`${path} is not a BPF link`, { cause: err });
-    }
-    return l;
+    return openPinnedAs(path, 'link', (fd, label) => new Link(fd, label));
   }
 
   /** Opens a link by kernel id. Throws ErrnoError (ENOENT when gone). */

@@ -5,7 +5,7 @@
  */
 import { ENOTSUPP, MapType, PERCPU_MAP_TYPES, UpdateFlags, constantName } from './constants.js';
 import { ErrnoError } from './errors.js';
-import { KernelObject, openByIdFd, openPinnedFd } from './kernel-object.js';
+import { KernelObject, openByIdFd, openPinnedAs } from './kernel-object.js';
 import { mapInfo, type MapInfo } from './info.js';
 import { lib } from './native.js';
 
@@ -34,14 +34,7 @@ export class BpfMap extends KernelObject {
 
   /** Opens a pinned map. Throws ErrnoError, or TypeError when the pin is not a map. */
   static fromPin(path: string): BpfMap {
-    const m = new BpfMap(openPinnedFd(path), `map ${path}`);
-    try {
-      m.info();
-    } catch (err) {
-      m.close();
-      throw new TypeError(`${path} is not a BPF map`, { cause: err });
-    }
-    return m;
+    return openPinnedAs(path, 'map', (fd, label) => new BpfMap(fd, label));
   }
 
   /**

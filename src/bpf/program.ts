@@ -1,7 +1,7 @@
 /** A loaded BPF program, owning one fd. */
 import { ProgType, constantName } from './constants.js';
 import { ErrnoError } from './errors.js';
-import { KernelObject, openByIdFd, openPinnedFd } from './kernel-object.js';
+import { KernelObject, openByIdFd, openPinnedAs } from './kernel-object.js';
 import { programInfo, type ProgramInfo } from './info.js';
 import { addressOf, lib } from './native.js';
 
@@ -14,14 +14,7 @@ export class Program extends KernelObject {
 
   /** Opens a pinned program. Throws ErrnoError, or TypeError when the pin is not a program. */
   static fromPin(path: string): Program {
-    const p = new Program(openPinnedFd(path), `program ${path}`);
-    try {
-      p.info();
-    } catch (err) {
-      p.close();
-      throw new TypeError(`${path} is not a BPF program`, { cause: err });
-    }
-    return p;
+    return openPinnedAs(path, 'program', (fd, label) => new Program(fd, label));
   }
 
   /** Opens a program by kernel id. Throws ErrnoError (ENOENT when gone). */

@@ -9,11 +9,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { listPins } from '../../src/bpf/bpffs.js';
-import type { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { eventually, kernelTest } from './harness.js';
-import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';
+import { PolicyDir, connectionLoop, curl, startHttpServer } from './reconcile-helpers.js';
 import { DaemonProcess, httpGet, sample } from './daemon-helpers.js';
 
 /** Fast timers for tests: a drift probe every 200 ms, a resync every 2 s. */
@@ -172,38 +170,6 @@ kernelTest('daemon: a restarted target process is steered to again without waiti
 });
 
 /** A client loop inside the namespace: connects to PORT over and over until STOPFILE exists; prints "ok fail reasons". */
-function connectionLoop(sandbox: NetnsSandbox, port: number, stopFile: string): { child: ChildProcess; output: () => string } {
-  const child = sandbox.spawn([
-    'python3',
-    '-c',
-    `
-import socket, sys, time, os
-ok = fail = 0
-why = []
-start = time.time()
-while time.time() < start + 30 and not os.path.exists(sys.argv[2]):
-    try:
-        c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-        c.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        head = c.makefile("rb").readline()
-        if head.startswith(b"HTTP/1.0 200"): ok += 1
-        else:
-            fail += 1
-            why.append(repr(head))
-        c.close()
-    except OSError as e:
-        fail += 1
-        why.append("%r at +%.2fs" % (e, time.time() - start))
-print(ok, fail, ";".join(why[:5]), flush=True)
-`,
-    String(port),
-    stopFile,
-  ]);
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  return { child, output: () => out.trim() };
-}
-
 kernelTest('daemon: SIGTERM leaves everything attached; a restart adopts it with zero changes; connections never fail', async ({ pinDir, sandbox }) => {
   await startHttpServer(sandbox, '127.0.0.1', 8080);
   using dir = new PolicyDir();

@@ -62,3 +62,39 @@ export function curl(sandbox: NetnsSandbox, address: string, port: number): numb
   });
   return Number(r.stdout.trim()) || 0;
 }
+
+/**
+ * A client loop inside the sandbox: connect to 127.0.0.1:PORT, send an HTTP request, count answers and failures
+ * (with the first reasons), until `stopFile` exists (30 s at most). `output()` is "OK FAIL REASONS" once it ended.
+ */
+export function connectionLoop(sandbox: NetnsSandbox, port: number, stopFile: string): { child: ChildProcess; output: () => string } {
+  const child = sandbox.spawn([
+    'python3',
+    '-c',
+    `
+import socket, sys, time, os
+ok = fail = 0
+why = []
+start = time.time()
+while time.time() < start + 30 and not os.path.exists(sys.argv[2]):
+    try:
+        c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+        c.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        head = c.makefile("rb").readline()
+        if head.startswith(b"HTTP/1.0 200"): ok += 1
+        else:
+            fail += 1
+            why.append(repr(head))
+        c.close()
+    except OSError as e:
+        fail += 1
+        why.append("%r at +%.2fs" % (e, time.time() - start))
+print(ok, fail, ";".join(why[:5]), flush=True)
+`,
+    String(port),
+    stopFile,
+  ]);
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  return { child, output: () => out.trim() };
+}

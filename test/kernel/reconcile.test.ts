@@ -13,7 +13,7 @@ import { DISPATCHER_VARIANT_OBJECT } from '../../src/bpf/dispatcher-layout.js';
 import { changes } from '../../src/reconciler/plan.js';
 import { reconcileExitCode, reconcileOnce } from '../../src/reconciler/reconcile.js';
 import { bpftoolIds, eventually, kernelTest } from './harness.js';
-import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';
+import { PolicyDir, connectionLoop, curl, startHttpServer } from './reconcile-helpers.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -107,35 +107,8 @@ kernelTest('a continuous connection loop sees zero failures while the dispatcher
   const linkId = ourIds(await reconcileOnce({ ...opts, dryRun: true })).link[0];
   assert.ok(linkId);
 
-  // A client loop inside the namespace: connect, read the greeting, count failures, until told to stop.
-  const loop = sandbox.spawn([
-    'python3',
-    '-c',
-    `
-import socket, sys, time, os
-ok = fail = 0
-why = []
-start = time.time()
-end = start + 20
-while time.time() < end and not os.path.exists(sys.argv[1]):
-    try:
-        c = socket.create_connection(("127.0.0.1", 8081), timeout=2)
-        c.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        head = c.makefile("rb").readline()
-        if head.startswith(b"HTTP/1.0 200"): ok += 1
-        else:
-            fail += 1
-            why.append(repr(head))
-        c.close()
-    except OSError as e:
-        fail += 1
-        why.append("%r at +%.2fs" % (e, time.time() - start))
-print(ok, fail, ";".join(why[:5]), flush=True)
-`,
-    join(dir.path, 'stop'),
-  ]);
-  let out = '';
-  loop.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  // A client loop inside the namespace: connect, read the answer, count failures, until told to stop.
+  const loop = connectionLoop(sandbox, 8081, join(dir.path, 'stop'));
   const t0 = Date.now();
   await new Promise((r) => setTimeout(r, 300));
   const marks: string[] = [];
@@ -149,9 +122,9 @@ print(ok, fail, ";".join(why[:5]), flush=True)
   assert.ok(back.plan.actions.some((a) => a.op.type === 'replaceProgram'));
   await new Promise((r) => setTimeout(r, 300));
   dir.writeRaw('stop', '');
-  await once(loop, 'close');
-  const [ok, fail] = out.trim().split(' ', 2).map(Number);
-  assert.equal(fail, 0, `connections failed during the upgrade (${out.trim()}; ${marks.join(', ')})`);
+  await once(loop.child, 'close');
+  const [ok, fail] = loop.output().split(' ', 2).map(Number);
+  assert.equal(fail, 0, `connections failed during the upgrade (${loop.output()}; ${marks.join(', ')})`);
   assert.ok(ok! > 20, `the loop made connections (${ok})`);
   const after = await reconcileOnce({ ...opts, dryRun: true });
   assert.deepEqual(ourIds(after).link, [linkId], 'same link, new program');
