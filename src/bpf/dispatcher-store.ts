@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, st
 import { join } from 'node:path';
 import { ErrnoError } from './errors.js';
 import { tryOpen } from './kernel-object.js';
+import { swapPinnedProgram } from './program-swap.js';
 import { OwnedFd } from './fd.js';
 import { BpfMap, sumPerCpuU64 } from './map.js';
 import { Link } from './link.js';
@@ -202,18 +203,11 @@ export function replaceDispatcherProgram(dir: string, objectPath: string, expect
     for (const name of DISPATCHER_MAPS) reuse[name] = BpfMap.fromPin(join(dir, `map_${name}`));
     using obj = loadObject(objectPath, { reuseMaps: reuse });
     const next = obj.program(PROGRAM_NAME);
-    const nextPin = join(dir, 'program_next');
-    unpin(nextPin);
-    next.pin(nextPin);
-    try {
+    swapPinnedProgram(dir, next, () => {
       using link = Link.fromPin(join(dir, 'link'));
       using old = Program.fromId(expectedProgId);
       link.update(next, old);
-    } catch (err) {
-      unpin(nextPin);
-      throw err;
-    }
-    renameSync(nextPin, join(dir, 'program'));
+    });
     return { progId: next.info().id };
   } finally {
     for (const m of Object.values(reuse)) m.close();

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { BPF_F_NO_PREALLOC, MapType } from './constants.js';
 import { describeErrno, ErrnoError } from './errors.js';
 import { tryOpen } from './kernel-object.js';
+import { swapPinnedProgram } from './program-swap.js';
 import { removePinTree, unpin } from './bpffs.js';
 import { attachClsBpf, clsBpfProgramId, detachClsBpf } from './cls-bpf.js';
 import {
@@ -485,21 +486,14 @@ export function replaceFilterProgram(dir: string, objectPath: string, expectedPr
     const record = observeAttachmentRecord(reuse.records!);
     using obj = loadObject(objectPath, { reuseMaps: reuse });
     const next = obj.program(record?.hook === 'xdp' ? FILTER_PROGRAMS.xdp : FILTER_PROGRAMS.tc);
-    const nextPin = join(dir, 'program_next');
-    unpin(nextPin);
-    next.pin(nextPin);
-    try {
+    swapPinnedProgram(dir, next, (nextPin) => {
       if (record?.method === 'cls_bpf') attachClsBpf(record.netnsPath, record.ifname, tcDirection(record.hook), nextPin);
       else {
         using link = Link.fromPin(join(dir, 'link'));
         using old = Program.fromId(expectedProgId);
         link.update(next, old);
       }
-    } catch (err) {
-      unpin(nextPin);
-      throw err;
-    }
-    renameSync(nextPin, join(dir, 'program'));
+    });
   } finally {
     for (const m of Object.values(reuse)) m.close();
   }
