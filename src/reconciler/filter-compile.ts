@@ -27,17 +27,21 @@ import {
 import { parseCidr, prefixMask, type IpPrefix } from '../policy/net/cidr.js';
 import type { Range } from './model.js';
 
-/** One rule in match order, with its counter slot. Absent fields match everything. */
-export interface CompileRule {
-  slot: number;
-  action: 'pass' | 'drop';
-  /** Report every Nth drop (0 = never). */
-  sample: number;
+/** What a rule matches on. Absent fields match everything. */
+export interface RuleMatch {
   protocol?: 'tcp' | 'udp' | 'icmp';
   srcPrefixes?: readonly string[];
   dstPrefixes?: readonly string[];
   srcPorts?: readonly Range[];
   dstPorts?: readonly Range[];
+}
+
+/** One rule in match order, with its counter slot. Absent fields match everything. */
+export interface CompileRule extends RuleMatch {
+  slot: number;
+  action: 'pass' | 'drop';
+  /** Report every Nth drop (0 = never). */
+  sample: number;
 }
 
 /** The tables of one generation. */

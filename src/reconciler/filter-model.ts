@@ -6,22 +6,17 @@
  */
 import type { AttachSpec, FilterAttachMethod, FilterPolicyRecord, RulesetWrite, AttachmentRecord, ObservedFilters } from '../bpf/filter-store.js';
 import type { FilterAction, FilterHook } from '../policy/kinds/packet-filter.js';
-import type { Range } from './model.js';
+import type { RuleMatch } from './filter-compile.js';
 
 export type { ObservedFilters };
 
 /** One rule of a filter, in match order. Absent match fields match everything. */
-export interface DesiredFilterRule {
+export interface DesiredFilterRule extends RuleMatch {
   policy: string;
   rule: string;
   action: FilterAction;
   /** Report every Nth drop (0 = never): the policy's events.sampleRate. */
   sample: number;
-  protocol?: 'tcp' | 'udp' | 'icmp';
-  srcPrefixes?: readonly string[];
-  dstPrefixes?: readonly string[];
-  srcPorts?: readonly Range[];
-  dstPorts?: readonly Range[];
 }
 
 /** The filter one (namespace, interface, hook) should run. */

@@ -3,6 +3,7 @@
  * documents, with namespaces and targets resolved), the observed state (from
  * bpffs pins and kernel object info), and the plan between them.
  */
+import type { ObservedDispatcher } from '../bpf/dispatcher-store.js';
 import type { DesiredFilters, FilterOperation, ObservedFilters } from './filter-model.js';
 
 /** An inclusive port range. */
@@ -71,20 +72,13 @@ export interface PolicyRecord {
   bindings: RecordedBinding[];
 }
 
-/** A dispatcher as observed, with records parsed and sockets looked up. */
-export interface ObservedDispatcherState {
-  key: string;
-  dir: string;
-  program?: { id: number; tag: string };
-  link?: { id: number; progId: number; netnsIno: number; attached: boolean };
-  missingMaps: string[];
-  bindings: Array<{ key: string; destId: number; bindingId: number }>;
+/** A dispatcher as observed (see ObservedDispatcher in the store), with records parsed and sockets looked up. */
+export interface ObservedDispatcherState extends Omit<ObservedDispatcher, 'records'> {
   records: PolicyRecord[];
   /** Records that could not be parsed (name and why): treated as foreign and removed. */
   badRecords: Array<{ name: string; reason: string }>;
   /** Cookie per destination id of the records (null = empty slot). */
   sockets: Record<number, string | null>;
-  stray: string[];
 }
 
 /** Everything under the pin root. */
