@@ -11,6 +11,7 @@
  *   ROOT/netns/<key>/map_<name>     bindings, sockets, binding_hits, stats, policies
  *   ROOT/netns/<key>/program_next   only during an upgrade
  */
+import { failpoint } from '../common/failpoint.js';
 import { existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrnoError } from './errors.js';
@@ -180,6 +181,7 @@ export function createDispatcher(dir: string, netnsPath: string, objectPath: str
     for (const name of DISPATCHER_MAPS) obj.map(name).pin(join(dir, `map_${name}`));
     const prog = obj.program(PROGRAM_NAME);
     prog.pin(join(dir, 'program'));
+    failpoint('create-after-maps');
     using ns = Netns.open(netnsPath);
     using link = Link.attachSkLookup(prog, ns.fd, `sk_lookup link on ${netnsPath}`);
     link.pin(join(dir, 'link'));

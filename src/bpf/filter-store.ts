@@ -11,6 +11,7 @@
  *   ROOT/filters/<netns key>/<hook>-<ifindex>/program_next, link_next   only during an upgrade
  * The inner maps of the rule tables are not pinned: the outer maps hold them.
  */
+import { failpoint } from '../common/failpoint.js';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BPF_F_NO_PREALLOC, MapType } from './constants.js';
@@ -339,6 +340,7 @@ export function writeFilterRules(dir: string, gen: number, write: RulesetWrite):
       m[table]!.update(u32(gen), u32(inner.fd));
     }
     m.config!.update(u32(gen), write.encoded.config);
+    failpoint('filter-after-generation');
     m.active!.update(u32(0), u32(gen));
     for (const slot of write.staleSlots) {
       if (slot === DEFAULT_SLOT) continue;
@@ -464,6 +466,7 @@ export function createFilter(
     withMaps(dir, ['rule_stats'], (m) => m.rule_stats!.update(u32(DEFAULT_SLOT), Buffer.alloc(m.rule_stats!.valueSize)));
     writeFilterRules(dir, 1, rules);
     writeFilterRecords(dir, policies, []);
+    failpoint('create-after-maps');
     attachFilter(dir, spec);
   } catch (err) {
     if (spec.method === 'cls_bpf') detachClsBpf(spec.netnsPath, spec.ifname, tcDirection(spec.hook));

@@ -9,6 +9,7 @@ import { renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { unpin } from './bpffs.js';
 import type { Program } from './program.js';
+import { failpoint } from '../common/failpoint.js';
 
 /**
  * Pins `next` as DIR/program_next, runs `swap` (which attaches it in place of
@@ -19,11 +20,13 @@ export function swapPinnedProgram(dir: string, next: Program, swap: (nextPin: st
   const nextPin = join(dir, 'program_next');
   unpin(nextPin);
   next.pin(nextPin);
+  failpoint('swap-after-pin-next');
   try {
     swap(nextPin);
   } catch (err) {
     unpin(nextPin);
     throw err;
   }
+  failpoint('swap-after-update');
   renameSync(nextPin, join(dir, 'program'));
 }

@@ -9,7 +9,6 @@
  * port 23 on lo, prints the status, then deletes the policies, reconciles
  * again and checks that nothing of ours is left.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +23,7 @@ import { policyStatuses } from '../reconciler/status.js';
 import { readFilterCounters } from '../bpf/filter-store.js';
 import { filterStatuses, renderFilterStatusText } from '../reconciler/filter-status.js';
 import { NetnsSandbox } from '../sandbox/netns-sandbox.js';
+import { runBounded, sleep } from '../sandbox/bounded-wait.js';
 
 /** The shipped example policies. */
 export const EXAMPLE_POLICIES = fileURLToPath(new URL('../../../policies', import.meta.url));
@@ -42,13 +42,11 @@ export interface DemoResult {
 /** A TCP connect to 127.0.0.1:PORT inside the sandbox: "open", "refused", or "dropped" (no answer within 0.5 s). */
 function tcpProbe(sandbox: NetnsSandbox, port: number): string {
   const py = `import socket\ns = socket.socket()\ns.settimeout(0.5)\ntry:\n  s.connect(("127.0.0.1", ${port})); print("open")\nexcept socket.timeout: print("dropped")\nexcept OSError: print("refused")`;
-  return spawnSync('ip', ['netns', 'exec', sandbox.name, 'python3', '-c', py], { encoding: 'utf8' }).stdout.trim();
+  return runBounded('ip', ['netns', 'exec', sandbox.name, 'python3', '-c', py]).stdout.trim();
 }
 
 function curl(sandbox: NetnsSandbox, port: number): number {
-  const r = spawnSync('ip', ['netns', 'exec', sandbox.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://127.0.0.1:${port}/`], {
-    encoding: 'utf8',
-  });
+  const r = runBounded('ip', ['netns', 'exec', sandbox.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://127.0.0.1:${port}/`]);
   return Number(r.stdout.trim()) || 0;
 }
 
@@ -60,7 +58,7 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
   say(`created network namespace ${sandbox.name}`);
   try {
     const server = sandbox.spawn(['python3', '-m', 'http.server', '8080', '--bind', '127.0.0.1']);
-    for (let i = 0; i < 100 && curl(sandbox, 8080) !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && curl(sandbox, 8080) !== 200; i++) await sleep(50);
     say(`python3 -m http.server (pid ${server.pid}) answers on 127.0.0.1:8080`);
 
     // The shipped policies, pointed at the demo namespace.

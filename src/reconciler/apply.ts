@@ -5,6 +5,7 @@
  */
 import type { FilterPort } from './filter-model.js';
 import type { Action, Operation, PolicyRecord } from './model.js';
+import { failpoint } from '../common/failpoint.js';
 
 /** The kernel operations apply needs; src/bpf/kernel-port.ts implements them. */
 export interface KernelPort extends FilterPort {
@@ -96,6 +97,7 @@ export function apply(actions: Action[], port: KernelPort, onAction?: (a: Action
     if (action.kind === 'noop') continue;
     try {
       run(port, action.op);
+      if (action.op.type !== 'none') failpoint('apply-step');
       result.applied.push(action);
       onAction?.(action);
     } catch (err) {

@@ -4,17 +4,17 @@
  * iproute2, runs helper processes inside it with `ip netns exec`, and
  * removes everything on destroy(). Nothing here touches BPF.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
+import { killAndWait, runBounded } from './bounded-wait.js';
 
 /** Prefix of every namespace a sandbox creates, so leftovers are easy to find. */
 export const SANDBOX_PREFIX = 'ebpf-policy-';
 
 function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`, { cause: r.error });
+  const r = runBounded(cmd, args);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr.trim()}`);
   return r.stdout;
 }
@@ -81,7 +81,7 @@ export class NetnsSandbox implements AsyncDisposable {
     try {
       run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     } catch (err) {
-      spawnSync('ip', ['netns', 'del', name]);
+      runBounded('ip', ['netns', 'del', name]);
       throw err;
     }
     return sb;
@@ -140,10 +140,7 @@ export class NetnsSandbox implements AsyncDisposable {
    * server's greeting, or `error <Name>` when the connection failed.
    */
   connect(address: string, port: number, timeoutSeconds = 2): string {
-    const r = spawnSync('ip', ['netns', 'exec', this.name, 'python3', '-c', CLIENT_PY, address, String(port), String(timeoutSeconds)], {
-      encoding: 'utf8',
-    });
-    if (r.error) throw r.error;
+    const r = runBounded('ip', ['netns', 'exec', this.name, 'python3', '-c', CLIENT_PY, address, String(port), String(timeoutSeconds)], {}, timeoutSeconds * 1000 + 10_000);
     return r.stdout.trim() || `error exit ${r.status}: ${r.stderr.trim()}`;
   }
 
@@ -154,12 +151,10 @@ export class NetnsSandbox implements AsyncDisposable {
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    const exits = [...this.#children].map((c) =>
-      c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : once(c, 'close').then(() => undefined),
-    );
-    for (const c of this.#children) c.kill('SIGKILL');
-    await Promise.all(exits);
-    spawnSync('ip', ['netns', 'del', this.name]);
+    const exits = await Promise.allSettled([...this.#children].map((c) => killAndWait(c, `sandbox ${this.name} process ${c.spawnargs.slice(3).join(' ').slice(0, 80)}`)));
+    runBounded('ip', ['netns', 'del', this.name]);
+    const stuck = exits.flatMap((e) => (e.status === 'rejected' ? [String((e.reason as Error).message)] : []));
+    if (stuck.length) throw new Error(`sandbox ${this.name}: ${stuck.join('; ')}`);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -169,7 +164,7 @@ export class NetnsSandbox implements AsyncDisposable {
 
 /** Namespaces whose names start with the sandbox prefix (leftovers when a run crashed). */
 export function leftoverSandboxes(): string[] {
-  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  const r = runBounded('ip', ['netns', 'list']);
   return r.stdout
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')

@@ -4,9 +4,9 @@
  * live ids and hit counters, destroy's confirmation, and the flock that
  * serialises concurrent runs.
  */
+import { childClosed, runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RootLock } from '../../src/bpf/dispatcher-store.js';
@@ -17,7 +17,7 @@ import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 function run(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const r = runBounded(process.execPath, [cli, ...args]);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -132,13 +132,13 @@ kernelTest('an flock on the root serialises concurrent runs', async ({ pinDir, s
   let lock: RootLock | undefined = await RootLock.acquire(pinDir);
   try {
     const child = spawn(process.execPath, [cli, 'reconcile', '--once', '--bpffs-root', pinDir, '--policies', dir.path], { stdio: 'ignore' });
-    const exited = once(child, 'exit');
-    await new Promise((r) => setTimeout(r, 500));
+    const exited = childClosed(child, 'reconcile --once waiting for the lock', 60_000);
+    await sleep(500);
     assert.equal(child.exitCode, null, 'the run waits for the lock');
     assert.equal(listPins(pinDir).length, 0, 'and changes nothing meanwhile');
     lock.close();
     lock = undefined;
-    const [code] = await exited;
+    const { code } = await exited;
     assert.equal(code, 0);
     assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
   } finally {
@@ -147,8 +147,8 @@ kernelTest('an flock on the root serialises concurrent runs', async ({ pinDir, s
   // Two runs at once both succeed, and the result is converged.
   const a = spawn(process.execPath, [cli, 'reconcile', '--once', '--bpffs-root', pinDir, '--policies', dir.path], { stdio: 'ignore' });
   const b = spawn(process.execPath, [cli, 'reconcile', '--once', '--bpffs-root', pinDir, '--policies', dir.path], { stdio: 'ignore' });
-  const [[ca], [cb]] = await Promise.all([once(a, 'exit'), once(b, 'exit')]);
-  assert.deepEqual([ca, cb], [0, 0]);
+  const [ea, eb] = await Promise.all([childClosed(a, 'the first concurrent reconcile --once', 60_000), childClosed(b, 'the second concurrent reconcile --once', 60_000)]);
+  assert.deepEqual([ea.code, eb.code], [0, 0]);
   assert.equal(run('plan', '--detailed-exitcode', '--bpffs-root', pinDir, '--policies', dir.path).status, 0);
   dir.writeRaw('web.yaml', '');
   assert.equal(run('reconcile', '--once', '--bpffs-root', pinDir, '--policies', dir.path).status, 0);

@@ -1,6 +1,7 @@
 /** Helpers of the daemon's end-to-end tests: the daemon as a child process, its JSON logs, HTTP inside the sandbox. */
+import { runBounded, withTimeout } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -96,15 +97,17 @@ export class DaemonProcess {
   async stop(ms = 10_000): Promise<number | null> {
     if (!this.exited) this.#child.kill('SIGTERM');
     const t = setTimeout(() => this.#child.kill('SIGKILL'), ms);
-    const code = await this.#closed;
-    clearTimeout(t);
-    return code;
+    try {
+      return await withTimeout(this.#closed, ms + 10_000, `the daemon (pid ${this.pid}) to stop after SIGTERM`);
+    } finally {
+      clearTimeout(t);
+    }
   }
 
   /** SIGKILL unless it already exited (for finally blocks). */
   async kill(): Promise<void> {
     if (!this.exited) this.#child.kill('SIGKILL');
-    await this.#closed;
+    await withTimeout(this.#closed, 10_000, `the daemon (pid ${this.pid}) to die after SIGKILL`);
   }
 
   /** The log and stderr, for assertion messages. */
@@ -115,9 +118,7 @@ export class DaemonProcess {
 
 /** GET http://127.0.0.1:PORT/PATH from inside the sandbox with curl: status (0 when it failed) and body. */
 export function httpGet(sandbox: NetnsSandbox, port: number, path: string): { status: number; body: string } {
-  const r = spawnSync('ip', ['netns', 'exec', sandbox.name, 'curl', '-s', '--max-time', '2', '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`], {
-    encoding: 'utf8',
-  });
+  const r = runBounded('ip', ['netns', 'exec', sandbox.name, 'curl', '-s', '--max-time', '2', '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`]);
   const out = r.stdout ?? '';
   const cut = out.lastIndexOf('\n');
   return { status: Number(out.slice(cut + 1)) || 0, body: out.slice(0, cut) };

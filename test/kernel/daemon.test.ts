@@ -5,8 +5,8 @@
  * Every test removes its policies and lets the daemon converge to nothing
  * before stopping it, so the harness finds no pins.
  */
+import { childClosed, killAndWait, sleep } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { listPins } from '../../src/bpf/bpffs.js';
@@ -101,7 +101,7 @@ kernelTest('daemon: a ConfigMap-style ..data symlink swap converges in exactly o
     rmSync(v1, { recursive: true });
     await until(() => curl(sandbox, '127.0.0.1', 8082) === 200, 'the swapped version is applied', d);
     assert.equal(curl(sandbox, '127.0.0.1', 8081), 0);
-    await new Promise((r) => setTimeout(r, 800)); // room for any further pass to show up
+    await sleep(800); // room for any further pass to show up
     const passes = d.passes(mark);
     assert.equal(passes.length, 1, `the swap converged in exactly one pass:\n${passes.map((p) => JSON.stringify(p)).join('\n')}`);
     assert.ok(Number(passes[0]!.changes) > 0);
@@ -156,8 +156,7 @@ kernelTest('daemon: a restarted target process is steered to again without waiti
     await d.nextPass();
     assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
     const mark = d.lines.length;
-    server.kill('SIGKILL');
-    await once(server, 'close');
+    await killAndWait(server, 'the http server');
     await d.waitFor('the socket leaving the sockmap', (l) => l.msg === 'drift detected' && /left the sockmap/.test(JSON.stringify(l.drift)), mark, 2000);
     await startHttpServer(sandbox, '127.0.0.1', 8080);
     await until(() => curl(sandbox, '127.0.0.1', 8081) === 200, 'the new server is steered to', d);
@@ -181,18 +180,18 @@ kernelTest('daemon: SIGTERM leaves everything attached; a restart adopts it with
     await first.nextPass();
     const pins = listPins(pinDir);
     const loop = connectionLoop(sandbox, 8081, join(work.path, 'stop'));
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     assert.equal(await first.stop(), 0, first.dump());
     assert.ok(first.lines.some((l) => l.msg === 'stopping: programs stay attached' && l.signal === 'SIGTERM'));
     assert.deepEqual(listPins(pinDir), pins, 'every pin stays');
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     second = DaemonProcess.start(sandbox, pinDir, dir.path, FAST);
     const adopt = await second.nextPass();
     assert.equal(adopt.changes, 0, `the restarted daemon adopts the live state:\n${second.dump()}`);
     assert.equal(adopt.ready, 1);
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     writeFileSync(join(work.path, 'stop'), '');
-    await once(loop.child, 'close');
+    await childClosed(loop.child, 'the connection loop', 40_000);
     const [ok, fail] = loop.output().split(' ', 2).map(Number);
     assert.equal(fail, 0, `connections failed across the restart: ${loop.output()}`);
     assert.ok(ok! > 20, `the loop made connections (${loop.output()})`);
@@ -223,7 +222,7 @@ kernelTest('daemon: an invalid edit keeps the previous state and turns /healthz 
     const health = httpGet(sandbox, 9890, '/healthz');
     assert.equal(health.status, 503);
     assert.match(health.body, /^failing: .*web/);
-    await new Promise((r) => setTimeout(r, 2500)); // a resync with the file still broken
+    await sleep(2500); // a resync with the file still broken
     assert.equal(curl(sandbox, '127.0.0.1', 8081), 200, 'still in place after a resync');
     assert.ok(d.passes(mark).every((p) => p.changes === 0));
 

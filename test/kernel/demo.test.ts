@@ -1,6 +1,6 @@
 /** The Quickstart's main job, run as a user runs it: the CLI in a child process. */
+import { runBounded } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { bpftoolIds, kernelTest } from './harness.js';
 
@@ -8,7 +8,7 @@ const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 kernelTest('`ebpf-policy demo` reconciles the shipped example policies, steers, and leaves nothing behind', () => {
   const before = { prog: bpftoolIds('prog'), link: bpftoolIds('link') };
-  const r = spawnSync(process.execPath, [cli, 'demo'], { encoding: 'utf8' });
+  const r = runBounded(process.execPath, [cli, 'demo']);
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /after: {2}:8081 -> 200, :9000 -> 200, :9010 -> 200, :9011 -> refused/);
   assert.match(r.stdout, /ebpf-policy plan: no changes/);

@@ -4,8 +4,8 @@
  * real TCP connection seen by bpftool, atomic link update, and a clean
  * teardown that bpftool confirms.
  */
+import { runBounded } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,9 +60,7 @@ kernelTest('an object loads and pins, and a second process reopens it by pin', (
       p.close();
       m.close();
     }`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, join(pinDir, 'prog'), join(pinDir, 'bindings')], {
-    encoding: 'utf8',
-  });
+  const r = runBounded(process.execPath, ['--input-type=module', '-e', script, join(pinDir, 'prog'), join(pinDir, 'bindings')]);
   assert.equal(r.status, 0, r.stderr);
   const seen = JSON.parse(r.stdout) as { id: number; tag: string; mapId: number; value: string };
   assert.equal(seen.id, info.id);

@@ -4,7 +4,7 @@
  * fd-owning object or a BPF/pidfd/netns fd behind. Kernel tests never skip:
  * a machine that cannot run them fails them.
  */
-import { spawnSync } from 'node:child_process';
+import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -69,8 +69,7 @@ export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<voi
 
 /** Runs `bpftool -j ARGS` and parses its JSON. Throws when bpftool fails. */
 export function bpftool(...args: string[]): unknown {
-  const r = spawnSync('bpftool', ['-j', ...args], { encoding: 'utf8' });
-  if (r.error) throw new Error(`bpftool not runnable (install it: scripts/setup.sh): ${r.error.message}`);
+  const r = runBounded('bpftool', ['-j', ...args]);
   if (r.status !== 0) throw new Error(`bpftool ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
   return JSON.parse(r.stdout || 'null');
 }
@@ -87,6 +86,6 @@ export async function eventually(cond: () => boolean, ms = 3000): Promise<boolea
   for (;;) {
     if (cond()) return true;
     if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }

@@ -4,8 +4,8 @@
  * throwaway cgroup, a tracepoint through a perf-event link; plus the typed
  * errors (verifier log, errno names, missing pins) and feature probes.
  */
+import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,12 +38,12 @@ for i in range(int(sys.argv[3])):
 `;
 
 function ip(...args: string[]): void {
-  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  const r = runBounded('ip', args);
   assert.equal(r.status, 0, `ip ${args.join(' ')}: ${r.stderr}`);
 }
 
 function ifindexIn(ns: string, dev: string): number {
-  const r = spawnSync('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev], { encoding: 'utf8' });
+  const r = runBounded('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]);
   assert.equal(r.status, 0, r.stderr);
   return (JSON.parse(r.stdout) as Array<{ ifindex: number }>)[0]!.ifindex;
 }
@@ -102,9 +102,7 @@ kernelTest('a cgroup connect4 link sees connects from a process in that cgroup',
       assert.equal(target.kind === 'cgroup' && target.cgroupId, BigInt(statSync(cgroup).ino));
       await sandbox.startServer('127.0.0.1', 8080);
       // A shell moves itself into the cgroup, then connects.
-      const r = spawnSync('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${sandbox.name} python3 -c "import socket; socket.create_connection(('127.0.0.1', 8080)).close()"`], {
-        encoding: 'utf8',
-      });
+      const r = runBounded('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${sandbox.name} python3 -c "import socket; socket.create_connection(('127.0.0.1', 8080)).close()"`]);
       assert.equal(r.status, 0, r.stderr);
       assert.equal(obj.map('hits').lookup(u32Key(HIT.connect4))!.readBigUInt64LE(0), 1n);
     }
@@ -115,7 +113,7 @@ kernelTest('a cgroup connect4 link sees connects from a process in that cgroup',
         rmdirSync(cgroup);
         break;
       } catch {
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
       }
     }
   }
@@ -126,7 +124,7 @@ kernelTest('a tracepoint link through perf_event counts real syscalls', () => {
   using obj = loadObject(HOOKS);
   using link = Link.attachTracepoint(obj.program('tp_count'), 'syscalls', 'sys_enter_getppid');
   assert.equal(link.info().target.kind, 'perf_event');
-  const r = spawnSync('sh', ['-c', 'for i in 1 2 3 4 5; do cat /proc/self/stat >/dev/null; done; python3 -c "import os; [os.getppid() for _ in range(10)]"']);
+  const r = runBounded('sh', ['-c', 'for i in 1 2 3 4 5; do cat /proc/self/stat >/dev/null; done; python3 -c "import os; [os.getppid() for _ in range(10)]"']);
   assert.equal(r.status, 0);
   assert.ok(obj.map('hits').lookup(u32Key(HIT.tracepoint))!.readBigUInt64LE(0) >= 10n);
   assert.throws(

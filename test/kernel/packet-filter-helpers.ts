@@ -3,9 +3,8 @@
  * throwaway namespaces, real UDP and TCP traffic with python3 sockets, and
  * PacketFilter policy files.
  */
+import { childClosed, runBounded, withTimeout } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import type { PolicyDir } from './reconcile-helpers.js';
@@ -15,13 +14,13 @@ export const NET = { peer4: '10.200.0.1', local4: '10.200.0.2', peer6: 'fd00:200
 
 /** Runs `ip ARGS`; fails the test on error. */
 export function ip(...args: string[]): void {
-  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  const r = runBounded('ip', args);
   assert.equal(r.status, 0, `ip ${args.join(' ')}: ${r.stderr}`);
 }
 
 /** ifindex of `dev` in the namespace named `ns`. */
 export function ifindexIn(ns: string, dev: string): number {
-  const r = spawnSync('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev], { encoding: 'utf8' });
+  const r = runBounded('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]);
   assert.equal(r.status, 0, r.stderr);
   return (JSON.parse(r.stdout) as Array<{ ifindex: number }>)[0]!.ifindex;
 }
@@ -91,12 +90,12 @@ export async function udpExchange(receiver: NetnsSandbox, sender: NetnsSandbox, 
   const child = receiver.spawn(['python3', '-c', RECEIVER_PY, ...ports.map(String)]);
   const lines = createInterface({ input: child.stdout! });
   const it = lines[Symbol.asyncIterator]();
-  const first = await it.next();
+  const first = await withTimeout(it.next(), 10_000, `the UDP receiver in ${receiver.name} to be ready`);
   assert.equal(first.value, 'ready');
   sender.exec(['python3', '-c', SENDER_PY, JSON.stringify(sends)]);
-  const result = await it.next();
+  const result = await withTimeout(it.next(), 20_000, `the UDP receiver in ${receiver.name} to report what arrived`);
   lines.close();
-  if (child.exitCode === null) await once(child, 'close');
+  await childClosed(child, `the UDP receiver in ${receiver.name}`);
   return Object.fromEntries(Object.entries(JSON.parse(String(result.value)) as Record<string, number>).map(([k, v]) => [Number(k), v]));
 }
 

@@ -6,9 +6,9 @@
  * place, interfaces that come and go, another tool's programs, the cls_bpf
  * fallback, and bpftool as the independent observer of what is left.
  */
+import { childClosed, runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -163,21 +163,21 @@ kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters mat
   events.close();
 
   // The CLI shows the same: status with counters, events as JSON lines.
-  const st = spawnSync(process.execPath, [cli, 'status', '--bpffs-root', pinDir, '--policies', dir.path], { encoding: 'utf8' });
+  const st = runBounded(process.execPath, [cli, 'status', '--bpffs-root', pinDir, '--policies', dir.path]);
   assert.equal(st.status, 0, st.stdout + st.stderr);
   assert.match(st.stdout, /guard {2}Ready {2}PacketFilter xdp/);
   assert.match(st.stdout, /interface vb \(ifindex \d+\) xdp: XDP native mode/);
   assert.match(st.stdout, /rule block-udp \(drop\): 5 packets, 260 bytes/);
-  const json = spawnSync(process.execPath, [cli, 'status', '--output', 'json', '--bpffs-root', pinDir, '--policies', dir.path], { encoding: 'utf8' });
+  const json = runBounded(process.execPath, [cli, 'status', '--output', 'json', '--bpffs-root', pinDir, '--policies', dir.path]);
   const doc = JSON.parse(json.stdout) as { policies: Array<{ kind: string; interfaces: Array<{ rules: Array<{ rule: string; packets: string }> }> }> };
   assert.equal(doc.policies[0]?.interfaces[0]?.rules.find((r) => r.rule === 'count-dns')?.packets, '7');
 
   // `ebpf-policy events guard --output json` streams the same as JSON lines.
   const child = spawn(process.execPath, [cli, 'events', 'guard', '--output', 'json', '--count', '2', '--timeout', '10', '--bpffs-root', pinDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const closed = once(child, 'close');
+  const closed = childClosed(child, 'ebpf-policy events --count 2', 30_000);
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise((r) => setTimeout(r, 700));
+  await sleep(700);
   await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2, sport: 40002 }]);
   await closed;
   const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -445,7 +445,7 @@ kernelTest('the cls_bpf fallback (forced here: this kernel has tcx) filters, and
   assert.equal(f.link?.method, 'cls_bpf');
   assert.equal(f.link?.progId, f.program?.id);
   assert.deepEqual(changes((await reconcileOnce({ ...forced, dryRun: true })).plan), []);
-  const tc = () => spawnSync('ip', ['netns', 'exec', sandbox.name, 'tc', 'filter', 'show', 'dev', 'vb', 'ingress'], { encoding: 'utf8' }).stdout;
+  const tc = () => runBounded('ip', ['netns', 'exec', sandbox.name, 'tc', 'filter', 'show', 'dev', 'vb', 'ingress']).stdout;
   assert.match(tc(), /pref 60319 bpf/);
   assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 3 }, { dst: NET.local4, port: 9998, count: 2 }]), { 9999: 0, 9998: 2 });
   assert.equal(counters(f, 'old-kernel').block?.packets, 3);

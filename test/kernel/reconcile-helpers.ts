@@ -1,9 +1,9 @@
 /** Helpers of the reconciler's end-to-end tests: policy files, servers, clients. */
+import { killAndWait, runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import type { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 
 /** A private policy directory (mode 0700, owned by root as the tests run). */
@@ -47,19 +47,16 @@ export async function startHttpServer(sandbox: NetnsSandbox, address: string, po
   for (let i = 0; i < 100; i++) {
     if (curl(sandbox, address, port) === 200) return child;
     if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
-  child.kill('SIGKILL');
-  await once(child, 'close');
+  await killAndWait(child, `http.server on ${address}:${port}`);
   throw new Error(`http.server on ${address}:${port} in ${sandbox.name} did not come up`);
 }
 
 /** HTTP status of GET http://ADDR:PORT/ with curl inside the sandbox, or 0 when the connection failed. */
 export function curl(sandbox: NetnsSandbox, address: string, port: number): number {
   const host = address.includes(':') ? `[${address}]` : address;
-  const r = spawnSync('ip', ['netns', 'exec', sandbox.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://${host}:${port}/`], {
-    encoding: 'utf8',
-  });
+  const r = runBounded('ip', ['netns', 'exec', sandbox.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://${host}:${port}/`]);
   return Number(r.stdout.trim()) || 0;
 }
 

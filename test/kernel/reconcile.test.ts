@@ -4,11 +4,12 @@
  * independent observer.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FAILPOINT_ENV } from '../../src/common/failpoint.js';
+import { childClosed, killAndWait, runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import { DISPATCHER_VARIANT_OBJECT } from '../../src/bpf/dispatcher-layout.js';
 import { changes } from '../../src/reconciler/plan.js';
 import { reconcileExitCode, reconcileOnce } from '../../src/reconciler/reconcile.js';
@@ -110,19 +111,19 @@ kernelTest('a continuous connection loop sees zero failures while the dispatcher
   // A client loop inside the namespace: connect, read the answer, count failures, until told to stop.
   const loop = connectionLoop(sandbox, 8081, join(dir.path, 'stop'));
   const t0 = Date.now();
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   const marks: string[] = [];
   const upgraded = await reconcileOnce({ ...opts, objectPath: DISPATCHER_VARIANT_OBJECT });
   marks.push(`upgrade done at +${((Date.now() - t0) / 1000).toFixed(2)}s`);
   assert.ok(upgraded.plan.actions.some((a) => a.op.type === 'replaceProgram'), 'the plan replaces the program');
   assert.deepEqual(upgraded.result!.failed.map((f) => f.error.message), []);
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   const back = await reconcileOnce(opts);
   marks.push(`downgrade done at +${((Date.now() - t0) / 1000).toFixed(2)}s`);
   assert.ok(back.plan.actions.some((a) => a.op.type === 'replaceProgram'));
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   dir.writeRaw('stop', '');
-  await once(loop.child, 'close');
+  await childClosed(loop.child, 'the connection loop', 40_000);
   const [ok, fail] = loop.output().split(' ', 2).map(Number);
   assert.equal(fail, 0, `connections failed during the upgrade (${loop.output()}; ${marks.join(', ')})`);
   assert.ok(ok! > 20, `the loop made connections (${ok})`);
@@ -137,19 +138,33 @@ kernelTest('a continuous connection loop sees zero failures while the dispatcher
 kernelTest('SIGKILL in the middle of an apply, then a rerun, converges with nothing leaked', async ({ pinDir, sandbox }) => {
   await startHttpServer(sandbox, '127.0.0.1', 8080);
   using dir = new PolicyDir();
-  // A big policy (65,535 single-prefix entries) makes the apply long enough to interrupt.
   dir.writeSteering('big', { netns: sandbox.path, ports: ['1-65535'], addresses: ['127.0.0.0/8'], listen: '127.0.0.1:8080' });
   dir.writeSteering('small', { netns: sandbox.path, ports: [8081], addresses: ['127.0.0.2/32'], listen: '127.0.0.1:8080' });
   const progsBefore = bpftoolIds('prog');
-  for (const delay of [150, 400]) {
-    const child = spawn(process.execPath, [cli, 'reconcile', '--once', '--bpffs-root', pinDir, '--policies', dir.path], { stdio: 'ignore' });
-    await new Promise((r) => setTimeout(r, delay));
-    child.kill('SIGKILL');
-    await once(child, 'close');
+  const args = ['--bpffs-root', pinDir, '--policies', dir.path];
+  // Each run is killed by the failpoint right after the Nth kernel-changing step of its apply, on what the run
+  // before it left; a run whose apply has fewer than N steps finishes normally and ends the loop.
+  const kills: number[] = [];
+  for (let step = 1; step <= 20; step++) {
+    const child = spawn(process.execPath, [cli, 'reconcile', '--once', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, [FAILPOINT_ENV]: `apply-step:${step}` },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const end = await childClosed(child, `reconcile --once with the failpoint apply-step:${step}`, 60_000);
+    if (end.signal === 'SIGKILL') {
+      kills.push(step);
+      continue;
+    }
+    assert.equal(end.code, 0, `the run with apply-step:${step} neither crashed nor converged: ${stderr}`);
+    break;
   }
-  const r = spawnSync(process.execPath, [cli, 'reconcile', '--once', '--bpffs-root', pinDir, '--policies', dir.path], { encoding: 'utf8' });
+  assert.ok(kills.length >= 2, `at least two runs were killed in the middle of an apply (killed after steps ${kills.join(', ')})`);
+  console.log(`# SIGKILL test: ${kills.length} runs killed by the failpoint (after apply steps ${kills.join(', ')} of each run)`);
+  const r = runBounded(process.execPath, [cli, 'reconcile', '--once', ...args], {}, 60_000);
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  const plan = spawnSync(process.execPath, [cli, 'plan', '--detailed-exitcode', '--bpffs-root', pinDir, '--policies', dir.path], { encoding: 'utf8' });
+  const plan = runBounded(process.execPath, [cli, 'plan', '--detailed-exitcode', ...args], {}, 60_000);
   assert.equal(plan.status, 0, `plan after the rerun shows changes:\n${plan.stdout}`);
   assert.equal(curl(sandbox, '127.0.0.2', 8081), 200);
   assert.equal(curl(sandbox, '127.0.0.1', 12345), 200);
@@ -173,8 +188,7 @@ kernelTest('a restarted target is re-resolved; a missing one is Degraded, not fa
   assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
   assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
 
-  server.kill('SIGKILL');
-  await once(server, 'close');
+  await killAndWait(server, 'the http server');
   const degraded = await reconcileOnce(opts);
   assert.equal(reconcileExitCode(degraded), 0);
   assert.ok(degraded.plan.problems.some((p) => p.policy === 'web' && p.condition === 'Degraded' && /nothing listens on 127\.0\.0\.1:8080/.test(p.message)));
