@@ -19,8 +19,8 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBpffs, Link, loadObject, MapType, Netns, Program, removePinTree } from '../src/bpf/index.js';
-import { writeFilterRules } from '../src/bpf/filter-store.js';
-import type { FilterOperation } from '../src/reconciler/filter-model.js';
+import { writeFilterRules } from '../src/kinds/packet-filter/store.js';
+import type { FilterOperation } from '../src/kinds/packet-filter/model.js';
 import { reconcileOnce } from '../src/reconciler/reconcile.js';
 import { NetnsSandbox } from '../src/sandbox/netns-sandbox.js';
 

@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBpffs, loadObject, removePinTree } from '../src/bpf/index.js';
-import { DISPATCHER_OBJECT, encodeBindingKey, encodeBindingValue } from '../src/bpf/dispatcher-layout.js';
-import { changes } from '../src/reconciler/plan.js';
+import { DISPATCHER_OBJECT, encodeBindingKey, encodeBindingValue } from '../src/kinds/port-steering/layout.js';
+import { changes } from '../src/kinds/port-steering/plan.js';
 import { reconcileOnce } from '../src/reconciler/reconcile.js';
 import { NetnsSandbox } from '../src/sandbox/netns-sandbox.js';
 

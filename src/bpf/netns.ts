@@ -64,3 +64,27 @@ export class Netns extends OwnedFd {
     }
   }
 }
+
+/** Key of a network namespace in the pin layout: `ino-<inode of its nsfs file>`. */
+export function netnsPinKey(inode: number | bigint): string {
+  return `ino-${inode}`;
+}
+
+/** A namespace path resolved to its pin-layout key, or why it could not be. */
+export type NetnsKeyResult = { ok: true; key: string } | { ok: false; reason: string };
+
+/**
+ * Resolves the namespace file at `path` (a bind mount such as
+ * /run/netns/NAME, or /proc/PID/ns/net) to its pin-layout key. Never throws:
+ * a missing path or a file that is no namespace is a reason.
+ */
+export function resolveNetnsKey(path: string): NetnsKeyResult {
+  try {
+    const st = statSync(path);
+    if (st.dev !== statSync(OWN_NETNS).dev) return { ok: false, reason: `${path} is not a network namespace` };
+    return { ok: true, key: netnsPinKey(st.ino) };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { ok: false, reason: `network namespace ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`}` };
+  }
+}

@@ -1,6 +1,6 @@
 /** `ebpf-policy events [NAME]`: streams the sampled drops of PacketFilter policies. */
 import { Option, type Command } from 'commander';
-import { FilterEventStream, type FilterEvent } from '../bpf/filter-events.js';
+import { FilterEventStream, type FilterEvent } from '../kinds/packet-filter/events.js';
 import { DEFAULT_ROOT } from '../reconciler/reconcile.js';
 import { fatal } from './common.js';
 

@@ -3,13 +3,13 @@ import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { formatProblem } from '../policy/index.js';
 import { listPins, removePinTree } from '../bpf/bpffs.js';
-import { readCounters } from '../bpf/dispatcher-store.js';
-import { changes } from '../reconciler/plan.js';
+import { readCounters } from '../kinds/port-steering/store.js';
+import { changes } from '../kinds/port-steering/plan.js';
 import { reconcileExitCode, reconcileOnce } from '../reconciler/reconcile.js';
 import { planJson, renderAction, renderApplyText, renderPlanText, renderStatusText, actionJson } from '../reconciler/render.js';
-import { policyStatuses } from '../reconciler/status.js';
-import { readFilterCounters, readFilterStats, removeAllFilters } from '../bpf/filter-store.js';
-import { filterStatuses, renderFilterStatusText } from '../reconciler/filter-status.js';
+import { policyStatuses } from '../kinds/port-steering/status.js';
+import { readFilterCounters, readFilterStats, removeAllFilters } from '../kinds/packet-filter/store.js';
+import { filterStatuses, renderFilterStatusText } from '../kinds/packet-filter/status.js';
 import { fatal, missingPolicyPath, withCommonOptions, type CommonOptions } from './common.js';
 import { runDaemon, withDaemonOptions, type DaemonCliOptions } from './daemon.js';
 

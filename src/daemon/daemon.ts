@@ -12,18 +12,18 @@
  */
 import type { Server } from 'node:http';
 import { listPins } from '../bpf/bpffs.js';
-import { readCounters } from '../bpf/dispatcher-store.js';
-import { systemResolver } from '../bpf/resolver.js';
-import { DISPATCHER_OBJECT } from '../bpf/dispatcher-layout.js';
+import { readCounters } from '../kinds/port-steering/store.js';
+import { systemResolver } from '../kinds/port-steering/resolver.js';
+import { DISPATCHER_OBJECT } from '../kinds/port-steering/layout.js';
 import type { PortSteeringPolicy } from '../policy/index.js';
 import { formatProblem } from '../policy/index.js';
 import type { Action } from '../reconciler/model.js';
-import { observe } from '../reconciler/observe.js';
-import { plan } from '../reconciler/plan.js';
+import { observe } from '../kinds/port-steering/observe.js';
+import { plan } from '../kinds/port-steering/plan.js';
 import { reconcileOnce, type ReconcileReport } from '../reconciler/reconcile.js';
-import { filterStatuses } from '../reconciler/filter-status.js';
-import { policyStatuses } from '../reconciler/status.js';
-import { expectationFrom, findDrift, lookAtKernel, unblockedPolicies, type KernelExpectation, type WaitingPolicy } from './drift.js';
+import { filterStatuses } from '../kinds/packet-filter/status.js';
+import { policyStatuses } from '../kinds/port-steering/status.js';
+import { expectationFrom, findDrift, lookAtKernel, unblockedPolicies, type KernelExpectation, type WaitingPolicy } from '../kinds/port-steering/drift.js';
 import { formatDuration } from './duration.js';
 import { startHttpServer, type Health, type ListenAddress } from './http-server.js';
 import type { Logger } from './logger.js';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ActionKind } from '../reconciler/model.js';
 import { reconcileExitCode, type ReconcileReport } from '../reconciler/reconcile.js';
-import type { PolicyStatus } from '../reconciler/status.js';
+import type { PolicyStatus } from '../kinds/port-steering/status.js';
 
 type ChangeKind = Exclude<ActionKind, 'noop'>;
 

@@ -15,13 +15,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { listPins, removePinTree } from '../bpf/bpffs.js';
-import { readCounters } from '../bpf/dispatcher-store.js';
-import { changes } from '../reconciler/plan.js';
+import { readCounters } from '../kinds/port-steering/store.js';
+import { changes } from '../kinds/port-steering/plan.js';
 import { reconcileExitCode, reconcileOnce } from '../reconciler/reconcile.js';
 import { renderAction, renderStatusText } from '../reconciler/render.js';
-import { policyStatuses } from '../reconciler/status.js';
-import { readFilterCounters } from '../bpf/filter-store.js';
-import { filterStatuses, renderFilterStatusText } from '../reconciler/filter-status.js';
+import { policyStatuses } from '../kinds/port-steering/status.js';
+import { readFilterCounters } from '../kinds/packet-filter/store.js';
+import { filterStatuses, renderFilterStatusText } from '../kinds/packet-filter/status.js';
 import { NetnsSandbox } from '../sandbox/netns-sandbox.js';
 import { runBounded, sleep } from '../sandbox/bounded-wait.js';
 

@@ -5,7 +5,7 @@
  */
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { DEFAULT_POLICY_DIRECTORY, discoverPolicyFiles, type PolicyFile } from './discover.js';
-import type { DesiredPolicy, KindRegistry } from './kinds/index.js';
+import type { DesiredPolicy, KindRegistry } from '../kinds/document-registry.js';
 import { parsePolicyText, type PolicyDocument } from './parse.js';
 import { createStrictModesCheck, type TrustCheck } from './permissions.js';
 import { countProblems, sortProblems, type PolicyProblem } from './problem.js';

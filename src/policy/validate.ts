@@ -7,7 +7,7 @@ import { closestMatch, describeValue } from './describe.js';
 import { STRING_FORMATS } from './formats.js';
 import { formatPath } from './json-path.js';
 import type { DesiredPolicyBase, Finding, PolicySource } from './kind.js';
-import { defaultKindRegistry, type DesiredPolicy, type KindRegistry } from './kinds/index.js';
+import { defaultKindRegistry, type DesiredPolicy, type KindRegistry } from '../kinds/document-registry.js';
 import type { PolicyDocument } from './parse.js';
 import type { PolicyProblem } from './problem.js';
 import { explainSchemaErrors } from './schema-errors.js';

@@ -3,7 +3,7 @@
  * order through a {@link KernelPort}; a failing action fails its policy (or,
  * for a dispatcher step, the policies of that dispatcher) and the rest go on.
  */
-import type { FilterPort } from './filter-model.js';
+import type { FilterPort } from '../kinds/packet-filter/model.js';
 import type { Action, Operation, PolicyRecord } from './model.js';
 import { failpoint } from '../common/failpoint.js';
 

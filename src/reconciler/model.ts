@@ -3,8 +3,8 @@
  * documents, with namespaces and targets resolved), the observed state (from
  * bpffs pins and kernel object info), and the plan between them.
  */
-import type { ObservedDispatcher } from '../bpf/dispatcher-store.js';
-import type { DesiredFilters, FilterOperation, ObservedFilters } from './filter-model.js';
+import type { ObservedDispatcher } from '../kinds/port-steering/store.js';
+import type { DesiredFilters, FilterOperation, ObservedFilters } from '../kinds/packet-filter/model.js';
 
 /** An inclusive port range. */
 export interface Range {

@@ -4,16 +4,16 @@
  * pin root.
  */
 import { ensureBpffs } from '../bpf/bpffs.js';
-import { RootLock } from '../bpf/dispatcher-store.js';
-import { DISPATCHER_OBJECT } from '../bpf/dispatcher-layout.js';
-import { kernelPort, type FilterOptions } from '../bpf/kernel-port.js';
-import { systemResolver } from '../bpf/resolver.js';
+import { RootLock } from '../bpf/root-lock.js';
+import { DISPATCHER_OBJECT } from '../kinds/port-steering/layout.js';
+import { kernelPort, type FilterOptions } from '../kinds/kernel-port.js';
+import { systemResolver } from '../kinds/port-steering/resolver.js';
 import { loadPolicies, type PolicyLoadResult } from '../policy/index.js';
 import { apply, type ApplyResult } from './apply.js';
-import { buildDesired } from './desired.js';
+import { buildDesired } from '../kinds/port-steering/desired.js';
 import type { Action, DesiredState, ObservedState, Plan } from './model.js';
-import { observe } from './observe.js';
-import { plan } from './plan.js';
+import { observe } from '../kinds/port-steering/observe.js';
+import { plan } from '../kinds/port-steering/plan.js';
 
 /** Default pin root. */
 export const DEFAULT_ROOT = '/sys/fs/bpf/ebpf-policy';

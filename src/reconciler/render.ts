@@ -1,7 +1,7 @@
 /** Text and JSON renderings of plans, reconcile results and status. */
 import type { ApplyResult } from './apply.js';
 import type { Action, Plan } from './model.js';
-import type { PolicyStatus } from './status.js';
+import type { PolicyStatus } from '../kinds/port-steering/status.js';
 import type { PolicyProblem } from '../policy/index.js';
 import { formatProblem } from '../policy/index.js';
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RootLock } from '../../src/bpf/dispatcher-store.js';
+import { RootLock } from '../../src/bpf/root-lock.js';
 import { listPins } from '../../src/bpf/index.js';
 import { kernelTest } from './harness.js';
 import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';

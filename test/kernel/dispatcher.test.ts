@@ -30,7 +30,7 @@ import {
   encodeBindingValue,
   encodePortBlockKey,
   u32Key,
-} from '../../src/bpf/dispatcher-layout.js';
+} from '../../src/kinds/port-steering/layout.js';
 import { bpftool, bpftoolIds, eventually, kernelTest } from './harness.js';
 
 const bpfIndex = fileURLToPath(new URL('../../src/bpf/index.js', import.meta.url));

@@ -23,7 +23,7 @@ import {
   loadObject,
   unpin,
 } from '../../src/bpf/index.js';
-import { u32Key } from '../../src/bpf/dispatcher-layout.js';
+import { u32Key } from '../../src/kinds/port-steering/layout.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { kernelTest } from './harness.js';
 

@@ -8,14 +8,14 @@ import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import winston from 'winston';
-import { findDrift, unblockedPolicies, type KernelExpectation } from '../../src/daemon/drift.js';
+import { findDrift, unblockedPolicies, type KernelExpectation } from '../../src/kinds/port-steering/drift.js';
 import { httpHandler, parseListenAddress } from '../../src/daemon/http-server.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { DaemonMetrics } from '../../src/daemon/metrics.js';
 import { inputFingerprint, summarizePass, type PassSummary } from '../../src/daemon/pass-summary.js';
 import type { ReconcileReport } from '../../src/reconciler/reconcile.js';
 import { isRelevant, planWatch } from '../../src/daemon/tree-watcher.js';
-import type { Resolver } from '../../src/reconciler/desired.js';
+import type { Resolver } from '../../src/kinds/port-steering/desired.js';
 
 const D = '/sys/fs/bpf/ebpf-policy/netns/ino-1';
 function expectation(): KernelExpectation {

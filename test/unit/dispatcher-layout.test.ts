@@ -14,7 +14,7 @@ import {
   policyKey,
   decodePolicyKey,
   portRangeBlocks,
-} from '../../src/bpf/dispatcher-layout.js';
+} from '../../src/kinds/port-steering/layout.js';
 import { cgroup2Mount } from '../../src/bpf/cgroup.js';
 import { describeErrno } from '../../src/bpf/errors.js';
 

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { Match } from '../../src/bpf/filter-layout.js';
+import { Match } from '../../src/kinds/packet-filter/layout.js';
 import { classify, firstMatch, type TestPacket } from './filter-model-helpers.js';
-import { compileRules, CompileError, type CompileRule } from '../../src/reconciler/filter-compile.js';
+import { compileRules, CompileError, type CompileRule } from '../../src/kinds/packet-filter/compile.js';
 import { parseIPv6 } from '../../src/policy/net/ip.js';
 
 const V4 = ['0.0.0.0/0', '10.0.0.0/8', '10.1.0.0/16', '10.1.2.0/24', '10.1.2.3/32', '192.168.0.0/16', '203.0.113.0/24'];

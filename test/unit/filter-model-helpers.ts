@@ -3,9 +3,9 @@
  * BPF program's lookups over compiled tables, and a plain first-match walk
  * over rules, to compare against each other.
  */
-import { Match, ProtoClass } from '../../src/bpf/filter-layout.js';
+import { Match, ProtoClass } from '../../src/kinds/packet-filter/layout.js';
 import { parseCidr, prefixMask } from '../../src/policy/net/cidr.js';
-import type { CompiledRuleset, CompileRule } from '../../src/reconciler/filter-compile.js';
+import type { CompiledRuleset, CompileRule } from '../../src/kinds/packet-filter/compile.js';
 
 /** The fields of a packet the filter looks at. */
 export interface TestPacket {

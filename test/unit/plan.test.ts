@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { bindingEntries } from '../../src/reconciler/bindings.js';
-import { changes, plan } from '../../src/reconciler/plan.js';
+import { bindingEntries } from '../../src/kinds/port-steering/bindings.js';
+import { changes, plan } from '../../src/kinds/port-steering/plan.js';
 import type { Action, DesiredState, DesiredSteering, ObservedState, ObservedDispatcherState } from '../../src/reconciler/model.js';
 
 const ROOT = '/sys/fs/bpf/ebpf-policy';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import YAML from 'yaml';
-import type { PortSteeringPolicy } from '../../src/policy/kinds/port-steering.js';
+import type { PortSteeringPolicy } from '../../src/kinds/port-steering/document.js';
 import { aggregatePrefixes, formatPrefix, parseCidr, prefixContains, prefixMask } from '../../src/policy/net/cidr.js';
 import { formatIPv4, formatIPv6 } from '../../src/policy/net/ip.js';
 import { parsePolicyText } from '../../src/policy/parse.js';

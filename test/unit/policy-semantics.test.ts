@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { PortSteeringPolicy } from '../../src/policy/kinds/port-steering.js';
+import type { PortSteeringPolicy } from '../../src/kinds/port-steering/document.js';
 import { formatProblem } from '../../src/policy/problem.js';
 import { portSteeringYaml, validateText } from './policy-test-helpers.js';
 

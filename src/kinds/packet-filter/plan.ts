@@ -10,11 +10,11 @@
  * switched to (no new program, no new link); a filter no policy wants, or
  * whose interface vanished, is removed.
  */
-import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, rulesetFingerprint, splitEntries } from '../bpf/filter-layout.js';
-import type { AttachmentRecord, AttachSpec, FilterPolicyRecord, ObservedFilter, ObservedFilters, RulesetWrite } from '../bpf/filter-store.js';
-import { CompileError, compileRules } from './filter-compile.js';
-import type { DesiredFilter, DesiredFilters } from './filter-model.js';
-import type { Action, PlanProblem } from './model.js';
+import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, rulesetFingerprint, splitEntries } from './layout.js';
+import type { AttachmentRecord, AttachSpec, FilterPolicyRecord, ObservedFilter, ObservedFilters, RulesetWrite } from './store.js';
+import { CompileError, compileRules } from './compile.js';
+import type { DesiredFilter, DesiredFilters } from './model.js';
+import type { Action, PlanProblem } from '../../reconciler/model.js';
 
 /** How a filter is named in actions: `filter xdp on eth0 (ino-4026531840, ifindex 2)`. */
 export function filterObject(f: { hook: string; ifname?: string; ifindex: number; netnsKey: string }): string {

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { allocate, bindingEntries, bindingShapes } from './bindings.js';
-import { planFilters } from './filter-plan.js';
+import { planFilters } from '../packet-filter/plan.js';
 import type {
   Action,
   DesiredState,
@@ -17,7 +17,7 @@ import type {
   PlanProblem,
   PolicyRecord,
   RecordedBinding,
-} from './model.js';
+} from '../../reconciler/model.js';
 
 const MAX_DEST_ID = 65535;
 const MAX_BINDING_ID = 65535;

@@ -6,10 +6,10 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeEvent, decodeRuleMeta, FILTERS_DIR, parseFilterDirName, u32, type FilterHookName } from './filter-layout.js';
-import { observeFilter, type AttachmentRecord } from './filter-store.js';
-import { BpfMap } from './map.js';
-import { RingBufferReader } from './ringbuf.js';
+import { decodeEvent, decodeRuleMeta, FILTERS_DIR, parseFilterDirName, u32, type FilterHookName } from './layout.js';
+import { observeFilter, type AttachmentRecord } from './store.js';
+import { BpfMap } from '../../bpf/map.js';
+import { RingBufferReader } from '../../bpf/ringbuf.js';
 
 /** One sampled packet, decoded and named. */
 export interface FilterEvent {

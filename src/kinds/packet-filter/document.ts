@@ -5,10 +5,10 @@
  */
 import { posix } from 'node:path';
 import type { FilterPortSpec, PacketFilter, PacketFilterRule as RuleDocument } from '../../types/generated/packet-filter.js';
-import type { DesiredPolicyBase, Finding, PolicyConflict, PolicyKind, PolicySource } from '../kind.js';
-import { aggregatePrefixes, formatPrefix, parseCidr, prefixContains, type IpPrefix } from '../net/cidr.js';
-import { patternsOverlap } from '../net/interface-pattern.js';
-import { formatPortRanges, mergePortRanges, parseFilterPort, type PortRange } from '../net/ports.js';
+import type { DesiredPolicyBase, Finding, PolicyConflict, PolicyKind, PolicySource } from '../../policy/kind.js';
+import { aggregatePrefixes, formatPrefix, parseCidr, prefixContains, type IpPrefix } from '../../policy/net/cidr.js';
+import { patternsOverlap } from '../../policy/net/interface-pattern.js';
+import { formatPortRanges, mergePortRanges, parseFilterPort, type PortRange } from '../../policy/net/ports.js';
 
 /** Where a PacketFilter runs. */
 export type FilterHook = 'xdp' | 'tc-ingress' | 'tc-egress';

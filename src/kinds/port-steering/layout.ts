@@ -3,14 +3,14 @@
  * the path of its compiled object. Pure encoding: no fds here.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { builtBpfObject } from '../../common/package-paths.js';
 
 /** Compiled object of bpf/dispatcher.c. */
-export const DISPATCHER_OBJECT = fileURLToPath(new URL('../../../build/bpf/dispatcher.o', import.meta.url));
+export const DISPATCHER_OBJECT = builtBpfObject('dispatcher.o');
 /** The dispatcher built with -DVARIANT: same behaviour, other bytecode (upgrade tests and benchmarks). */
-export const DISPATCHER_VARIANT_OBJECT = fileURLToPath(new URL('../../../build/bpf/dispatcher_variant.o', import.meta.url));
+export const DISPATCHER_VARIANT_OBJECT = builtBpfObject('dispatcher_variant.o');
 /** Compiled object of bpf/test_counter.c (a second sk_lookup program, for upgrade tests). */
-export const TEST_COUNTER_OBJECT = fileURLToPath(new URL('../../../build/bpf/test_counter.o', import.meta.url));
+export const TEST_COUNTER_OBJECT = builtBpfObject('test_counter.o');
 
 /** Size of `struct binding_key`. */
 export const BINDING_KEY_SIZE = 4 + 1 + 2 + 16;

@@ -12,7 +12,7 @@
  * patterns, so the per-packet work is bounded by the number of patterns
  * (at most 32), not by the number of rules.
  */
-import { portRangeBlocks } from '../bpf/dispatcher-layout.js';
+import { portRangeBlocks } from '../port-steering/layout.js';
 import {
   Dim,
   FilterActionCode,
@@ -23,9 +23,9 @@ import {
   type DecisionEntry,
   type FilterConfig,
   type PortEntry,
-} from '../bpf/filter-layout.js';
-import { parseCidr, prefixMask, type IpPrefix } from '../policy/net/cidr.js';
-import type { Range } from './model.js';
+} from './layout.js';
+import { parseCidr, prefixMask, type IpPrefix } from '../../policy/net/cidr.js';
+import type { Range } from '../../reconciler/model.js';
 
 /** What a rule matches on. Absent fields match everything. */
 export interface RuleMatch {

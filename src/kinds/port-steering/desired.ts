@@ -5,9 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import type { PacketFilterPolicy, PolicyLoadResult, PortSteeringPolicy } from '../policy/index.js';
-import { buildDesiredFilters, type FilterResolver } from './filter-desired.js';
-import type { DesiredState, DesiredSteering, ResolvedTarget } from './model.js';
+import type { PacketFilterPolicy, PolicyLoadResult, PortSteeringPolicy } from '../../policy/index.js';
+import { buildDesiredFilters, type FilterResolver } from '../packet-filter/desired.js';
+import type { DesiredState, DesiredSteering, ResolvedTarget } from '../../reconciler/model.js';
 
 /** Reads the system for the desired state; src/bpf/resolver.ts implements it. */
 export interface Resolver {

@@ -3,15 +3,14 @@
  * process holding a target socket (via /proc and pidfd_getfd), and the
  * dispatcher program's tag.
  */
-import { statSync } from 'node:fs';
-import type { Resolver } from '../reconciler/desired.js';
-import type { ResolvedTarget } from '../reconciler/model.js';
-import { dispatcherObjectTag, netnsKey } from './dispatcher-store.js';
-import { systemFilterResolver } from './filter-resolver.js';
-import type { FilterOptions } from './kernel-port.js';
-import { ErrnoError } from './errors.js';
-import { OWN_NETNS } from './netns.js';
-import { findSocketHolder, listeningInodes, remoteSocketCookie, socketInodeOf } from './sockets.js';
+import type { Resolver } from './desired.js';
+import type { ResolvedTarget } from '../../reconciler/model.js';
+import { dispatcherObjectTag } from './store.js';
+import { systemFilterResolver } from '../packet-filter/resolver.js';
+import type { FilterOptions } from '../kernel-port.js';
+import { ErrnoError } from '../../bpf/errors.js';
+import { OWN_NETNS, resolveNetnsKey } from '../../bpf/netns.js';
+import { findSocketHolder, listeningInodes, remoteSocketCookie, socketInodeOf } from '../../bpf/sockets.js';
 
 /**
  * A Resolver for the dispatcher object at `objectPath` (and, for PacketFilter
@@ -49,16 +48,7 @@ export function systemResolver(objectPath: string, filterOptions: FilterOptions 
 
 function uncachedResolver(objectPath: string): Resolver {
   return {
-    netnsKey(path) {
-      try {
-        const st = statSync(path);
-        if (st.dev !== statSync(OWN_NETNS).dev) return { ok: false, reason: `${path} is not a network namespace` };
-        return { ok: true, key: netnsKey(st.ino) };
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        return { ok: false, reason: `network namespace ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`}` };
-      }
-    },
+    netnsKey: resolveNetnsKey,
     target(netnsPath, protocol, target): ResolvedTarget {
       try {
         let ref: { pid: number; fd: number } | undefined;
@@ -70,7 +60,7 @@ function uncachedResolver(objectPath: string): Resolver {
           ref = target;
         } else {
           what = `${protocol} ${target.address}:${target.port}`;
-          const inodes = listeningInodes(netnsPath === '/proc/self/ns/net' ? undefined : netnsPath, protocol, target.address, target.port);
+          const inodes = listeningInodes(netnsPath === OWN_NETNS ? undefined : netnsPath, protocol, target.address, target.port);
           if (inodes.length === 0)
             return { ok: false, reason: `nothing ${protocol === 'tcp' ? 'listens' : 'is bound'} on ${target.address}:${target.port} in ${netnsPath}` };
           ref = findSocketHolder(inodes);

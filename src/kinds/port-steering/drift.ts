@@ -8,11 +8,11 @@
  * Also here: spotting that a policy waiting for something outside our
  * control (a target socket, a network namespace) can now make progress.
  */
-import { listPins } from '../bpf/bpffs.js';
-import { probeDispatcher, type DispatcherProbe } from '../bpf/dispatcher-probe.js';
-import type { Resolver } from '../reconciler/desired.js';
-import type { ObservedState } from '../reconciler/model.js';
-import type { PortSteeringPolicy } from '../policy/index.js';
+import { listPins } from '../../bpf/bpffs.js';
+import { probeDispatcher, type DispatcherProbe } from './probe.js';
+import type { Resolver } from './desired.js';
+import type { ObservedState } from '../../reconciler/model.js';
+import type { PortSteeringPolicy } from '../../policy/index.js';
 
 /** What one dispatcher should look like. */
 export interface ExpectedDispatcher {

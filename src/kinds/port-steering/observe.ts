@@ -3,9 +3,9 @@
  * policy records, and the sockets their destinations hold; and the packet
  * filters under ROOT/filters.
  */
-import { observeRoot, observeSockets } from '../bpf/dispatcher-store.js';
-import { observeFilters } from '../bpf/filter-store.js';
-import type { ObservedDispatcherState, ObservedState, PolicyRecord } from './model.js';
+import { observeRoot, observeSockets } from './store.js';
+import { observeFilters } from '../packet-filter/store.js';
+import type { ObservedDispatcherState, ObservedState, PolicyRecord } from '../../reconciler/model.js';
 
 function parseRecord(name: string, json: string): PolicyRecord | string {
   try {

@@ -4,9 +4,9 @@
  * every policy that covers it, in match order), and the operations of a plan.
  * The observed side is src/bpf/filter-store.ts's ObservedFilters.
  */
-import type { AttachSpec, FilterAttachMethod, FilterPolicyRecord, RulesetWrite, AttachmentRecord, ObservedFilters } from '../bpf/filter-store.js';
-import type { FilterAction, FilterHook } from '../policy/kinds/packet-filter.js';
-import type { RuleMatch } from './filter-compile.js';
+import type { AttachSpec, FilterAttachMethod, FilterPolicyRecord, RulesetWrite, AttachmentRecord, ObservedFilters } from './store.js';
+import type { FilterAction, FilterHook } from './document.js';
+import type { RuleMatch } from './compile.js';
 
 export type { ObservedFilters };
 

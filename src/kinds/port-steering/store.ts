@@ -11,23 +11,20 @@
  *   ROOT/netns/<key>/map_<name>     bindings, sockets, binding_hits, stats, policies
  *   ROOT/netns/<key>/program_next   only during an upgrade
  */
-import { failpoint } from '../common/failpoint.js';
-import { existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
+import { failpoint } from '../../common/failpoint.js';
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrnoError } from './errors.js';
-import { tryOpen } from './kernel-object.js';
-import { swapPinnedProgram } from './program-swap.js';
-import { OwnedFd } from './fd.js';
-import { BpfMap, sumPerCpuU64 } from './map.js';
-import { Link } from './link.js';
-import { lib } from './native.js';
-import { Netns } from './netns.js';
-import { loadObject } from './object.js';
-import { Program } from './program.js';
-import { duplicateSocket } from './sockets.js';
-import { removePinTree, unpin } from './bpffs.js';
-import { FILTERS_DIR } from './filter-layout.js';
-import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './dispatcher-layout.js';
+import { tryOpen } from '../../bpf/kernel-object.js';
+import { swapPinnedProgram } from '../../bpf/program-swap.js';
+import { BpfMap, sumPerCpuU64 } from '../../bpf/map.js';
+import { Link } from '../../bpf/link.js';
+import { Netns } from '../../bpf/netns.js';
+import { loadObject } from '../../bpf/object.js';
+import { Program } from '../../bpf/program.js';
+import { duplicateSocket } from '../../bpf/sockets.js';
+import { removePinTree, unpin } from '../../bpf/bpffs.js';
+import { FILTERS_DIR } from '../packet-filter/layout.js';
+import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './layout.js';
 
 /** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
 export const DISPATCHER_MAPS = ['bindings', 'sockets', 'binding_hits', 'stats', 'policies'] as const;
@@ -37,11 +34,6 @@ const PROGRAM_NAME = 'dispatcher';
 /** Directory of the dispatcher for namespace `key` under `root`. */
 export function dispatcherDir(root: string, key: string): string {
   return join(root, 'netns', key);
-}
-
-/** Key of a namespace in the pin layout: its inode number. */
-export function netnsKey(inode: number): string {
-  return `ino-${inode}`;
 }
 
 /** What one dispatcher directory holds, as the kernel reports it. */
@@ -295,53 +287,4 @@ export function removeDispatcher(dir: string): string[] {
 export function removeStray(path: string): void {
   if (statSync(path).isDirectory()) removePinTree(path);
   else unpin(path);
-}
-
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const LOCK_UN = 8;
-const EWOULDBLOCK = 11;
-
-/**
- * An exclusive flock on the pin root directory, serialising runs of the
- * tool. Owns the directory fd; close() releases the lock.
- */
-export class RootLock extends OwnedFd {
-  private constructor(fd: number, root: string) {
-    super(fd, `lock on ${root}`);
-  }
-
-  /**
-   * Takes the lock, waiting up to `timeoutMs` for another run to finish.
-   * Throws ErrnoError (EWOULDBLOCK) naming the root when it stays taken.
-   */
-  static async acquire(root: string, timeoutMs = 30_000): Promise<RootLock> {
-    const n = lib();
-    const lock = new RootLock(openSync(root, 'r'), root);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (n.flock(lock.fd, LOCK_EX | LOCK_NB) === 0) return lock;
-      const errno = n.errno();
-      if (errno !== EWOULDBLOCK || Date.now() > deadline) {
-        lock.close();
-        throw new ErrnoError(errno, 'flock', `${root} (another ebpf-policy run holds it)`);
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  override close(): void {
-    if (this.open) lib().flock(this.fd, LOCK_UN);
-    super.close();
-  }
-}
-
-/** Removes the root directory tree when it holds nothing but empty directories. */
-export function pruneEmptyRoot(root: string): void {
-  const nsDir = join(root, 'netns');
-  try {
-    if (existsSync(nsDir) && readdirSync(nsDir).length === 0) rmdirSync(nsDir);
-  } catch {
-    // raced with another writer: leave it
-  }
 }

@@ -5,11 +5,11 @@
  * a (dry-run) reconcile report and the kernel's counters.
  */
 import { resolve } from 'node:path';
-import type { ObservedFilter } from '../bpf/filter-store.js';
-import type { FilterAction, FilterHook } from '../policy/kinds/packet-filter.js';
-import type { DesiredFilter } from './filter-model.js';
-import type { ReconcileReport } from './reconcile.js';
-import type { Condition } from './status.js';
+import type { ObservedFilter } from './store.js';
+import type { FilterAction, FilterHook } from './document.js';
+import type { DesiredFilter } from './model.js';
+import type { ReconcileReport } from '../../reconciler/reconcile.js';
+import type { Condition } from '../port-steering/status.js';
 
 /** Counters of one rule (or of the default action) on one interface. */
 export interface RuleCounters {

@@ -8,11 +8,11 @@
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import type { InterfaceList } from '../bpf/interfaces.js';
-import { MAX_SLOTS, filterDir, type FilterAttachMethod } from '../bpf/filter-layout.js';
-import { describeMatch, matchKey, type PacketFilterPolicy } from '../policy/kinds/packet-filter.js';
-import { isInterfaceGlob, matchesInterface } from '../policy/net/interface-pattern.js';
-import type { DesiredFilter, DesiredFilterPolicy, DesiredFilterRule, DesiredFilters } from './filter-model.js';
+import type { InterfaceList } from '../../bpf/interfaces.js';
+import { MAX_SLOTS, filterDir, type FilterAttachMethod } from './layout.js';
+import { describeMatch, matchKey, type PacketFilterPolicy } from './document.js';
+import { isInterfaceGlob, matchesInterface } from '../../policy/net/interface-pattern.js';
+import type { DesiredFilter, DesiredFilterPolicy, DesiredFilterRule, DesiredFilters } from './model.js';
 
 /** Reads the system for desired filters; src/bpf/resolver.ts implements it. */
 export interface FilterResolver {

@@ -6,8 +6,8 @@
  * before it returns.
  */
 import { join } from 'node:path';
-import { observeSockets } from './dispatcher-store.js';
-import { Link } from './link.js';
+import { observeSockets } from './store.js';
+import { Link } from '../../bpf/link.js';
 
 /** What {@link probeDispatcher} saw. */
 export interface DispatcherProbe {

@@ -3,9 +3,9 @@
  * Each call opens the pins it needs and closes them before returning.
  */
 import type { KernelPort } from '../reconciler/apply.js';
-import * as store from './dispatcher-store.js';
-import { FILTER_OBJECT } from './filter-layout.js';
-import * as filters from './filter-store.js';
+import * as store from './port-steering/store.js';
+import { FILTER_OBJECT } from './packet-filter/layout.js';
+import * as filters from './packet-filter/store.js';
 
 /** Where packet filters come from. */
 export interface FilterOptions {

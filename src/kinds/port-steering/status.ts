@@ -4,9 +4,9 @@
  * kernel's counters.
  */
 import { resolve } from 'node:path';
-import { formatProblem } from '../policy/index.js';
-import type { ReconcileReport } from './reconcile.js';
-import type { PolicyRecord } from './model.js';
+import { formatProblem } from '../../policy/index.js';
+import type { ReconcileReport } from '../../reconciler/reconcile.js';
+import type { PolicyRecord } from '../../reconciler/model.js';
 
 /** One condition of a policy. */
 export interface Condition {

@@ -6,8 +6,8 @@
  * port-block entries; otherwise every port of a range gets one entry per
  * prefix.
  */
-import { encodeBindingKey, encodePortBlockKey, portRangeBlocks } from '../bpf/dispatcher-layout.js';
-import type { DesiredSteering, Range, RecordedBinding } from './model.js';
+import { encodeBindingKey, encodePortBlockKey, portRangeBlocks } from './layout.js';
+import type { DesiredSteering, Range, RecordedBinding } from '../../reconciler/model.js';
 
 /** Prefix text of a binding that covers every address of both families. */
 export const EVERY_ADDRESS = '*';

@@ -11,15 +11,15 @@
  *   ROOT/filters/<netns key>/<hook>-<ifindex>/program_next, link_next   only during an upgrade
  * The inner maps of the rule tables are not pinned: the outer maps hold them.
  */
-import { failpoint } from '../common/failpoint.js';
+import { failpoint } from '../../common/failpoint.js';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BPF_F_NO_PREALLOC, MapType } from './constants.js';
-import { describeErrno, ErrnoError } from './errors.js';
-import { tryOpen } from './kernel-object.js';
-import { swapPinnedProgram } from './program-swap.js';
-import { removePinTree, unpin } from './bpffs.js';
-import { attachClsBpf, clsBpfProgramId, detachClsBpf } from './cls-bpf.js';
+import { BPF_F_NO_PREALLOC, MapType } from '../../bpf/constants.js';
+import { describeErrno, ErrnoError } from '../../bpf/errors.js';
+import { tryOpen } from '../../bpf/kernel-object.js';
+import { swapPinnedProgram } from '../../bpf/program-swap.js';
+import { removePinTree, unpin } from '../../bpf/bpffs.js';
+import { attachClsBpf, clsBpfProgramId, detachClsBpf } from '../../bpf/cls-bpf.js';
 import {
   ADDR_KEY_SIZE,
   CLASS_VALUE_SIZE,
@@ -49,14 +49,14 @@ import {
   type FilterMapName,
   type FilterTableName,
   parseFilterDirName,
-} from './filter-layout.js';
-import { Link, type TcxDirection } from './link.js';
-import { BpfMap, possibleCpus } from './map.js';
-import { Netns } from './netns.js';
-import { loadObject } from './object.js';
-import { Program } from './program.js';
+} from './layout.js';
+import { Link, type TcxDirection } from '../../bpf/link.js';
+import { BpfMap, possibleCpus } from '../../bpf/map.js';
+import { Netns } from '../../bpf/netns.js';
+import { loadObject } from '../../bpf/object.js';
+import { Program } from '../../bpf/program.js';
 
-export { filterDir, parseFilterDirName, type FilterAttachMethod, type FilterHookName } from './filter-layout.js';
+export { filterDir, parseFilterDirName, type FilterAttachMethod, type FilterHookName } from './layout.js';
 
 /** The record of the attachment itself (key "@attachment" of map_records). */
 export interface AttachmentRecord {

@@ -5,12 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { builtBpfObject } from '../../common/package-paths.js';
 
 /** Compiled object of bpf/packet_filter.c. */
-export const FILTER_OBJECT = fileURLToPath(new URL('../../../build/bpf/packet_filter.o', import.meta.url));
+export const FILTER_OBJECT = builtBpfObject('packet_filter.o');
 /** The filter built with -DVARIANT: same behaviour, other bytecode (upgrade tests). */
-export const FILTER_VARIANT_OBJECT = fileURLToPath(new URL('../../../build/bpf/packet_filter_variant.o', import.meta.url));
+export const FILTER_VARIANT_OBJECT = builtBpfObject('packet_filter_variant.o');
 
 /** Top-level directory of the filters under the pin root (ROOT/filters/<netns key>/<hook>-<ifindex>/). */
 export const FILTERS_DIR = 'filters';

@@ -4,12 +4,12 @@
  * attach with tcx (feature probe) or fall back to cls_bpf.
  */
 import { statSync } from 'node:fs';
-import type { FilterResolver } from '../reconciler/filter-desired.js';
-import { Features, has } from './features.js';
-import { FILTER_OBJECT, FILTER_PROGRAMS } from './filter-layout.js';
-import { listInterfaces, type InterfaceList } from './interfaces.js';
-import type { FilterOptions } from './kernel-port.js';
-import { loadObject } from './object.js';
+import type { FilterResolver } from './desired.js';
+import { Features, has } from '../../bpf/features.js';
+import { FILTER_OBJECT, FILTER_PROGRAMS } from './layout.js';
+import { listInterfaces, type InterfaceList } from '../../bpf/interfaces.js';
+import type { FilterOptions } from '../kernel-port.js';
+import { loadObject } from '../../bpf/object.js';
 
 const tagCache = new Map<string, { mtimeMs: number; tags: { xdp: string; tc: string } }>();
 

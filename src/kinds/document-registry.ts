@@ -3,9 +3,9 @@
  * To add a kind: add schemas/KIND.schema.json, run `npm run gen:types`,
  * write kinds/KIND.ts implementing PolicyKind, and list it in POLICY_KINDS.
  */
-import type { AnyPolicyKind } from '../kind.js';
-import { packetFilterKind } from './packet-filter.js';
-import { portSteeringKind } from './port-steering.js';
+import type { AnyPolicyKind } from '../policy/kind.js';
+import { packetFilterKind } from './packet-filter/document.js';
+import { portSteeringKind } from './port-steering/document.js';
 
 /** Every supported kind. */
 export const POLICY_KINDS = [portSteeringKind, packetFilterKind] as const;

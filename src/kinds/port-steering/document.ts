@@ -4,7 +4,7 @@
  */
 import { posix } from 'node:path';
 import type { PortSteering, PortSteeringTarget } from '../../types/generated/port-steering.js';
-import type { DesiredPolicyBase, Finding, PolicyConflict, PolicyKind, PolicySource } from '../kind.js';
+import type { DesiredPolicyBase, Finding, PolicyConflict, PolicyKind, PolicySource } from '../../policy/kind.js';
 import {
   aggregatePrefixes,
   ALL_ADDRESSES,
@@ -12,8 +12,8 @@ import {
   parseCidr,
   prefixContains,
   type IpPrefix,
-} from '../net/cidr.js';
-import { parseListenAddress, type SocketAddress } from '../net/listen-address.js';
+} from '../../policy/net/cidr.js';
+import { parseListenAddress, type SocketAddress } from '../../policy/net/listen-address.js';
 import {
   formatPortRanges,
   intersectPortRanges,
@@ -22,7 +22,7 @@ import {
   portSpecToRange,
   rangeSize,
   type PortRange,
-} from '../net/ports.js';
+} from '../../policy/net/ports.js';
 
 /** Where steered traffic goes. */
 export type SteeringTarget =
