@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ensureBpffs, removePinTree } from '../src/bpf/index.js';
-import { reconcileOnce } from '../src/reconciler/reconcile.js';
+import { reconcileOnce } from '../src/manager.js';
 import { NetnsSandbox } from '../src/sandbox/netns-sandbox.js';
 
 const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { ensureBpffs, Link, loadObject, MapType, Netns, Program, removePinTree } from '../src/bpf/index.js';
 import { writeFilterRules } from '../src/kinds/packet-filter/store.js';
 import type { FilterOperation } from '../src/kinds/packet-filter/model.js';
-import { reconcileOnce } from '../src/reconciler/reconcile.js';
+import { kindState, reconcileOnce } from '../src/manager.js';
+import type { ObservedFilters } from '../src/kinds/packet-filter/store.js';
 import { NetnsSandbox } from '../src/sandbox/netns-sandbox.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -168,7 +169,7 @@ async function benchTestRun(rx: NetnsSandbox, work: string): Promise<void> {
     for (const n of [10, 10000]) {
       await converge(dir, policy(rx.path, hook, rules(n)));
       const r = await reconcileOnce({ root, policyPaths: [dir], dryRun: true });
-      using prog = Program.fromPin(join(r.observed.filters!.filters[0]!.dir, 'program'));
+      using prog = Program.fromPin(join((kindState(r, 'PacketFilter')!.observed as ObservedFilters).filters[0]!.dir, 'program'));
       const ns = time(prog);
       results.push(`${n} rules ${ns} ns (+${ns - base} ns)`);
     }
@@ -209,10 +210,11 @@ async function benchApply(work: string, rx: NetnsSandbox): Promise<void> {
     writeFileSync(file, B);
     const r = await reconcileOnce({ root, policyPaths: [dir], dryRun: true });
     const a = r.plan.actions.find((x) => x.op.type === 'writeFilterRules');
-    if (!a || a.op.type !== 'writeFilterRules') throw new Error('expected a rule write');
+    const op = a?.op as FilterOperation | undefined;
+    if (!op || op.type !== 'writeFilterRules') throw new Error('expected a rule write');
     const onlyWrite = r.plan.actions.filter((x) => x.kind !== 'noop').every((x) => x.op.type === 'writeFilterRules' || x.op.type === 'writeFilterRecords');
     if (!onlyWrite) throw new Error('a rule change should only write rules');
-    return a.op;
+    return op;
   };
   const full: number[] = [];
   const write: number[] = [];

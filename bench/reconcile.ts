@@ -16,8 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBpffs, loadObject, removePinTree } from '../src/bpf/index.js';
 import { DISPATCHER_OBJECT, encodeBindingKey, encodeBindingValue } from '../src/kinds/port-steering/layout.js';
-import { changes } from '../src/kinds/port-steering/plan.js';
-import { reconcileOnce } from '../src/reconciler/reconcile.js';
+import { changes, reconcileOnce } from '../src/manager.js';
 import { NetnsSandbox } from '../src/sandbox/netns-sandbox.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -63,7 +62,7 @@ async function benchConverge(sandbox: NetnsSandbox, work: string): Promise<void>
     writeFileSync(bigFile, policyYaml('big', sandbox.path, '"1-65535"', '"127.0.0.1/32"', '127.0.0.1:8080'));
     const [ms, r] = await timed(() => reconcileOnce(opts));
     if (r.result!.failed.length) throw new Error(r.result!.failed[0]!.error.message);
-    if (i === 0 && !r.plan.actions.some((a) => a.op.type === 'upsertBindings' && a.op.entries.length === N)) throw new Error('expected 65535 entries');
+    if (i === 0 && !r.plan.actions.some((a) => a.op.type === 'upsertBindings' && (a.op as unknown as { entries: unknown[] }).entries.length === N)) throw new Error('expected 65535 entries');
     ours.push(ms);
     rmSync(bigFile);
     await reconcileOnce(opts); // back to the base policy (untimed)

@@ -12,7 +12,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseAllDocuments } from 'yaml';
-import { loadPolicies } from '../src/policy/load.js';
+import { loadPolicies } from '../src/manager.js';
 import { createStrictModesCheck } from '../src/policy/permissions.js';
 
 const runStart = performance.now();

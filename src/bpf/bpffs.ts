@@ -133,3 +133,9 @@ export function removePinTree(dir: string): string[] {
  * fails with EPERM. Pin names must match this.
  */
 export const PIN_NAME = /^[A-Za-z0-9_-]+$/;
+
+/** Removes one pin, or a directory of pins with everything below it. Returns the pins removed. */
+export function removePinPath(path: string): string[] {
+  if (statSync(path).isDirectory()) return removePinTree(path);
+  return unpin(path) ? [path] : [];
+}

@@ -34,12 +34,20 @@ export function openByIdFd(kind: ObjectKind, id: number): number {
   return fd;
 }
 
-/** Runs `open` and returns what it opened, or undefined when it throws (a missing or foreign pin). */
+/**
+ * Runs `open` and returns what it opened, or undefined when there is nothing
+ * to open: the pin (or id) does not exist (ENOENT), or the pin is not an
+ * object of the kind asked for (a TypeError from {@link openPinnedAs}).
+ * Every other error (EPERM, EMFILE, ENOMEM, ...) is thrown: it says nothing
+ * about whether the object exists, and must never be read as "missing".
+ */
 export function tryOpen<T>(open: () => T): T | undefined {
   try {
     return open();
-  } catch {
-    return undefined;
+  } catch (err) {
+    if (err instanceof ErrnoError && err.code === 'ENOENT') return undefined;
+    if (err instanceof TypeError && / is not a BPF (program|map|link)$/.test(err.message)) return undefined;
+    throw err;
   }
 }
 

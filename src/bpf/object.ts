@@ -4,7 +4,7 @@
  * {@link Program} and {@link BpfMap} objects owning duplicated fds, and the
  * libbpf object is closed before returning, so every fd has one owner.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { ErrnoError, LoadError } from './errors.js';
 import { OwnedFd } from './fd.js';
 import { BpfMap } from './map.js';
@@ -120,4 +120,23 @@ export function loadObject(path: string, options: LoadOptions = {}): LoadedObjec
 function libbpfCause(): Error | undefined {
   const lines = drainLibbpfLog();
   return lines.length ? new Error(`libbpf said:\n${lines.join('\n')}`) : undefined;
+}
+
+const tagCache = new Map<string, { mtimeMs: number; size: number; tags: Record<string, string> }>();
+
+/**
+ * Tags of every program in the object file at `objectPath`, by program name:
+ * what a live program must have to be this object's. The kernel computes a
+ * tag at load time, so the object is loaded once per file version (path,
+ * mtime, size) and the answer cached for the life of the process.
+ * Throws LoadError or ErrnoError as {@link loadObject} does.
+ */
+export function objectProgramTags(objectPath: string): Readonly<Record<string, string>> {
+  const st = statSync(objectPath);
+  const hit = tagCache.get(objectPath);
+  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.tags;
+  using obj = loadObject(objectPath);
+  const tags = Object.fromEntries([...obj.programs].map(([name, prog]) => [name, prog.info().tag]));
+  tagCache.set(objectPath, { mtimeMs: st.mtimeMs, size: st.size, tags });
+  return tags;
 }

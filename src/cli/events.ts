@@ -1,36 +1,9 @@
-/** `ebpf-policy events [NAME]`: streams the sampled drops of PacketFilter policies. */
+/** `ebpf-policy events [NAME]`: streams the events of every kind that emits some (e.g. PacketFilter's sampled drops). */
 import { Option, type Command } from 'commander';
-import { FilterEventStream, type FilterEvent } from '../kinds/packet-filter/events.js';
+import { KINDS } from '../manager.js';
+import type { EventStream } from '../reconciler/kind.js';
 import { DEFAULT_ROOT } from '../reconciler/reconcile.js';
 import { fatal } from './common.js';
-
-/** One event as a text line: time, interface and hook, action, 5-tuple, rule. */
-export function formatEventText(e: FilterEvent): string {
-  const addr = (a: string, port: number | null) => (port === null ? a : e.family === 6 ? `[${a}]:${port}` : `${a}:${port}`);
-  const rule = e.rule === null ? 'default action' : `rule ${e.policy}/${e.rule}`;
-  return `${e.time.toISOString()} ${e.interface} ${e.hook} ${e.action} ${e.protocol} ${addr(e.src, e.srcPort)} -> ${addr(e.dst, e.dstPort)} ${rule} (${e.length} bytes)`;
-}
-
-/** One event as a JSON line (keys in a fixed order). */
-export function formatEventJson(e: FilterEvent): string {
-  return JSON.stringify({
-    time: e.time.toISOString(),
-    interface: e.interface,
-    ifindex: e.ifindex,
-    netns: e.netns,
-    hook: e.hook,
-    action: e.action,
-    family: e.family,
-    protocol: e.protocol,
-    src: e.src,
-    srcPort: e.srcPort,
-    dst: e.dst,
-    dstPort: e.dstPort,
-    policy: e.policy,
-    rule: e.rule,
-    length: e.length,
-  });
-}
 
 interface EventsOptions {
   bpffsRoot: string;
@@ -44,8 +17,8 @@ interface EventsOptions {
 export function registerEvents(program: Command): void {
   program
     .command('events')
-    .description('Stream the sampled drops of PacketFilter policies (spec.events.sampleRate), as text or JSON lines')
-    .argument('[name]', 'only the events of this PacketFilter policy')
+    .description(`Stream the events of policies (${KINDS.filter((k) => k.events).map((k) => k.kind).join(', ')}: e.g. sampled drops, spec.events.sampleRate), as text or JSON lines`)
+    .argument('[name]', 'only the events of this policy')
     .option('--bpffs-root <dir>', 'pin root on bpffs that holds everything ebpf-policy owns', DEFAULT_ROOT)
     .addOption(new Option('--output <format>', 'output format: text, or JSON lines').choices(['text', 'json']).default('text'))
     .option('--interval <ms>', 'how often to read the ring buffers', '100')
@@ -60,11 +33,11 @@ export function registerEvents(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      let stream: FilterEventStream | undefined;
+      const streams: EventStream[] = [];
       try {
-        stream = FilterEventStream.open(opts.bpffsRoot, name);
-        if (stream.filterCount === 0)
-          process.stderr.write(`ebpf-policy events: no filter${name ? ` of policy ${name}` : ''} is loaded under ${opts.bpffsRoot} yet; waiting for one\n`);
+        for (const k of KINDS) if (k.events) streams.push(k.events.open(opts.bpffsRoot, name));
+        if (streams.every((s) => s.sources === 0))
+          process.stderr.write(`ebpf-policy events: nothing${name ? ` of policy ${name}` : ''} emits events under ${opts.bpffsRoot} yet; waiting\n`);
         const started = Date.now();
         let seen = 0;
         let lastRefresh = started;
@@ -73,12 +46,12 @@ export function registerEvents(program: Command): void {
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
         while (!stop && seen < count && Date.now() - started < timeout) {
-          for (const e of stream.poll()) {
-            process.stdout.write(`${opts.output === 'json' ? formatEventJson(e) : formatEventText(e)}\n`);
+          for (const e of streams.flatMap((s) => s.poll())) {
+            process.stdout.write(`${opts.output === 'json' ? JSON.stringify(e.json) : e.text}\n`);
             if (++seen >= count) break;
           }
           if (Date.now() - lastRefresh > 1000) {
-            stream.refresh();
+            for (const s of streams) s.refresh();
             lastRefresh = Date.now();
           }
           await new Promise((r) => setTimeout(r, interval));
@@ -88,7 +61,7 @@ export function registerEvents(program: Command): void {
       } catch (err) {
         fatal('events', err);
       } finally {
-        stream?.close();
+        for (const s of streams) s.close();
       }
     });
 }

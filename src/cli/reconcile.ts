@@ -2,14 +2,11 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { formatProblem } from '../policy/index.js';
+import { rmSync } from 'node:fs';
 import { listPins, removePinTree } from '../bpf/bpffs.js';
-import { readCounters } from '../kinds/port-steering/store.js';
-import { changes } from '../kinds/port-steering/plan.js';
-import { reconcileExitCode, reconcileOnce } from '../reconciler/reconcile.js';
+import { changes, computeStatuses, KINDS, reconcileExitCode, reconcileOnce } from '../manager.js';
+import { DEFAULT_REPORT_DIR, lastPassFile } from '../reconciler/last-pass.js';
 import { planJson, renderAction, renderApplyText, renderPlanText, renderStatusText, actionJson } from '../reconciler/render.js';
-import { policyStatuses } from '../kinds/port-steering/status.js';
-import { readFilterCounters, readFilterStats, removeAllFilters } from '../kinds/packet-filter/store.js';
-import { filterStatuses, renderFilterStatusText } from '../kinds/packet-filter/status.js';
 import { fatal, missingPolicyPath, withCommonOptions, type CommonOptions } from './common.js';
 import { runDaemon, withDaemonOptions, type DaemonCliOptions } from './daemon.js';
 
@@ -97,15 +94,10 @@ export function registerReconcile(program: Command): void {
       if (missing) return usage('status', missing);
       try {
         const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true });
-        const steering = policyStatuses(r, (dir, ids) => readCounters(dir, ids).hits);
-        const filters = filterStatuses(r, readFilterCounters, readFilterStats);
-        const statuses = [...steering, ...filters];
+        const statuses = computeStatuses(r, true);
         if (opts.output === 'json')
           process.stdout.write(`${JSON.stringify({ apiVersion: 'ebpf-policy/v1', kind: 'Status', policies: statuses }, null, 2)}\n`);
-        else
-          process.stdout.write(
-            `${filters.length === 0 ? renderStatusText(steering) : [steering.length ? renderStatusText(steering) : '', renderFilterStatusText(filters)].filter(Boolean).join('\n')}\n`,
-          );
+        else process.stdout.write(`${renderStatusText(statuses, KINDS)}\n`);
         process.exitCode = statuses.some((s) => s.conditions.some((c) => c.type === 'Failed' && c.status)) ? 1 : 0;
       } catch (err) {
         fatal('status', err);
@@ -138,7 +130,8 @@ export function registerReconcile(program: Command): void {
           return;
         }
       }
-      const removed = [...removeAllFilters(opts.bpffsRoot), ...removePinTree(opts.bpffsRoot)];
+      const removed = [...KINDS.flatMap((k) => k.teardown?.(opts.bpffsRoot) ?? []), ...removePinTree(opts.bpffsRoot)];
+      rmSync(lastPassFile(DEFAULT_REPORT_DIR, opts.bpffsRoot), { force: true });
       process.stdout.write(`Removed ${removed.length} pins and ${opts.bpffsRoot}.\n`);
     } catch (err) {
       fatal('destroy', err);

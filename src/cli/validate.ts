@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_POLICY_DIRECTORY } from '../policy/discover.js';
-import { loadPolicies } from '../policy/load.js';
+import { loadPolicies } from '../manager.js';
 import type { TrustCheck } from '../policy/permissions.js';
 import { renderJsonReport, renderSummary, renderTextReport } from '../policy/report.js';
 

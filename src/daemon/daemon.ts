@@ -12,25 +12,25 @@
  */
 import type { Server } from 'node:http';
 import { listPins } from '../bpf/bpffs.js';
-import { readCounters } from '../kinds/port-steering/store.js';
-import { systemResolver } from '../kinds/port-steering/resolver.js';
-import { DISPATCHER_OBJECT } from '../kinds/port-steering/layout.js';
-import type { PortSteeringPolicy } from '../policy/index.js';
 import { formatProblem } from '../policy/index.js';
+import { computeStatuses, KINDS, reconcileOnce, type ReconcileReport } from '../manager.js';
+import type { AnyReconcilerKind, KindEnv, MetricSample } from '../reconciler/kind.js';
 import type { Action } from '../reconciler/model.js';
-import { observe } from '../kinds/port-steering/observe.js';
-import { plan } from '../kinds/port-steering/plan.js';
-import { reconcileOnce, type ReconcileReport } from '../reconciler/reconcile.js';
-import { filterStatuses } from '../kinds/packet-filter/status.js';
-import { policyStatuses } from '../kinds/port-steering/status.js';
-import { expectationFrom, findDrift, lookAtKernel, unblockedPolicies, type KernelExpectation, type WaitingPolicy } from '../kinds/port-steering/drift.js';
 import { formatDuration } from './duration.js';
+import { findPinDrift } from './pin-drift.js';
 import { startHttpServer, type Health, type ListenAddress } from './http-server.js';
 import type { Logger } from './logger.js';
-import { DaemonMetrics, type ExportedBinding, type ExportedDispatcher } from './metrics.js';
+import { DaemonMetrics } from './metrics.js';
 import { inputFingerprint, summarizePass, total } from './pass-summary.js';
 import { PassScheduler } from './scheduler.js';
 import { TreeWatcher } from './tree-watcher.js';
+
+/** One kind's drift expectation after a pass, with what its probe needs. */
+interface KindExpectation {
+  kind: AnyReconcilerKind;
+  env: KindEnv;
+  expected: unknown;
+}
 
 /** Options of the daemon. */
 export interface DaemonOptions {
@@ -49,8 +49,8 @@ export interface DaemonOptions {
   /** Where to serve /metrics and /healthz (undefined: no HTTP server). */
   metricsAddress?: ListenAddress;
   logger: Logger;
-  /** Compiled dispatcher (default build/bpf/dispatcher.o). */
-  objectPath?: string;
+  /** Options of each kind, by kind name (e.g. another compiled object, for upgrade tests). */
+  kindOptions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** How long a pass waits for another run's lock before failing (default 30 s). */
   lockTimeoutMs?: number;
 }
@@ -68,7 +68,6 @@ function actionFields(pass: number, a: Action): Record<string, unknown> {
 export class Daemon {
   readonly #o: DaemonOptions;
   readonly #log: Logger;
-  readonly #objectPath: string;
   readonly #scheduler: PassScheduler;
   readonly #metrics: DaemonMetrics | undefined;
   #server: Server | undefined;
@@ -82,22 +81,21 @@ export class Daemon {
   #stopping = false;
   #health: Health = { ok: false, message: 'starting: no pass has run yet' };
   #fingerprint: string | undefined;
-  #expectation: KernelExpectation | undefined;
-  #waiting: WaitingPolicy[] = [];
-  #bindings: ExportedBinding[] = [];
-  #dispatchers: ExportedDispatcher[] = [];
+  /** What the kernel should look like after the last pass: every pin, and each kind's drift expectation. */
+  #expectation: { root: string; pins: string[]; kinds: KindExpectation[] } | undefined;
+  /** The settled state of each kind after the last pass (metrics read their counters). */
+  #lastStates: ReconcileReport['settled']['kinds'] = [];
   #problems = new Set<string>();
 
   private constructor(o: DaemonOptions) {
     this.#o = o;
     this.#log = o.logger;
-    this.#objectPath = o.objectPath ?? DISPATCHER_OBJECT;
     this.#scheduler = new PassScheduler((reasons) => this.#runPass(reasons), {
       debounceMs: o.debounceMs,
       onError: (err) => this.#log.error('internal error in a pass', { error: (err as Error)?.stack ?? String(err) }),
     });
     this.#metrics = o.metricsAddress
-      ? new DaemonMetrics({ bindings: () => this.#bindings, dispatchers: () => this.#dispatchers, readCounters })
+      ? new DaemonMetrics({ families: KINDS.flatMap((k) => k.metrics?.families ?? []), collect: () => this.#collectKindMetrics() })
       : undefined;
   }
 
@@ -186,13 +184,18 @@ export class Daemon {
     }, PIN_EVENT_SETTLE_MS);
   }
 
-  /** Compares the kernel with what the last pass left; requests a pass when they differ. */
+  /** Compares the kernel with what the last pass left (every pin, and each kind's probe); requests a pass when they differ. */
   #probe(why: string): void {
     const expected = this.#expectation;
     if (this.#stopping || !expected || this.#scheduler.running || this.#scheduler.pending) return;
     try {
-      const drift = findDrift(expected, lookAtKernel(expected));
-      const unblocked = this.#waiting.length > 0 ? unblockedPolicies(this.#waiting, systemResolver(this.#objectPath)) : [];
+      const drift = findPinDrift(expected.pins, listPins(expected.root));
+      const unblocked: string[] = [];
+      for (const k of expected.kinds) {
+        const found = k.kind.drift!.probe(k.expected, k.env);
+        drift.push(...found.drift);
+        unblocked.push(...found.unblocked);
+      }
       if (drift.length === 0 && unblocked.length === 0) return;
       if (drift.length > 0) this.#log.info('drift detected', { drift, probe: why });
       if (unblocked.length > 0) this.#log.info('a waiting policy can make progress', { policies: unblocked });
@@ -202,6 +205,20 @@ export class Daemon {
     } catch (err) {
       this.#log.warn('drift probe failed', { error: (err as Error).message });
     }
+  }
+
+  /** Every kind's metric samples for the state of the last pass, read from the kernel now. */
+  #collectKindMetrics(): Record<string, MetricSample[]> {
+    const out: Record<string, MetricSample[]> = {};
+    for (const s of this.#lastStates) {
+      if (!s.kind.metrics || s.observeError) continue;
+      try {
+        Object.assign(out, s.kind.metrics.collect(s.desired, s.observed));
+      } catch (err) {
+        this.#log.warn('reading metrics failed', { kind: s.kind.kind, error: (err as Error).message });
+      }
+    }
+    return out;
   }
 
   async #runPass(reasons: string[]): Promise<void> {
@@ -214,7 +231,7 @@ export class Daemon {
         root: this.#o.root,
         policyPaths: this.#o.policyPaths,
         insecurePermissions: this.#o.insecurePermissions,
-        objectPath: this.#o.objectPath,
+        kindOptions: this.#o.kindOptions,
         lockTimeoutMs: this.#o.lockTimeoutMs,
         onAction: (a, error) => {
           if (error) this.#log.error('action failed', { ...actionFields(pass, a), error: error.message });
@@ -234,14 +251,13 @@ export class Daemon {
       return;
     }
     this.#retryMs = 1000;
-    const settled = this.#settle(report);
     // Conditions only: counters are read at scrape time.
-    const statuses = [...policyStatuses(settled, () => new Map()), ...filterStatuses(settled, () => new Map())];
+    const statuses = computeStatuses(report, false);
     const fingerprint = inputFingerprint(report);
     const summary = summarizePass(report, statuses, fingerprint === this.#fingerprint);
     summary.durationMs = performance.now() - started;
     this.#fingerprint = fingerprint;
-    this.#remember(settled);
+    this.#remember(report);
     this.#logProblems(report);
     this.#metrics?.passFinished(summary);
     this.#health = summary.ok
@@ -268,38 +284,17 @@ export class Daemon {
     }
   }
 
-  /** The report as it would read after the apply: re-observed and re-planned when something changed. */
-  #settle(r: ReconcileReport): ReconcileReport {
-    const touched = (r.result?.applied.length ?? 0) + (r.result?.failed.length ?? 0) > 0;
-    if (!touched) return r;
-    const observed = observe(r.root);
-    return { ...r, observed, plan: plan(r.desired, observed) };
-  }
-
-  /** What the probe and the metrics need from a pass. */
+  /** What the probe and the metrics need from a pass: its settled state, every pin, each kind's drift expectation. */
   #remember(r: ReconcileReport): void {
-    this.#expectation = expectationFrom(r.root, r.observed, listPins(r.root));
-    this.#dispatchers = r.observed.dispatchers.map((d) => ({ key: d.key, dir: d.dir }));
-    this.#bindings = r.observed.dispatchers.flatMap((d) =>
-      d.records.flatMap((rec) =>
-        rec.bindings.map((b) => ({
-          policy: rec.name,
-          dir: d.dir,
-          id: b.id,
-          ports: b.start === b.end ? String(b.start) : `${b.start}-${b.end}`,
-          prefix: b.prefix === '*' ? 'any' : b.prefix,
-        })),
-      ),
-    );
-    const failedFiles = new Set(r.desired.failedFiles);
-    const documents = new Map(r.load.policies.filter((p) => p.kind === 'PortSteering').map((p) => [p.name, p as PortSteeringPolicy]));
-    this.#waiting = [];
-    for (const p of r.desired.policies) {
-      const doc = documents.get(p.name);
-      if (!doc || failedFiles.has(p.sourceFile)) continue;
-      if (!p.netnsKey.ok) this.#waiting.push({ name: p.name, netnsPath: p.netnsPath, protocol: p.protocol, target: doc.target, waitsFor: 'netns' });
-      else if (!p.target.ok) this.#waiting.push({ name: p.name, netnsPath: p.netnsPath, protocol: p.protocol, target: doc.target, waitsFor: 'target' });
+    this.#lastStates = r.settled.kinds;
+    const failedFiles = new Set(r.failedFiles);
+    const kinds: KindExpectation[] = [];
+    for (const s of r.settled.kinds) {
+      if (!s.kind.drift || s.observeError) continue;
+      const env: KindEnv = { root: r.root, failedFiles, options: this.#o.kindOptions?.[s.kind.kind] ?? {} };
+      kinds.push({ kind: s.kind, env, expected: s.kind.drift.expect(s.desired, s.observed, env) });
     }
+    this.#expectation = { root: r.root, pins: listPins(r.root).sort(), kinds };
   }
 
   /** Logs each problem once when it appears (at debug while it stays). */

@@ -1,44 +1,26 @@
 /**
  * The daemon's Prometheus metrics (prom-client), in a registry of their own.
- * Pass metrics are updated when a pass ends; the per-binding hit counters and
- * the dispatcher statistics are read from the kernel at scrape time.
+ * Pass metrics are updated when a pass ends; each kind's own families (hit
+ * counters, rule counters, attachments) are read from the kernel at scrape
+ * time for the state of the last pass.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { MetricFamily, MetricSample } from '../reconciler/kind.js';
 import type { ActionKind } from '../reconciler/model.js';
 import type { PassSummary } from './pass-summary.js';
 
 /** Prefix of every metric name. */
 export const METRIC_PREFIX = 'ebpf_policy_';
 
-/** A binding whose hits are exported, as of the last pass. */
-export interface ExportedBinding {
-  policy: string;
-  /** Dispatcher directory holding its counter. */
-  dir: string;
-  id: number;
-  ports: string;
-  prefix: string;
-}
-
-/** A dispatcher whose statistics are exported. */
-export interface ExportedDispatcher {
-  key: string;
-  dir: string;
-}
-
-/** Reads the kernel's counters: hits per binding id and the dispatcher's stats (see readCounters). */
-export type KernelCounterReader = (dir: string, bindingIds: number[]) => { hits: Map<number, bigint>; stats: bigint[] };
-
-/** What the metrics read at scrape time. */
+/** What the metrics read at scrape time: each kind's families, and their samples as of the last pass. */
 export interface MetricsSource {
-  bindings(): ExportedBinding[];
-  dispatchers(): ExportedDispatcher[];
-  readCounters: KernelCounterReader;
+  families: readonly MetricFamily[];
+  /** Samples of every family, keyed by family name (read from the kernel now). */
+  collect(): Record<string, MetricSample[]>;
 }
 
 const CHANGE_KINDS: Array<Exclude<ActionKind, 'noop'>> = ['create', 'update', 'replace', 'delete'];
 const CONDITIONS = ['Ready', 'Degraded', 'Failed'] as const;
-const DISPATCHER_STATS = ['steered', 'no_socket', 'assign_error'] as const;
 
 /** Owns the registry and every metric the daemon exports. */
 export class DaemonMetrics {
@@ -89,34 +71,22 @@ export class DaemonMetrics {
     this.#lastSuccess = new Gauge({ name: `${p}last_reconcile_success`, help: '1 when the last pass succeeded, else 0', registers });
     this.#lastPass = new Gauge({ name: `${p}last_reconcile_timestamp_seconds`, help: 'Unix time the last pass ended', registers });
 
-    new Counter({
-      name: `${p}binding_hits_total`,
-      help: 'Connections (TCP) or packets (UDP) steered by each binding, read from the kernel',
-      labelNames: ['policy', 'binding', 'ports', 'prefix'],
-      registers,
-      collect() {
-        this.reset();
-        const byDir = new Map<string, ExportedBinding[]>();
-        for (const b of source.bindings()) byDir.set(b.dir, [...(byDir.get(b.dir) ?? []), b]);
-        for (const [dir, list] of byDir) {
-          const { hits } = source.readCounters(dir, list.map((b) => b.id));
-          for (const b of list) this.inc({ policy: b.policy, binding: String(b.id), ports: b.ports, prefix: b.prefix }, Number(hits.get(b.id) ?? 0n));
-        }
-      },
-    });
-    new Counter({
-      name: `${p}dispatcher_lookups_total`,
-      help: 'Dispatcher outcomes per network namespace: steered, no_socket (a binding matched but its socket is missing), assign_error',
-      labelNames: ['netns', 'result'],
-      registers,
-      collect() {
-        this.reset();
-        for (const d of source.dispatchers()) {
-          const { stats } = source.readCounters(d.dir, []);
-          DISPATCHER_STATS.forEach((result, i) => this.inc({ netns: d.key, result }, Number(stats[i] ?? 0n)));
-        }
-      },
-    });
+    // The kinds' own families, read from the kernel at scrape time (one read serves every family).
+    let scrape: Record<string, MetricSample[]> | undefined;
+    for (const family of source.families) {
+      const Metric = family.type === 'counter' ? Counter : Gauge;
+      new Metric({
+        name: family.name,
+        help: family.help,
+        labelNames: [...family.labelNames],
+        registers,
+        collect() {
+          if (family === source.families[0] || !scrape) scrape = source.collect();
+          this.reset();
+          for (const sample of scrape[family.name] ?? []) (this as Counter<string>).inc(sample.labels, sample.value);
+        },
+      });
+    }
     new Gauge({
       name: 'process_resident_memory_bytes',
       help: 'Resident memory size in bytes',

@@ -4,9 +4,8 @@
  * policies' statuses after it.
  */
 import { createHash } from 'node:crypto';
-import type { ActionKind } from '../reconciler/model.js';
+import type { ActionKind, PolicyStatus } from '../reconciler/model.js';
 import { reconcileExitCode, type ReconcileReport } from '../reconciler/reconcile.js';
-import type { PolicyStatus } from '../kinds/port-steering/status.js';
 
 type ChangeKind = Exclude<ActionKind, 'noop'>;
 
@@ -38,14 +37,15 @@ function zeroKinds(): Record<ChangeKind, number> {
 
 /**
  * A hash of what the policies ask for (every loaded policy of every kind as
- * normalized from its document, the invalid files, the dispatcher's tag), not
- * of how targets or namespaces resolved. Two passes with the same fingerprint
- * had the same input: what changed the kernel between them is drift.
+ * normalized from its document, the invalid files, and the tags of the
+ * programs every kind runs), not of how targets or namespaces resolved. Two
+ * passes with the same fingerprint had the same input: what changed the
+ * kernel between them is drift.
  */
 export function inputFingerprint(r: ReconcileReport): string {
   const hash = createHash('sha256');
-  hash.update(r.desired.dispatcherTag);
-  hash.update(JSON.stringify(r.desired.failedFiles));
+  for (const s of r.kinds) hash.update(`${s.kind.kind}:${s.desired === undefined ? '-' : s.kind.programTags(s.desired).join(',')}\n`);
+  hash.update(JSON.stringify(r.failedFiles));
   for (const p of r.load.policies) hash.update(JSON.stringify(p));
   return hash.digest('hex').slice(0, 16);
 }

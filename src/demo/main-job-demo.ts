@@ -12,21 +12,16 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { listPins, removePinTree } from '../bpf/bpffs.js';
-import { readCounters } from '../kinds/port-steering/store.js';
-import { changes } from '../kinds/port-steering/plan.js';
-import { reconcileExitCode, reconcileOnce } from '../reconciler/reconcile.js';
+import { changes, computeStatuses, DOCUMENT_KINDS, KINDS, reconcileExitCode, reconcileOnce } from '../manager.js';
 import { renderAction, renderStatusText } from '../reconciler/render.js';
-import { policyStatuses } from '../kinds/port-steering/status.js';
-import { readFilterCounters } from '../kinds/packet-filter/store.js';
-import { filterStatuses, renderFilterStatusText } from '../kinds/packet-filter/status.js';
 import { NetnsSandbox } from '../sandbox/netns-sandbox.js';
 import { runBounded, sleep } from '../sandbox/bounded-wait.js';
+import { PACKAGE_ROOT } from '../common/package-paths.js';
 
 /** The shipped example policies. */
-export const EXAMPLE_POLICIES = fileURLToPath(new URL('../../../policies', import.meta.url));
+export const EXAMPLE_POLICIES = join(PACKAGE_ROOT, 'policies');
 
 /** What the demo saw. */
 export interface DemoResult {
@@ -50,6 +45,16 @@ function curl(sandbox: NetnsSandbox, port: number): number {
   return Number(r.stdout.trim()) || 0;
 }
 
+/** Whether documents of `kind` take a `spec.netns` (per the kind's schema): the demo points those at its namespace. */
+function kindTakesNetns(kind: string): boolean {
+  const schemaFile = DOCUMENT_KINDS.get(kind)?.schemaFile;
+  if (!schemaFile) return false;
+  type Node = { $ref?: string; properties?: Record<string, Node>; definitions?: Record<string, Node> };
+  const schema = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'schemas', schemaFile), 'utf8')) as Node;
+  const local = (n: Node | undefined): Node | undefined => (n?.$ref?.startsWith('#/definitions/') ? schema.definitions?.[n.$ref.slice(14)] : n);
+  return local(schema.properties?.spec)?.properties?.netns !== undefined;
+}
+
 /** Runs the demo; `say` gets one line per step. Cleans up in `finally`. */
 export async function runMainJobDemo(say: (line: string) => void, policiesDir = EXAMPLE_POLICIES): Promise<DemoResult> {
   const root = `/sys/fs/bpf/ebpf-policy-demo-${process.pid}`;
@@ -66,29 +71,30 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
     for (const f of readdirSync(policiesDir).filter((n) => /\.ya?ml$/.test(n)).sort()) {
       const docs = parseAllDocuments(readFileSync(join(policiesDir, f), 'utf8'));
       // Every kind that names a namespace: the demo must never touch the host's.
-      for (const d of docs) if (d.get('kind') === 'PortSteering' || d.get('kind') === 'PacketFilter') d.setIn(['spec', 'netns'], sandbox.path);
+      for (const d of docs) if (kindTakesNetns(String(d.get('kind')))) d.setIn(['spec', 'netns'], sandbox.path);
       writeFileSync(join(work, f), docs.map((d) => d.toString()).join(''), { mode: 0o644 });
       say(`policy ${join(policiesDir, f)} -> ${join(work, f)} (spec.netns: ${sandbox.path})`);
     }
     say(`before: ${[...ports].map((p) => `:${p} -> ${curl(sandbox, p) || 'refused'}`).join(', ')}; telnet :23 -> ${tcpProbe(sandbox, 23)}`);
 
     say(`ebpf-policy reconcile --once --policies ${work} --bpffs-root ${root}`);
-    const r = await reconcileOnce({ root, policyPaths: [work], onAction: (a, e) => say(`  ${e ? 'FAILED ' : ''}${renderAction(a).replace(/\n/g, '\n  ')}`) });
+    const r = await reconcileOnce({ root, policyPaths: [work], reportDir: null, onAction: (a, e) => say(`  ${e ? 'FAILED ' : ''}${renderAction(a).replace(/\n/g, '\n  ')}`) });
     for (const p of r.load.problems) say(`  ${p.file}:${p.line}:${p.column}: ${p.severity}: ${p.message}`);
     for (const p of r.plan.problems) say(`  ${p.condition}: ${p.policy}: ${p.message}`);
     const steered = Object.fromEntries([...ports].map((p) => [p, curl(sandbox, p)]));
     const telnet = tcpProbe(sandbox, 23);
     say(`after:  ${Object.entries(steered).map(([p, s]) => `:${p} -> ${s || 'refused'}`).join(', ')}; telnet :23 -> ${telnet}`);
 
-    const again = await reconcileOnce({ root, policyPaths: [work], dryRun: true });
+    const again = await reconcileOnce({ root, policyPaths: [work], dryRun: true, reportDir: null });
     say(`ebpf-policy plan: ${changes(again.plan).length === 0 ? 'no changes' : `${changes(again.plan).length} changes (unexpected)`}`);
     say('ebpf-policy status:');
-    for (const line of renderStatusText(policyStatuses(again, (dir, ids) => readCounters(dir, ids).hits)).split('\n')) say(`  ${line}`);
-    const filters = filterStatuses(again, readFilterCounters);
-    if (filters.length > 0) for (const line of renderFilterStatusText(filters).split('\n')) say(`  ${line}`);
+    const statuses = computeStatuses(again, true);
+    for (const line of renderStatusText(statuses, KINDS).split('\n')) say(`  ${line}`);
+    // The example PacketFilter policy drops TCP to port 23 on lo; without one, the port just refuses.
+    const filtersTelnet = statuses.some((st) => st.kind === 'PacketFilter');
 
     for (const f of readdirSync(work)) rmSync(join(work, f));
-    const last = await reconcileOnce({ root, policyPaths: [work] });
+    const last = await reconcileOnce({ root, policyPaths: [work], reportDir: null });
     const afterCleanup = Object.fromEntries([...ports].map((p) => [p, curl(sandbox, p)]));
     const leftPins = listPins(root);
     say(`removed the policies and reconciled: ${last.result!.applied.length} changes; ${leftPins.length} pins left; ${Object.entries(afterCleanup).map(([p, s]) => `:${p} -> ${s || 'refused'}`).join(', ')}`);
@@ -99,8 +105,7 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
       steered[9010] === 200 &&
       steered[9011] === 0 &&
       changes(again.plan).length === 0 &&
-      // The example PacketFilter drops TCP to port 23 on lo; without one, the port just refuses.
-      telnet === (filters.length > 0 ? 'dropped' : 'refused') &&
+      telnet === (filtersTelnet ? 'dropped' : 'refused') &&
       leftPins.length === 0 &&
       Object.values(afterCleanup).every((s) => s === 0);
     return { steered, afterCleanup, leftPins, ok };

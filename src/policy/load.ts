@@ -5,7 +5,8 @@
  */
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { DEFAULT_POLICY_DIRECTORY, discoverPolicyFiles, type PolicyFile } from './discover.js';
-import type { DesiredPolicy, KindRegistry } from '../kinds/document-registry.js';
+import type { DesiredPolicyBase } from './kind.js';
+import type { KindRegistry } from './kind-registry.js';
 import { parsePolicyText, type PolicyDocument } from './parse.js';
 import { createStrictModesCheck, type TrustCheck } from './permissions.js';
 import { countProblems, sortProblems, type PolicyProblem } from './problem.js';
@@ -27,7 +28,8 @@ export interface LoadPoliciesOptions {
   readonly insecurePermissions?: boolean;
   /** Replaces the default permission check (root-owned, not group/other-writable). */
   readonly trustCheck?: TrustCheck;
-  readonly kinds?: KindRegistry;
+  /** The policy kinds to validate against (src/kinds/registry.ts has the shipped ones). */
+  readonly kinds: KindRegistry;
   readonly schemas?: SchemaSet;
 }
 
@@ -40,7 +42,7 @@ export interface PolicyLoadResult {
   /** Number of (non-empty) documents parsed. */
   readonly documentCount: number;
   /** Desired state of each valid policy, in load order. Apply only when `ok`. */
-  readonly policies: DesiredPolicy[];
+  readonly policies: DesiredPolicyBase[];
   /** All problems, sorted by file (load order), line and column. */
   readonly problems: PolicyProblem[];
 }
@@ -105,7 +107,7 @@ export function readPolicyDocuments(files: readonly PolicyFile[]): { documents: 
  * every file is collected in one run (as data, never thrown).
  * @throws Error only if the installed schemas are broken.
  */
-export function loadPolicies(options: LoadPoliciesOptions = {}): PolicyLoadResult {
+export function loadPolicies(options: LoadPoliciesOptions): PolicyLoadResult {
   const paths = options.paths ?? [DEFAULT_POLICY_DIRECTORY];
   const trustCheck = options.insecurePermissions === true ? undefined : (options.trustCheck ?? createStrictModesCheck());
   const discovered = discoverPolicyFiles(paths, {

@@ -7,7 +7,7 @@ import { closestMatch, describeValue } from './describe.js';
 import { STRING_FORMATS } from './formats.js';
 import { formatPath } from './json-path.js';
 import type { DesiredPolicyBase, Finding, PolicySource } from './kind.js';
-import { defaultKindRegistry, type DesiredPolicy, type KindRegistry } from '../kinds/document-registry.js';
+import type { KindRegistry } from './kind-registry.js';
 import type { PolicyDocument } from './parse.js';
 import type { PolicyProblem } from './problem.js';
 import { explainSchemaErrors } from './schema-errors.js';
@@ -18,14 +18,15 @@ const ENVELOPE_SCHEMA = 'envelope.schema.json';
 
 /** What to validate against; defaults are the installed schemas and all kinds. */
 export interface ValidateOptions {
-  readonly kinds?: KindRegistry;
+  /** The policy kinds to validate against (src/kinds/registry.ts has the shipped ones). */
+  readonly kinds: KindRegistry;
   readonly schemas?: SchemaSet;
 }
 
 /** Result of {@link validatePolicyDocuments}. */
 export interface ValidationResult {
   /** Desired state of each document that passed its own checks, in load order. */
-  readonly policies: DesiredPolicy[];
+  readonly policies: DesiredPolicyBase[];
   /** Every problem found, unsorted. */
   readonly problems: PolicyProblem[];
 }
@@ -113,9 +114,9 @@ function findDuplicateNames(documents: readonly PolicyDocument[]): PolicyProblem
  */
 export function validatePolicyDocuments(
   documents: readonly PolicyDocument[],
-  options: ValidateOptions = {},
+  options: ValidateOptions,
 ): ValidationResult {
-  const kinds = options.kinds ?? defaultKindRegistry;
+  const kinds = options.kinds;
   const schemas = options.schemas ?? defaultSchemaSet();
   const problems: PolicyProblem[] = [];
   const policies: DesiredPolicyBase[] = [];
@@ -138,5 +139,5 @@ export function validatePolicyDocuments(
       if (document !== undefined) problems.push(toProblem(document, conflict));
     }
   }
-  return { policies: policies as DesiredPolicy[], problems };
+  return { policies, problems };
 }

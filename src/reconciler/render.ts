@@ -1,7 +1,8 @@
 /** Text and JSON renderings of plans, reconcile results and status. */
 import type { ApplyResult } from './apply.js';
 import type { Action, Plan } from './model.js';
-import type { PolicyStatus } from '../kinds/port-steering/status.js';
+import type { AnyReconcilerKind } from './kind.js';
+import type { PolicyStatus } from './model.js';
 import type { PolicyProblem } from '../policy/index.js';
 import { formatProblem } from '../policy/index.js';
 
@@ -44,9 +45,11 @@ export function actionJson(a: Action): Record<string, unknown> {
     kind: a.kind,
     phase: a.phase,
     object: a.object,
+    policyKind: a.owner ?? null,
     policy: a.policy ?? null,
-    dispatcher: a.dispatcher ?? null,
+    domain: a.domain ?? null,
     operation: a.op.type,
+    code: a.code ?? null,
     reason: a.reason,
     before: a.before ?? null,
     after: a.after ?? null,
@@ -71,7 +74,7 @@ export function planJson(plan: Plan, loadProblems: PolicyProblem[]): Record<stri
 export function renderApplyText(result: ApplyResult, durationMs: number): string {
   const out: string[] = [];
   for (const f of result.failed) out.push(`error: ${f.action.policy ? `policy ${f.action.policy}: ` : ''}${f.action.object}: ${f.error.message}`);
-  for (const s of result.skipped) out.push(`skipped: ${s.object} (an earlier step of ${s.policy ? `policy ${s.policy}` : s.dispatcher} failed)`);
+  for (const s of result.skipped) out.push(`skipped: ${s.object} (an earlier step of ${s.policy ? `policy ${s.policy}` : s.domain} failed)`);
   const c = planCounts(result.applied);
   out.push(
     `Applied ${result.applied.length} change${result.applied.length === 1 ? '' : 's'} (${c.create} created, ${c.update} updated, ${c.replace} replaced, ${c.delete} deleted), ${result.failed.length} failed, in ${durationMs.toFixed(1)} ms.`,
@@ -79,16 +82,19 @@ export function renderApplyText(result: ApplyResult, durationMs: number): string
   return out.join('\n');
 }
 
-/** The readable status. */
-export function renderStatusText(statuses: PolicyStatus[]): string {
+/** The readable status: each kind renders its own policies, in registry order. */
+export function renderStatusText(statuses: readonly PolicyStatus[], kinds: readonly AnyReconcilerKind[]): string {
   if (statuses.length === 0) return 'No policies.';
-  const out: string[] = [];
-  for (const s of statuses) {
-    const flags = s.conditions.filter((c) => c.status).map((c) => c.type);
-    const head = flags.length ? flags.join(',') : 'NotReady';
-    out.push(`${s.name}  ${head}  program ${s.programId ?? '-'}  link ${s.linkId ?? '-'}  netns ${s.netns ?? '(own)'}  ${s.sourceFile ?? ''}`);
-    for (const c of s.conditions) if (c.status || c.type === 'Ready') out.push(`  ${c.type}=${c.status ? 'True' : 'False'} ${c.reason}: ${c.message}`);
-    for (const b of s.bindings) out.push(`  binding ${b.id}: ports ${b.ports} on ${b.prefix}: ${b.hits} hits`);
-  }
-  return out.join('\n');
+  return kinds.flatMap((k) => {
+    const mine = statuses.filter((s) => s.kind === k.kind);
+    return mine.length ? k.renderStatus(mine) : [];
+  }).join('\n');
+}
+
+/** The head line and condition lines every kind's status text starts with. */
+export function renderStatusHead(s: PolicyStatus, summary: string): string[] {
+  const flags = s.conditions.filter((c) => c.status).map((c) => c.type);
+  const out = [`${s.name}  ${flags.length ? flags.join(',') : 'NotReady'}  ${summary}`];
+  for (const c of s.conditions) if (c.status || c.type === 'Ready') out.push(`  ${c.type}=${c.status ? 'True' : 'False'} ${c.reason}: ${c.message}`);
+  return out;
 }

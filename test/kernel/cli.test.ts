@@ -42,7 +42,18 @@ kernelTest('plan shows +/~/- with reasons, JSON is stable, --detailed-exitcode s
   assert.equal(json.apiVersion, 'ebpf-policy/v1');
   assert.equal(json.kind, 'Plan');
   assert.deepEqual(json.changes, { create: 4, update: 1, replace: 0, delete: 0 });
-  assert.deepEqual(Object.keys(json.actions[0]!), ['kind', 'phase', 'object', 'policy', 'dispatcher', 'operation', 'reason', 'before', 'after']);
+  assert.deepEqual(Object.keys(json.actions[0]!), ['kind', 'phase', 'object', 'policyKind', 'policy', 'domain', 'operation', 'code', 'reason', 'before', 'after']);
+  assert.deepEqual(
+    json.actions.map((a) => [a.policyKind, a.code]),
+    [
+      ['PortSteering', 'Needed'],
+      ['PortSteering', 'NewPolicy'],
+      ['PortSteering', 'NewBindings'],
+      ['PortSteering', 'SteerToTarget'],
+      ['PortSteering', 'BindingsToAdd'],
+    ],
+    'every action names its kind and a reason code',
+  );
   assert.equal(listPins(pinDir).length, 0, 'plan changes nothing');
 
   const applied = run('reconcile', '--once', ...common);
@@ -86,11 +97,13 @@ kernelTest('reconcile --once names each failed policy and still converges the ot
   assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
 
   const status = JSON.parse(run('status', ...common, '--output', 'json').stdout) as {
-    policies: Array<{ name: string; conditions: Array<{ type: string; status: boolean; reason: string }>; programId: number; linkId: number; bindings: Array<{ hits: string }> }>;
+    policies: Array<{ name: string; conditions: Array<{ type: string; status: boolean; reason: string; lastTransitionTime?: string }>; programId: number; linkId: number; bindings: Array<{ hits: string }> }>;
   };
   const byName = new Map(status.policies.map((p) => [p.name, p]));
   const good = byName.get('good')!;
-  assert.deepEqual(good.conditions[0], { type: 'Ready', status: true, reason: 'Converged', message: 'the kernel matches the policy' });
+  const { lastTransitionTime, ...ready } = good.conditions[0]!;
+  assert.deepEqual(ready, { type: 'Ready', status: true, reason: 'Converged', message: 'the kernel matches the policy' });
+  assert.ok(lastTransitionTime && Date.parse(lastTransitionTime) > Date.now() - 60_000, `a recent last transition time: ${lastTransitionTime}`);
   assert.ok(good.programId > 0 && good.linkId > 0);
   assert.equal(good.bindings[0]!.hits, '2', 'two connections were steered');
   assert.ok(byName.get('lost')!.conditions.some((c) => c.type === 'Failed' && c.status && c.reason === 'NetnsNotFound'));

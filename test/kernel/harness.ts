@@ -5,7 +5,8 @@
  * a machine that cannot run them fails them.
  */
 import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { DEFAULT_REPORT_DIR, lastPassFile } from '../../src/reconciler/last-pass.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeAllLive, ensureBpffs, liveFds, listPins, removePinTree } from '../../src/bpf/index.js';
@@ -57,6 +58,7 @@ export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<voi
       await sandbox.destroy();
       leftPins = listPins(pinDir);
       removePinTree(pinDir);
+      rmSync(lastPassFile(DEFAULT_REPORT_DIR, pinDir), { force: true });
       // Report leaks, but close them so the next test starts clean.
       leftObjects = liveFds();
       closeAllLive();

@@ -16,13 +16,12 @@ import { BpfMap, Link, Netns, loadObject } from '../../src/bpf/index.js';
 import { FilterEventStream, type FilterEvent } from '../../src/kinds/packet-filter/events.js';
 import { FILTER_TABLES, FILTER_VARIANT_OBJECT, u32 } from '../../src/kinds/packet-filter/layout.js';
 import { readFilterCounters, type ObservedFilter } from '../../src/kinds/packet-filter/store.js';
-import { filterStatuses } from '../../src/kinds/packet-filter/status.js';
-import { changes } from '../../src/kinds/port-steering/plan.js';
-import { reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/reconciler/reconcile.js';
+import type { FilterPolicyStatus } from '../../src/kinds/packet-filter/status.js';
+import { changes, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { bpftool, bpftoolIds, eventually, kernelTest } from './harness.js';
 import { NET, ifindexIn, ip, tcpConnect, udpExchange, vethPair, writeFilter } from './packet-filter-helpers.js';
-import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';
+import { PolicyDir, curl, filtersOf, startHttpServer, statusesOf, steeringOf } from './reconcile-helpers.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const HOOKS = fileURLToPath(new URL('../../../build/bpf/test_hooks.o', import.meta.url));
@@ -73,7 +72,7 @@ async function reconciled(opts: ReconcileOptions) {
 }
 
 function filterOf(r: Awaited<ReturnType<typeof reconcileOnce>>, ifname: string, hook: string): ObservedFilter {
-  const f = r.observed.filters?.filters.find((x) => x.attachment?.ifname === ifname && x.hook === hook);
+  const f = filtersOf(r).filters.find((x) => x.attachment?.ifname === ifname && x.hook === hook);
   assert.ok(f, `a ${hook} filter on ${ifname} is observed`);
   return f;
 }
@@ -121,7 +120,7 @@ kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters mat
   const f = filterOf(again, 'vb', 'xdp');
   assert.equal(f.link?.method, 'xdp');
   assert.equal(f.link?.ifindex, ifindexIn(sandbox.name, 'vb'));
-  const [status] = filterStatuses(again, readFilterCounters);
+  const [status] = statusesOf(again, 'PacketFilter') as FilterPolicyStatus[];
   assert.equal(status?.conditions[0]?.status, true, JSON.stringify(status?.conditions));
   assert.equal(status?.interfaces[0]?.xdpMode, 'native', 'veth has native XDP');
 
@@ -186,7 +185,7 @@ kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters mat
   assert.deepEqual([lines[0]!.interface, lines[0]!.srcPort, lines[0]!.dstPort, lines[0]!.rule], ['vb', 40002, 9999, 'block-udp']);
 
   // Removing the policy detaches everything: bpftool shows none of our objects.
-  const ids = ourObjects(again.observed.filters!.filters);
+  const ids = ourObjects(filtersOf(again).filters);
   rmSync(join(dir.path, 'guard.yaml'));
   const last = await reconciled(opts);
   assert.equal(reconcileExitCode(last), 0);
@@ -262,16 +261,16 @@ kernelTest('tc ingress (tcx): coexists with another tool\'s tcx program; rule ch
   assert.equal(c['block-a'], undefined, 'the removed rule has no counter any more');
 
   // A new program (other bytecode): swapped into the same link, rules and counters stay.
-  const upgraded = await reconciled({ ...opts, filters: { objectPath: FILTER_VARIANT_OBJECT } });
+  const upgraded = await reconciled({ ...opts, kindOptions: { PacketFilter: { objectPath: FILTER_VARIANT_OBJECT } } });
   assert.deepEqual(changes(upgraded.plan).map((a) => a.op.type), ['replaceFilterProgram']);
-  const f3 = filterOf(await reconcileOnce({ ...opts, dryRun: true, filters: { objectPath: FILTER_VARIANT_OBJECT } }), 'vb', 'tc-ingress');
+  const f3 = filterOf(await reconcileOnce({ ...opts, dryRun: true, kindOptions: { PacketFilter: { objectPath: FILTER_VARIANT_OBJECT } } }), 'vb', 'tc-ingress');
   assert.equal(f3.link?.id, f1.link?.id, 'same link');
   assert.notEqual(f3.program?.id, f1.program?.id, 'new program');
   assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9002, count: 2 }]), { 9002: 0 });
   assert.equal(counters(f3, 'ingress')['block-b']?.packets, 5, 'the counters carried over');
   await reconciled(opts); // back to the shipped program
 
-  const ids = ourObjects((await reconcileOnce({ ...opts, dryRun: true })).observed.filters!.filters);
+  const ids = ourObjects(filtersOf(await reconcileOnce({ ...opts, dryRun: true })).filters);
   rmSync(join(dir.path, 'ingress.yaml'));
   await reconciled(opts);
   await assertNoneLeft(ids);
@@ -310,7 +309,7 @@ kernelTest('tc egress: packets sent through the interface are filtered and count
   assert.ok(evs.every((e) => e.hook === 'tc-egress' && e.interface === 'vb' && e.rule === null && e.action === 'drop'), JSON.stringify(evs));
   events.close();
 
-  const ids = ourObjects((await reconcileOnce({ ...opts, dryRun: true })).observed.filters!.filters);
+  const ids = ourObjects(filtersOf(await reconcileOnce({ ...opts, dryRun: true })).filters);
   rmSync(join(dir.path, 'egress.yaml'));
   await reconciled(opts);
   await assertNoneLeft(ids);
@@ -324,7 +323,7 @@ kernelTest('interfaces that appear later get the filter at the next reconcile; i
   const none = await reconciled(opts);
   assert.equal(reconcileExitCode(none), 0, 'no interface yet is not an error');
   assert.ok(none.plan.problems.some((p) => p.policy === 'late' && p.condition === 'Degraded' && p.reason === 'NoInterface'));
-  assert.equal(filterStatuses(none, readFilterCounters)[0]?.conditions[0]?.reason, 'NoInterface');
+  assert.equal(statusesOf(none, 'PacketFilter')[0]?.conditions[0]?.reason, 'NoInterface');
 
   vethPair(sandbox, peer, 'vx0', 'va');
   const appeared = await reconciled(opts);
@@ -336,7 +335,7 @@ kernelTest('interfaces that appear later get the filter at the next reconcile; i
   const ids = ourObjects([f]);
   ip('-n', sandbox.name, 'link', 'del', 'vx0');
   const gone = await reconcileOnce({ ...opts, dryRun: true });
-  assert.equal(gone.observed.filters?.filters[0]?.link?.attached, false);
+  assert.equal(filtersOf(gone).filters[0]?.link?.attached, false);
   const removal = changes(gone.plan);
   assert.deepEqual(removal.map((a) => `${a.kind} ${a.op.type}`), ['delete removeFilter']);
   assert.match(removal[0]!.reason, /interface vx0 is gone \(its link reports attached: false\)/);
@@ -371,7 +370,7 @@ kernelTest('another tool\'s XDP program is a reported conflict, never overwritte
     const before = hits();
     assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 3 }]), { 9999: 3 }, 'their program passes everything');
     assert.ok(hits() - before >= 3n);
-    const statuses = filterStatuses(await reconcileOnce({ ...opts, dryRun: true }), readFilterCounters);
+    const statuses = statusesOf(await reconcileOnce({ ...opts, dryRun: true }), 'PacketFilter');
     assert.equal(statuses.find((s) => s.name === 'edge')?.conditions.find((c) => c.type === 'Failed')?.reason, 'XdpConflict');
     assert.equal(statuses.find((s) => s.name === 'loopback')?.conditions[0]?.status, true, 'the other policy converged');
     assert.deepEqual(await udpExchange(sandbox, sandbox, [{ dst: '127.0.0.1', port: 9999, count: 2 }]), { 9999: 0 }, 'and filters');
@@ -403,8 +402,8 @@ kernelTest('PortSteering and PacketFilter share a pin root: reconciling one kind
   const snapshot = async () => {
     const r = await reconcileOnce({ ...opts, dryRun: true });
     return {
-      dispatcher: r.observed.dispatchers.map((d) => [d.program?.id, d.link?.id]),
-      filter: r.observed.filters?.filters.map((f) => [f.program?.id, f.link?.id]),
+      dispatcher: steeringOf(r).dispatchers.map((d) => [d.program?.id, d.link?.id]),
+      filter: filtersOf(r).filters.map((f) => [f.program?.id, f.link?.id]),
     };
   };
   const ids = await snapshot();
@@ -412,7 +411,7 @@ kernelTest('PortSteering and PacketFilter share a pin root: reconciling one kind
   // Without the steering policy: the dispatcher goes, the filter's pins stay as they are.
   rmSync(join(dir.path, 'web.yaml'));
   const r1 = await reconciled(opts);
-  assert.ok(changes(r1.plan).every((a) => !a.dispatcher?.startsWith('filter ')), 'no action touches the filter');
+  assert.ok(changes(r1.plan).every((a) => a.owner !== 'PacketFilter'), 'no action touches the filter');
   assert.deepEqual((await snapshot()).filter, ids.filter);
   assert.deepEqual((await snapshot()).dispatcher, []);
   assert.equal(tcpConnect(sandbox, '127.0.0.1', 8082), 'dropped');
@@ -423,7 +422,7 @@ kernelTest('PortSteering and PacketFilter share a pin root: reconciling one kind
   const ids2 = await snapshot();
   rmSync(join(dir.path, 'lo-guard.yaml'));
   const r2 = await reconciled(opts);
-  assert.ok(changes(r2.plan).every((a) => a.dispatcher?.startsWith('filter ')), 'only filter actions');
+  assert.ok(changes(r2.plan).every((a) => a.owner === 'PacketFilter' && a.domain?.startsWith('filter ')), 'only filter actions');
   assert.deepEqual((await snapshot()).dispatcher, ids2.dispatcher);
   assert.deepEqual((await snapshot()).filter, []);
   assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
@@ -438,7 +437,7 @@ kernelTest('the cls_bpf fallback (forced here: this kernel has tcx) filters, and
   using dir = new PolicyDir();
   writeFilter(dir, 'old-kernel', { netns: sandbox.path, interfaces: ['vb'], hook: 'tc-ingress', rules: ['{name: block, protocol: udp, dstPorts: [9999], action: drop}'] });
   const opts = { root: pinDir, policyPaths: [dir.path] };
-  const forced = { ...opts, filters: { tcMethod: 'cls_bpf' as const } };
+  const forced = { ...opts, kindOptions: { PacketFilter: { tcMethod: 'cls_bpf' } } };
   const r = await reconciled(forced);
   assert.match(changes(r.plan)[0]!.after ?? '', /clsact qdisc \+ cls_bpf filter/);
   const f = filterOf(await reconcileOnce({ ...forced, dryRun: true }), 'vb', 'tc-ingress');

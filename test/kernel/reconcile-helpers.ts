@@ -3,7 +3,12 @@ import { killAndWait, runBounded, sleep } from '../../src/sandbox/bounded-wait.j
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { computeStatuses, kindState, type ReconcileReport } from '../../src/manager.js';
+import type { ObservedFilters } from '../../src/kinds/packet-filter/store.js';
+import type { SteeringObserved } from '../../src/kinds/port-steering/model.js';
+import type { PolicyStatus } from '../../src/reconciler/model.js';
 import type { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 
 /** A private policy directory (mode 0700, owned by root as the tests run). */
@@ -94,4 +99,23 @@ print(ok, fail, ";".join(why[:5]), flush=True)
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   return { child, output: () => out.trim() };
+}
+
+/** PortSteering's observed dispatchers in a report (after its apply). */
+export function steeringOf(r: ReconcileReport): SteeringObserved {
+  const s = kindState(r, 'PortSteering');
+  assert.ok(s && !s.observeError, `PortSteering pins could not be read: ${s?.observeError?.message}`);
+  return s.observed as SteeringObserved;
+}
+
+/** PacketFilter's observed filters in a report (after its apply). */
+export function filtersOf(r: ReconcileReport): ObservedFilters {
+  const s = kindState(r, 'PacketFilter');
+  assert.ok(s && !s.observeError, `PacketFilter pins could not be read: ${s?.observeError?.message}`);
+  return s.observed as ObservedFilters;
+}
+
+/** Statuses of one kind's policies in a (dry-run) report, counters read. */
+export function statusesOf(r: ReconcileReport, kind: string): PolicyStatus[] {
+  return computeStatuses(r, true).filter((s) => s.kind === kind);
 }

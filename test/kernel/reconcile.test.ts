@@ -11,17 +11,16 @@ import { fileURLToPath } from 'node:url';
 import { FAILPOINT_ENV } from '../../src/common/failpoint.js';
 import { childClosed, killAndWait, runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import { DISPATCHER_VARIANT_OBJECT } from '../../src/kinds/port-steering/layout.js';
-import { changes } from '../../src/kinds/port-steering/plan.js';
-import { reconcileExitCode, reconcileOnce } from '../../src/reconciler/reconcile.js';
+import { changes, reconcileExitCode, reconcileOnce } from '../../src/manager.js';
 import { bpftoolIds, eventually, kernelTest } from './harness.js';
-import { PolicyDir, connectionLoop, curl, startHttpServer } from './reconcile-helpers.js';
+import { PolicyDir, connectionLoop, curl, startHttpServer, steeringOf } from './reconcile-helpers.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 function ourIds(report: Awaited<ReturnType<typeof reconcileOnce>>): { prog: number[]; link: number[] } {
   const prog: number[] = [];
   const link: number[] = [];
-  for (const d of report.observed.dispatchers) {
+  for (const d of steeringOf(report).dispatchers) {
     if (d.program) prog.push(d.program.id);
     if (d.link) link.push(d.link.id);
   }
@@ -113,7 +112,7 @@ kernelTest('a continuous connection loop sees zero failures while the dispatcher
   const t0 = Date.now();
   await sleep(300);
   const marks: string[] = [];
-  const upgraded = await reconcileOnce({ ...opts, objectPath: DISPATCHER_VARIANT_OBJECT });
+  const upgraded = await reconcileOnce({ ...opts, kindOptions: { PortSteering: { objectPath: DISPATCHER_VARIANT_OBJECT } } });
   marks.push(`upgrade done at +${((Date.now() - t0) / 1000).toFixed(2)}s`);
   assert.ok(upgraded.plan.actions.some((a) => a.op.type === 'replaceProgram'), 'the plan replaces the program');
   assert.deepEqual(upgraded.result!.failed.map((f) => f.error.message), []);

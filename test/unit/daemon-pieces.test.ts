@@ -8,7 +8,10 @@ import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import winston from 'winston';
-import { findDrift, unblockedPolicies, type KernelExpectation } from '../../src/kinds/port-steering/drift.js';
+import { findDrift, unblockedPolicies, type SteeringExpectation } from '../../src/kinds/port-steering/drift.js';
+import { findFilterDrift, type FilterExpectation } from '../../src/kinds/packet-filter/drift.js';
+import { findPinDrift } from '../../src/daemon/pin-drift.js';
+import { STEERING_METRICS } from '../../src/kinds/port-steering/metrics.js';
 import { httpHandler, parseListenAddress } from '../../src/daemon/http-server.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { DaemonMetrics } from '../../src/daemon/metrics.js';
@@ -18,38 +21,48 @@ import { isRelevant, planWatch } from '../../src/daemon/tree-watcher.js';
 import type { Resolver } from '../../src/kinds/port-steering/desired.js';
 
 const D = '/sys/fs/bpf/ebpf-policy/netns/ino-1';
-function expectation(): KernelExpectation {
+const PINS = [`${D}/link`, `${D}/map_sockets`, `${D}/program`];
+function expectation(): SteeringExpectation {
   return {
-    root: '/sys/fs/bpf/ebpf-policy',
-    pins: [`${D}/link`, `${D}/map_sockets`, `${D}/program`],
+    waiting: [],
     dispatchers: [{ key: 'ino-1', dir: D, link: { id: 7, progId: 3, attached: true }, sockets: { 1: '42', 2: null }, policyOfDest: { 1: 'web', 2: 'api' } }],
   };
 }
 
 test('findDrift: nothing when the kernel looks as expected', () => {
   const e = expectation();
-  assert.deepEqual(findDrift(e, { pins: [...e.pins], dispatchers: { [D]: { link: { id: 7, progId: 3, attached: true }, sockets: { 1: '42', 2: null } } } }), []);
+  assert.deepEqual(findPinDrift(PINS, [...PINS]), []);
+  assert.deepEqual(findDrift(e, { [D]: { link: { id: 7, progId: 3, attached: true }, sockets: { 1: '42', 2: null } } }), []);
 });
 
 test('findDrift names removed and unexpected pins, detached or replaced links, and sockets that left', () => {
   const e = expectation();
-  const drift = findDrift(e, {
-    pins: [`${D}/map_sockets`, `${D}/program`, `${D}/program_next`],
-    dispatchers: { [D]: { link: null, sockets: { 1: null, 2: '99' } } },
-  });
-  assert.deepEqual(drift, [
-    `pin removed: ${D}/link`,
-    `unexpected pin: ${D}/program_next`,
+  assert.deepEqual(findPinDrift(PINS, [`${D}/map_sockets`, `${D}/program`, `${D}/program_next`]), [`pin removed: ${D}/link`, `unexpected pin: ${D}/program_next`]);
+  assert.deepEqual(findDrift(e, { [D]: { link: null, sockets: { 1: null, 2: '99' } } }), [
     'dispatcher ino-1: the link pin is gone',
     'policy web: its socket (cookie 42) left the sockmap (target closed or restarted?)',
     'policy api: the sockmap holds socket 99, not nothing',
   ]);
-  assert.deepEqual(findDrift(e, { pins: e.pins, dispatchers: { [D]: { link: { id: 7, progId: 3, attached: false }, sockets: { 1: '42', 2: null } } } }), [
-    'dispatcher ino-1: link 7 was detached',
-  ]);
-  assert.deepEqual(findDrift(e, { pins: e.pins, dispatchers: { [D]: { link: { id: 8, progId: 3, attached: true }, sockets: { 1: '42', 2: null } } } }), [
+  assert.deepEqual(findDrift(e, { [D]: { link: { id: 7, progId: 3, attached: false }, sockets: { 1: '42', 2: null } } }), ['dispatcher ino-1: link 7 was detached']);
+  assert.deepEqual(findDrift(e, { [D]: { link: { id: 8, progId: 3, attached: true }, sockets: { 1: '42', 2: null } } }), [
     'dispatcher ino-1: link 7 (program 3) is now link 8 (program 3)',
   ]);
+});
+
+test('findFilterDrift names detached links, deleted cls_bpf filters and replaced programs', () => {
+  const F = '/sys/fs/bpf/ebpf-policy/filters/ino-1/xdp-2';
+  const e: FilterExpectation = {
+    attachments: [
+      { key: 'ino-1/xdp-2', dir: F, method: 'xdp', progId: 3, linkId: 7, netnsPath: '/run/netns/x', ifname: 'eth0', hook: 'xdp' },
+      { key: 'ino-1/tc-ingress-2', dir: `${F}x`, method: 'cls_bpf', progId: 4, linkId: 0, netnsPath: '/run/netns/x', ifname: 'eth0', hook: 'tc-ingress' },
+    ],
+  };
+  assert.deepEqual(findFilterDrift(e, { 'ino-1/xdp-2': { progId: 3, linkId: 7 }, 'ino-1/tc-ingress-2': { progId: 4, linkId: 0 } }), []);
+  assert.deepEqual(findFilterDrift(e, { 'ino-1/xdp-2': { gone: 'link 7 was detached' }, 'ino-1/tc-ingress-2': { gone: 'its cls_bpf filter on eth0 is gone' } }), [
+    'filter xdp on eth0 (ino-1/xdp-2): link 7 was detached',
+    'filter tc-ingress on eth0 (ino-1/tc-ingress-2): its cls_bpf filter on eth0 is gone',
+  ]);
+  assert.deepEqual(findFilterDrift(e, { 'ino-1/xdp-2': { progId: 9, linkId: 7 } }), ['filter xdp on eth0 (ino-1/xdp-2): runs program 9 in link 7, not program 3 in link 7']);
 });
 
 test('unblockedPolicies names waiting policies whose namespace or target appeared', () => {
@@ -171,16 +184,22 @@ function summary(over: Partial<PassSummary> = {}): PassSummary {
 }
 
 test('metrics: pass counters, durations, changes by kind, conditions, drift repairs and kernel counters in Prometheus text', async () => {
-  const reads: string[] = [];
+  let reads = 0;
+  let hits = 5;
   const m = new DaemonMetrics({
-    bindings: () => [
-      { policy: 'web', dir: '/d1', id: 0, ports: '8081', prefix: 'any' },
-      { policy: 'web', dir: '/d1', id: 1, ports: '9000-9010', prefix: 'any' },
-    ],
-    dispatchers: () => [{ key: 'ino-1', dir: '/d1' }],
-    readCounters: (dir, ids) => {
-      reads.push(`${dir}:${ids.join(',')}`);
-      return { hits: new Map([[0, 5n], [1, 7n]]), stats: [12n, 1n, 0n] };
+    families: STEERING_METRICS,
+    collect: () => {
+      reads++;
+      return {
+        ebpf_policy_binding_hits_total: [
+          { labels: { policy: 'web', binding: '0', ports: '8081', prefix: 'any' }, value: hits },
+          { labels: { policy: 'web', binding: '1', ports: '9000-9010', prefix: 'any' }, value: 7 },
+        ],
+        ebpf_policy_dispatcher_lookups_total: [
+          { labels: { netns: 'ino-1', result: 'steered' }, value: 12 },
+          { labels: { netns: 'ino-1', result: 'no_socket' }, value: 1 },
+        ],
+      };
     },
   });
   m.passFinished(summary());
@@ -203,10 +222,12 @@ test('metrics: pass counters, durations, changes by kind, conditions, drift repa
   has('ebpf_policy_binding_hits_total{policy="web",binding="1",ports="9000-9010",prefix="any"} 7');
   has('ebpf_policy_dispatcher_lookups_total{netns="ino-1",result="steered"} 12');
   has('ebpf_policy_dispatcher_lookups_total{netns="ino-1",result="no_socket"} 1');
-  assert.ok(reads.includes('/d1:0,1'), 'one read per dispatcher for all its bindings');
+  assert.equal(reads, 1, 'one kernel read per scrape serves every family');
   // Kernel counters are read again at each scrape, not accumulated.
+  hits = 6;
   const again = await m.render();
-  assert.ok(again.body.includes('ebpf_policy_binding_hits_total{policy="web",binding="0",ports="8081",prefix="any"} 5\n'));
+  assert.equal(reads, 2);
+  assert.ok(again.body.includes('ebpf_policy_binding_hits_total{policy="web",binding="0",ports="8081",prefix="any"} 6\n'));
 });
 
 test('the HTTP handler answers /healthz with 200 or 503 and a one-line body, /metrics, and 404 elsewhere', async () => {
@@ -248,15 +269,15 @@ test('summarizePass counts changes by kind, conditions and failures; drift repai
   const report = {
     root: '/r',
     load: { ok: false, files: [], documentCount: 2, policies: [], problems: [{ file: 'bad.yaml', line: 1, column: 1, path: '', message: 'syntax', severity: 'error' as const }] },
-    desired: { root: '/r', dispatcherTag: 't', policies: [], failedFiles: ['/abs/bad.yaml'] },
-    observed: { dispatchers: [], stray: [] },
+    failedFiles: ['/abs/bad.yaml'],
+    kinds: [{ kind: { kind: 'PortSteering', programTags: (d: { tag: string }) => [d.tag] }, policies: [], desired: { tag: 't' } }],
     plan: { actions: [], problems: [] },
     result: { applied: [action('create', 'web'), action('create', 'web'), action('delete', 'old')], failed: [{ action: action('create', 'api'), error: new Error('EPERM') }], skipped: [action('create', 'api')] },
     durationMs: 7,
   } as unknown as ReconcileReport;
   const statuses = [
-    { name: 'web', conditions: [{ type: 'Ready' as const, status: true, reason: 'Converged', message: '' }] },
-    { name: 'api', conditions: [{ type: 'Ready' as const, status: false, reason: 'Pending', message: '' }, { type: 'Failed' as const, status: true, reason: 'InvalidPolicy', message: 'bad.yaml:1:1: syntax' }] },
+    { name: 'web', kind: 'PortSteering', sourceFile: null, netns: null, conditions: [{ type: 'Ready' as const, status: true, reason: 'Converged', message: '' }] },
+    { name: 'api', kind: 'PortSteering', sourceFile: null, netns: null, conditions: [{ type: 'Ready' as const, status: false, reason: 'Pending', message: '' }, { type: 'Failed' as const, status: true, reason: 'InvalidPolicy', message: 'bad.yaml:1:1: syntax' }] },
   ];
   const s = summarizePass(report, statuses, true);
   assert.equal(s.ok, false);
@@ -271,5 +292,6 @@ test('summarizePass counts changes by kind, conditions and failures; drift repai
   const idle = { ...report, result: { applied: [], failed: [], skipped: [] } } as unknown as ReconcileReport;
   assert.equal(summarizePass(idle, statuses, true).driftRepair, false, 'no change: nothing repaired');
   assert.equal(inputFingerprint(report), inputFingerprint(idle), 'the fingerprint depends on the input only');
-  assert.notEqual(inputFingerprint(report), inputFingerprint({ ...report, desired: { ...report.desired, dispatcherTag: 'u' } } as ReconcileReport));
+  const retagged = { ...report, kinds: [{ ...report.kinds[0]!, desired: { tag: 'u' } }] } as ReconcileReport;
+  assert.notEqual(inputFingerprint(report), inputFingerprint(retagged), 'a new program tag is new input');
 });

@@ -13,8 +13,8 @@ import {
   encodePortBlockKey,
   policyKey,
   decodePolicyKey,
-  portRangeBlocks,
 } from '../../src/kinds/port-steering/layout.js';
+import { portRangeBlocks } from '../../src/policy/net/ports.js';
 import { cgroup2Mount } from '../../src/bpf/cgroup.js';
 import { describeErrno } from '../../src/bpf/errors.js';
 

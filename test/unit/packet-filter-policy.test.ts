@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { decodeConfig, decodeEvent, encodeAddrKey, encodeConfig, encodeDecisionKey, encodePortKey, ADDR_KEY_SIZE, EVENT_SIZE } from '../../src/kinds/packet-filter/layout.js';
 import { parseIpLinks } from '../../src/bpf/interfaces.js';
 import type { PacketFilterPolicy } from '../../src/kinds/packet-filter/document.js';
-import { loadPolicies } from '../../src/policy/load.js';
+import { loadPolicies } from '../../src/manager.js';
 import { explainInterfacePattern, matchesInterface, patternsOverlap } from '../../src/policy/net/interface-pattern.js';
 import { REPO_ROOT, validateText } from './policy-test-helpers.js';
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { test } from 'node:test';
-import { loadPolicies } from '../../src/policy/load.js';
+import { loadPolicies } from '../../src/manager.js';
 import { countProblems, formatProblem } from '../../src/policy/problem.js';
 import { FIXTURES_DIR, REPO_ROOT } from './policy-test-helpers.js';
 

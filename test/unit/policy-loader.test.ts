@@ -7,7 +7,7 @@ import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { discoverPolicyFiles, isIgnoredEntry } from '../../src/policy/discover.js';
-import { loadPolicies } from '../../src/policy/load.js';
+import { loadPolicies } from '../../src/manager.js';
 import { formatProblem } from '../../src/policy/problem.js';
 import { portSteeringYaml, withTempDir, writeFiles } from './policy-test-helpers.js';
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, realpathSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadPolicies } from '../../src/policy/load.js';
+import { loadPolicies } from '../../src/manager.js';
 import { createStrictModesCheck, formatMode, type OwnershipStat } from '../../src/policy/permissions.js';
 import { formatProblem } from '../../src/policy/problem.js';
 import { portSteeringYaml, withTempDir, writeFiles } from './policy-test-helpers.js';

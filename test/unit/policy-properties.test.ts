@@ -12,7 +12,7 @@ import { aggregatePrefixes, formatPrefix, parseCidr, prefixContains, prefixMask 
 import { formatIPv4, formatIPv6 } from '../../src/policy/net/ip.js';
 import { parsePolicyText } from '../../src/policy/parse.js';
 import { formatProblem } from '../../src/policy/problem.js';
-import { validatePolicyDocuments } from '../../src/policy/validate.js';
+import { validatePolicyDocuments } from '../../src/manager.js';
 import type { PortSteering } from '../../src/types/generated/port-steering.js';
 import { validateText } from './policy-test-helpers.js';
 

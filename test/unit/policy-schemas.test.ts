@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { defaultKindRegistry } from '../../src/kinds/document-registry.js';
+import { DOCUMENT_KINDS as defaultKindRegistry } from '../../src/kinds/registry.js';
 import { findJsonSyntaxError } from '../../src/policy/json-syntax.js';
 import { defaultSchemaSet, loadSchemaSet } from '../../src/policy/schema-set.js';
 import { REPO_ROOT } from './policy-test-helpers.js';

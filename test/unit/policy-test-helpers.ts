@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parsePolicyText, type PolicySyntax } from '../../src/policy/parse.js';
-import { validatePolicyDocuments, type ValidationResult } from '../../src/policy/validate.js';
+import { validatePolicyDocuments } from '../../src/manager.js';
+import type { ValidationResult } from '../../src/policy/validate.js';
 
 /** The repository root (tests run from dist/test/unit/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));

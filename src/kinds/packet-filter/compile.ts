@@ -12,7 +12,7 @@
  * patterns, so the per-packet work is bounded by the number of patterns
  * (at most 32), not by the number of rules.
  */
-import { portRangeBlocks } from '../port-steering/layout.js';
+import { portRangeBlocks, type PortRange as Range } from '../../policy/net/ports.js';
 import {
   Dim,
   FilterActionCode,
@@ -25,7 +25,6 @@ import {
   type PortEntry,
 } from './layout.js';
 import { parseCidr, prefixMask, type IpPrefix } from '../../policy/net/cidr.js';
-import type { Range } from '../../reconciler/model.js';
 
 /** What a rule matches on. Absent fields match everything. */
 export interface RuleMatch {

@@ -6,18 +6,19 @@
  * whose rules follow the documented match order: policies by name, rules in
  * the order written.
  */
-import { createHash } from 'node:crypto';
+import { hashSpec } from '../../common/spec-hash.js';
 import { resolve } from 'node:path';
 import type { InterfaceList } from '../../bpf/interfaces.js';
+import { OWN_NETNS, type NetnsKeyResult } from '../../bpf/netns.js';
 import { MAX_SLOTS, filterDir, type FilterAttachMethod } from './layout.js';
 import { describeMatch, matchKey, type PacketFilterPolicy } from './document.js';
 import { isInterfaceGlob, matchesInterface } from '../../policy/net/interface-pattern.js';
 import type { DesiredFilter, DesiredFilterPolicy, DesiredFilterRule, DesiredFilters } from './model.js';
 
-/** Reads the system for desired filters; src/bpf/resolver.ts implements it. */
+/** Reads the system for desired filters; resolver.ts implements it. */
 export interface FilterResolver {
   /** Pin-layout key of the namespace at `path`. */
-  netnsKey(path: string): { ok: true; key: string } | { ok: false; reason: string };
+  netnsKey(path: string): NetnsKeyResult;
   /** The interfaces of the namespace at `path`. */
   interfaces(path: string): InterfaceList;
   /** Tags of the filter programs we ship. */
@@ -26,15 +27,13 @@ export interface FilterResolver {
   tcMethod(): Exclude<FilterAttachMethod, 'xdp'>;
 }
 
-/** The namespace ebpf-policy runs in. */
-const OWN_NETNS_PATH = '/proc/self/ns/net';
 /** Link types the filter parses (Ethernet framing). */
 const SUPPORTED_LINK_TYPES = new Set(['ether', 'loopback']);
 
 /** Hash of what defines a PacketFilter policy. */
 export function filterSpecHash(p: PacketFilterPolicy): string {
   const spec = { netns: p.netns ?? null, interfaces: p.interfaces, hook: p.hook, defaultAction: p.defaultAction, rules: p.rules, sampleRate: p.sampleRate };
-  return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
+  return hashSpec(spec);
 }
 
 function filterRules(p: PacketFilterPolicy): DesiredFilterRule[] {
@@ -79,7 +78,7 @@ export function buildDesiredFilters(
       problem('Failed', 'InvalidSourceFile', `${sourceFile} has errors; the policy keeps its last applied state until the file is fixed`);
       continue;
     }
-    const netnsPath = p.netns ?? OWN_NETNS_PATH;
+    const netnsPath = p.netns ?? OWN_NETNS;
     const key = resolver.netnsKey(netnsPath);
     if (!key.ok) {
       out.keepPolicies.push(p.name);

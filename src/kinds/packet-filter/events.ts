@@ -4,6 +4,7 @@
  * with a {@link RingBufferReader}, and names each event's interface, hook
  * and rule from the filter's records and rule_meta.
  */
+import type { EventStream } from '../../reconciler/kind.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeEvent, decodeRuleMeta, FILTERS_DIR, parseFilterDirName, u32, type FilterHookName } from './layout.js';
@@ -199,4 +200,45 @@ export class FilterEventStream implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** One event as a text line: time, interface and hook, action, 5-tuple, rule. */
+export function formatEventText(e: FilterEvent): string {
+  const addr = (a: string, port: number | null) => (port === null ? a : e.family === 6 ? `[${a}]:${port}` : `${a}:${port}`);
+  const rule = e.rule === null ? 'default action' : `rule ${e.policy}/${e.rule}`;
+  return `${e.time.toISOString()} ${e.interface} ${e.hook} ${e.action} ${e.protocol} ${addr(e.src, e.srcPort)} -> ${addr(e.dst, e.dstPort)} ${rule} (${e.length} bytes)`;
+}
+
+/** One event as a JSON line (keys in a fixed order). */
+export function formatEventJson(e: FilterEvent): string {
+  return JSON.stringify({
+    time: e.time.toISOString(),
+    interface: e.interface,
+    ifindex: e.ifindex,
+    netns: e.netns,
+    hook: e.hook,
+    action: e.action,
+    family: e.family,
+    protocol: e.protocol,
+    src: e.src,
+    srcPort: e.srcPort,
+    dst: e.dst,
+    dstPort: e.dstPort,
+    policy: e.policy,
+    rule: e.rule,
+    length: e.length,
+  });
+}
+
+/** The `events` stream of PacketFilter: the sampled drops of every filter (of one policy, when named). */
+export function openFilterEvents(root: string, policy?: string): EventStream {
+  const stream = FilterEventStream.open(root, policy);
+  return {
+    get sources() {
+      return stream.filterCount;
+    },
+    poll: () => stream.poll().map((ev) => ({ text: formatEventText(ev), json: JSON.parse(formatEventJson(ev)) as Record<string, unknown> })),
+    refresh: () => void stream.refresh(),
+    close: () => stream.close(),
+  };
 }

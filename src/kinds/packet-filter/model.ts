@@ -2,7 +2,7 @@
  * Plain data of the reconciler for PacketFilter policies: the desired
  * filters (one per network namespace, interface and hook, with the rules of
  * every policy that covers it, in match order), and the operations of a plan.
- * The observed side is src/bpf/filter-store.ts's ObservedFilters.
+ * The observed side is store.ts's ObservedFilters.
  */
 import type { AttachSpec, FilterAttachMethod, FilterPolicyRecord, RulesetWrite, AttachmentRecord, ObservedFilters } from './store.js';
 import type { FilterAction, FilterHook } from './document.js';
@@ -80,14 +80,6 @@ export type FilterOperation =
   | { type: 'writeFilterRecords'; dir: string; upserts: Array<FilterPolicyRecord | AttachmentRecord>; deletes: string[] }
   | { type: 'replaceFilterProgram'; dir: string; expectedProgId: number }
   | { type: 'attachFilter'; dir: string; spec: AttachSpec; previous?: AttachmentRecord }
-  | { type: 'removeFilter'; dir: string };
-
-/** The kernel operations apply needs for filters; src/bpf/kernel-port.ts implements them. */
-export interface FilterPort {
-  createFilter(op: Extract<FilterOperation, { type: 'createFilter' }>): void;
-  writeFilterRules(op: Extract<FilterOperation, { type: 'writeFilterRules' }>): void;
-  writeFilterRecords(op: Extract<FilterOperation, { type: 'writeFilterRecords' }>): void;
-  replaceFilterProgram(op: Extract<FilterOperation, { type: 'replaceFilterProgram' }>): void;
-  attachFilter(op: Extract<FilterOperation, { type: 'attachFilter' }>): void;
-  removeFilter(op: Extract<FilterOperation, { type: 'removeFilter' }>): void;
-}
+  | { type: 'removeFilter'; dir: string }
+  | { type: 'removeStray'; path: string }
+  | { type: 'none' };

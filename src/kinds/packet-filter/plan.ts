@@ -13,8 +13,12 @@
 import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, rulesetFingerprint, splitEntries } from './layout.js';
 import type { AttachmentRecord, AttachSpec, FilterPolicyRecord, ObservedFilter, ObservedFilters, RulesetWrite } from './store.js';
 import { CompileError, compileRules } from './compile.js';
-import type { DesiredFilter, DesiredFilters } from './model.js';
+import type { DesiredFilter, DesiredFilters, FilterOperation } from './model.js';
+import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
+
+/** An action of this kind's plan. */
+type FilterPlanAction = Action<FilterOperation>;
 
 /** How a filter is named in actions: `filter xdp on eth0 (ino-4026531840, ifindex 2)`. */
 export function filterObject(f: { hook: string; ifname?: string; ifindex: number; netnsKey: string }): string {
@@ -67,14 +71,15 @@ function methodText(method: string): string {
 }
 
 /**
- * Computes the filter actions. `failedFiles` are absolute paths of policy
+ * Computes the filter actions. `env.failedFiles` are absolute paths of policy
  * files that failed to load: filters recording a policy from one are kept.
+ * Each filter is its own failure domain (`filter <netns key>/<hook>-<ifindex>`).
  * Pure and deterministic.
  */
-export function planFilters(desired: DesiredFilters, observed: ObservedFilters, failedFiles: readonly string[]): { actions: Action[]; problems: PlanProblem[] } {
-  const actions: Action[] = [];
+export function planFilters(desired: DesiredFilters, observed: ObservedFilters, env: Pick<PlanEnv, 'failedFiles'>): KindPlan {
+  const actions: FilterPlanAction[] = [];
   const problems: PlanProblem[] = desired.problems.map((p) => ({ ...p }));
-  const failed = new Set(failedFiles);
+  const failed = env.failedFiles;
   const keepPolicies = new Set(desired.keepPolicies);
   const keepNetns = new Set(desired.keepNetns);
   const wantByKey = new Map(desired.filters.map((f) => [f.key, f]));
@@ -86,8 +91,16 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
     const want = wantByKey.get(key);
     const obs = obsByKey.get(key);
     const object = filterObject(want ?? { ...obs!, ifname: obs!.attachment?.ifname });
-    const base = { dispatcher: `filter ${key}` };
+    const base = { domain: `filter ${key}` };
     const linkGone = obs?.link !== undefined && !obs.link.attached;
+
+    // Pins that cannot be read (an error other than ENOENT): nothing is known, so nothing is touched.
+    if (obs?.error) {
+      for (const p of want?.policies ?? [])
+        problems.push({ policy: p.name, sourceFile: p.sourceFile, condition: 'Failed', reason: 'PinsUnreadable', message: `${object} (${obs.dir}): ${obs.error}` });
+      actions.push({ ...base, kind: 'noop', phase: 'add', object, code: 'PinsUnreadable', reason: `its pins cannot be read (${obs.error}): left as it is`, op: { type: 'none' } });
+      continue;
+    }
 
     // Filters whose state must stay as it is: a policy's file is broken or its namespace unresolvable.
     const keptFor = (obs?.policies ?? []).filter(
@@ -99,6 +112,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         kind: 'noop',
         phase: 'add',
         object,
+        code: keptFor.length ? 'KeptForPolicy' : 'InterfacesUnlisted',
         reason: keptFor.length
           ? `policy ${keptFor.map((r) => r.name).join(', ')} cannot be applied now (invalid file or unresolvable namespace): keeping the last applied state`
           : `the interfaces of ${obs.attachment?.netns ?? 'its namespace'} cannot be listed: keeping the last applied state`,
@@ -119,6 +133,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         kind: 'delete',
         phase: 'remove',
         object,
+        code: linkGone ? 'InterfaceGone' : obs.policies.length === 0 && !obs.attachment ? 'LeftByInterruptedRun' : 'Unused',
         reason,
         before: obs.program ? `program ${obs.program.id}, ${obs.link ? `${obs.link.method} ${obs.link.id || ''}`.trim() : 'not attached'}, ${obs.slots.length} rules of ${obs.policies.map((p) => p.name).join(', ') || 'no policy'}` : 'partial',
         op: { type: 'removeFilter', dir: obs.dir },
@@ -139,7 +154,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         'XdpConflict',
         `interface ${want.ifname} already runs XDP program ${foreign.map((f) => `${f.progId} (${f.mode} mode)`).join(', ')} of another tool: not replacing it`,
       );
-      if (obs && broken) actions.push({ ...base, kind: 'delete', phase: 'remove', object, reason: 'incomplete filter, and the interface belongs to another XDP program', op: { type: 'removeFilter', dir: obs.dir } });
+      if (obs && broken) actions.push({ ...base, kind: 'delete', phase: 'remove', object, code: 'XdpConflict', reason: 'incomplete filter, and the interface belongs to another XDP program', op: { type: 'removeFilter', dir: obs.dir } });
       continue;
     }
     if (foreign.length > 0)
@@ -179,6 +194,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         kind: obs ? 'replace' : 'create',
         phase: 'dispatcher',
         object,
+        code: obs ? (obs.layoutMismatch.length > 0 ? 'LayoutChanged' : 'Incomplete') : 'Needed',
         reason: obs
           ? obs.layoutMismatch.length > 0
             ? `its maps have an older layout (${obs.layoutMismatch.join('; ')}): rebuilding it (counters restart)`
@@ -199,6 +215,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         kind: 'replace',
         phase: 'dispatcher',
         object: `${object}: program`,
+        code: 'BytecodeChanged',
         reason: `bytecode changed (tag ${obs.program!.tag} -> ${tag}): atomic link update, rules and counters stay`,
         before: `program ${obs.program!.id} tag ${obs.program!.tag}`,
         after: `tag ${tag}`,
@@ -223,6 +240,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         kind: link ? 'replace' : 'create',
         phase: 'dispatcher',
         object: `${object}: attachment`,
+        code: !link ? 'NotAttached' : !link.attached ? 'LinkDetached' : link.method !== want.method ? 'AttachMethodChanged' : 'LinkRunsOtherProgram',
         reason: linkReason,
         before: link ? `${link.method}${link.id ? ` link ${link.id}` : ''}${link.attached ? '' : ' (detached)'}` : undefined,
         after: methodText(want.method),
@@ -230,7 +248,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
       });
     }
     for (const s of obs.stray)
-      actions.push({ ...base, kind: 'delete', phase: 'gc', object: s, reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
+      actions.push({ ...base, kind: 'delete', phase: 'gc', object: s, code: 'LeftByInterruptedRun', reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
 
     if (obs.fingerprint !== fingerprint || fresh.length > 0 || stale.length > 0) {
       changed = true;
@@ -240,6 +258,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         kind: obs.fingerprint === undefined ? 'create' : 'update',
         phase: 'add',
         object: `${object}: rules`,
+        code: obs.fingerprint === undefined ? 'NoRules' : obs.fingerprint !== fingerprint ? 'RulesChanged' : 'CounterSlots',
         reason:
           obs.fingerprint === undefined
             ? 'no rule set written yet'
@@ -265,16 +284,17 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         kind: 'update',
         phase: 'add',
         object: `${object}: records`,
+        code: 'RecordsOutdated',
         reason: [upserts.length ? `record ${upserts.map((r) => ('name' in r ? r.name : `interface name ${want.ifname}`)).join(', ')}` : '', deletes.length ? `drop ${deletes.join(', ')}` : '']
           .filter(Boolean)
           .join('; '),
         op: { type: 'writeFilterRecords', dir: obs.dir, upserts, deletes },
       });
     }
-    if (!changed) actions.push({ ...base, kind: 'noop', phase: 'add', object, reason: 'up to date', op: { type: 'none' } });
+    if (!changed) actions.push({ ...base, kind: 'noop', phase: 'add', object, code: 'UpToDate', reason: 'up to date', op: { type: 'none' } });
   }
 
   for (const s of observed.stray)
-    actions.push({ kind: 'delete', phase: 'gc', object: s, reason: 'not part of the filter pin layout (left by an interrupted run or an older version)', op: { type: 'removeStray', path: s } });
+    actions.push({ kind: 'delete', phase: 'gc', object: s, code: 'NotInLayout', reason: 'not part of the filter pin layout (left by an interrupted run or an older version)', op: { type: 'removeStray', path: s } });
   return { actions, problems };
 }

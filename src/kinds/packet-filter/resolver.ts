@@ -3,25 +3,20 @@
  * (iproute2), the tags of the filter programs we ship, and whether tc hooks
  * attach with tcx (feature probe) or fall back to cls_bpf.
  */
-import { statSync } from 'node:fs';
 import type { FilterResolver } from './desired.js';
 import { Features, has } from '../../bpf/features.js';
 import { FILTER_OBJECT, FILTER_PROGRAMS } from './layout.js';
 import { listInterfaces, type InterfaceList } from '../../bpf/interfaces.js';
-import type { FilterOptions } from '../kernel-port.js';
-import { loadObject } from '../../bpf/object.js';
+import type { FilterOptions } from './ops.js';
+import { objectProgramTags } from '../../bpf/object.js';
 
-const tagCache = new Map<string, { mtimeMs: number; tags: { xdp: string; tc: string } }>();
-
-/** Tags of the filter programs in `objectPath` (loads it once per file version to ask the kernel). */
+/** Tags of the filter programs in `objectPath` (see objectProgramTags: loaded once per file version). */
 export function filterObjectTags(objectPath: string): { xdp: string; tc: string } {
-  const mtimeMs = statSync(objectPath).mtimeMs;
-  const hit = tagCache.get(objectPath);
-  if (hit && hit.mtimeMs === mtimeMs) return hit.tags;
-  using obj = loadObject(objectPath);
-  const tags = { xdp: obj.program(FILTER_PROGRAMS.xdp).info().tag, tc: obj.program(FILTER_PROGRAMS.tc).info().tag };
-  tagCache.set(objectPath, { mtimeMs, tags });
-  return tags;
+  const tags = objectProgramTags(objectPath);
+  const xdp = tags[FILTER_PROGRAMS.xdp];
+  const tc = tags[FILTER_PROGRAMS.tc];
+  if (!xdp || !tc) throw new Error(`${objectPath} lacks ${FILTER_PROGRAMS.xdp} or ${FILTER_PROGRAMS.tc}`);
+  return { xdp, tc };
 }
 
 /**

@@ -4,12 +4,13 @@
  * cls_bpf, live ids) and every rule's packet and byte counters, computed from
  * a (dry-run) reconcile report and the kernel's counters.
  */
-import { resolve } from 'node:path';
-import type { ObservedFilter } from './store.js';
+import type { PolicyView } from '../../reconciler/kind.js';
+import type { PolicyStatus } from '../../reconciler/model.js';
+import { renderStatusHead } from '../../reconciler/render.js';
+import type { ObservedFilter, ObservedFilters } from './store.js';
 import type { FilterAction, FilterHook } from './document.js';
-import type { DesiredFilter } from './model.js';
-import type { ReconcileReport } from '../../reconciler/reconcile.js';
-import type { Condition } from '../port-steering/status.js';
+import type { DesiredFilter, DesiredFilters } from './model.js';
+import { FilterStat } from './layout.js';
 
 /** Counters of one rule (or of the default action) on one interface. */
 export interface RuleCounters {
@@ -40,16 +41,14 @@ export interface FilterInterfaceStatus {
   stats: { notIp: string; noPorts: string; eventsLost: string } | null;
 }
 
-/** Status of one PacketFilter policy. */
-export interface FilterPolicyStatus {
-  name: string;
-  kind: 'PacketFilter';
-  sourceFile: string | null;
-  netns: string | null;
+/** The PacketFilter fields of a policy's status. */
+export interface FilterStatusDetails {
   hook: FilterHook | null;
-  conditions: Condition[];
   interfaces: FilterInterfaceStatus[];
 }
+
+/** Status of one PacketFilter policy. */
+export type FilterPolicyStatus = PolicyStatus & FilterStatusDetails;
 
 /** Counter reader: packets and bytes per slot of the filter in `dir`. */
 export type FilterCounterReader = (dir: string, slots: number[]) => Map<number, { packets: bigint; bytes: bigint }>;
@@ -85,83 +84,56 @@ function interfaceStatus(
       .sort((a, b) => (order.get(a.rule) ?? Infinity) - (order.get(b.rule) ?? Infinity) || a.slot - b.slot)
       .map((s) => ({ rule: s.rule, action: actionOf.get(s.rule) ?? null, packets: count(s.slot).packets.toString(), bytes: count(s.slot).bytes.toString() })),
     default: { rule: null, action: want?.defaultAction ?? null, packets: count(0).packets.toString(), bytes: count(0).bytes.toString() },
-    stats: st ? { notIp: String(st[0] ?? 0n), noPorts: String(st[2] ?? 0n), eventsLost: String(st[3] ?? 0n) } : null,
+    stats: st ? { notIp: String(st[FilterStat.notIp] ?? 0n), noPorts: String(st[FilterStat.noPorts] ?? 0n), eventsLost: String(st[FilterStat.eventsLost] ?? 0n) } : null,
   };
 }
 
-/** Builds every PacketFilter policy's status from a dry-run report. */
-export function filterStatuses(r: ReconcileReport, counters: FilterCounterReader, stats?: FilterStatsReader): FilterPolicyStatus[] {
-  const desired = r.desired.filters;
-  const observed = r.observed.filters?.filters ?? [];
-  const wantByKey = new Map((desired?.filters ?? []).map((f) => [f.key, f]));
-  const pending = new Map<string, string[]>();
-  for (const a of r.plan.actions) {
-    if (!a.dispatcher?.startsWith('filter ') || a.kind === 'noop') continue;
-    const key = a.dispatcher.slice('filter '.length);
-    pending.set(key, [...(pending.get(key) ?? []), `${a.kind} ${a.object}`]);
-  }
-  const loadErrors = new Map<string, string>();
-  for (const p of r.load.problems)
-    if (p.severity === 'error' && !loadErrors.has(resolve(p.file))) loadErrors.set(resolve(p.file), `${p.file}:${p.line}:${p.column}: ${p.path}: ${p.message}`);
-
+/** Every PacketFilter policy (desired, or only recorded in a filter) as a status view; counters read when readers are given. */
+export function filterViews(
+  desired: DesiredFilters,
+  observed: ObservedFilters,
+  counters: FilterCounterReader | undefined,
+  stats?: FilterStatsReader,
+): PolicyView[] {
+  const filters = observed.filters.filter((f) => !f.error);
+  const wantByKey = new Map(desired.filters.map((f) => [f.key, f]));
   const recorded = new Map<string, { sourceFile: string; filters: ObservedFilter[] }>();
-  for (const f of observed)
+  for (const f of filters)
     for (const p of f.policies) {
       const e = recorded.get(p.name) ?? { sourceFile: p.sourceFile, filters: [] };
       e.filters.push(f);
       recorded.set(p.name, e);
     }
-  const names = new Set([...(desired?.policies ?? []).map((p) => p.name), ...recorded.keys()]);
-  const out: FilterPolicyStatus[] = [];
-  for (const name of [...names].sort()) {
-    const d = desired?.policies.find((p) => p.name === name);
+  const names = [...new Set([...desired.policies.map((p) => p.name), ...recorded.keys()])].sort();
+  return names.map((name) => {
+    const d = desired.policies.find((p) => p.name === name);
     const rec = recorded.get(name);
-    const sourceFile = d?.sourceFile ?? rec?.sourceFile ?? null;
-    const conditions: Condition[] = [];
-    const loadError = sourceFile ? loadErrors.get(sourceFile) : undefined;
-    const failed = r.plan.problems.filter((p) => p.policy === name && p.condition === 'Failed');
-    if (loadError) conditions.push({ type: 'Failed', status: true, reason: 'InvalidPolicy', message: loadError });
-    else if (failed.length) conditions.push({ type: 'Failed', status: true, reason: failed[0]!.reason, message: failed.map((p) => p.message).join('; ') });
-    else if (!d) conditions.push({ type: 'Failed', status: true, reason: 'Removed', message: 'no policy file defines it any more; the next reconcile removes it' });
-    const degraded = r.plan.problems.filter((p) => p.policy === name && p.condition === 'Degraded');
-    if (degraded.length) conditions.push({ type: 'Degraded', status: true, reason: degraded[0]!.reason, message: degraded.map((p) => p.message).join('; ') });
-    const mine = observed.filter((f) => f.policies.some((p) => p.name === name));
+    const mine = filters.filter((f) => f.policies.some((p) => p.name === name));
     const wantKeys = d?.filters ?? [];
-    const todo = [...new Set([...wantKeys, ...mine.map((f) => f.key)])].flatMap((k) => pending.get(k) ?? []);
     const attached = wantKeys.every((k) => mine.some((f) => f.key === k && f.link?.attached));
-    const ready = !conditions.some((c) => c.type === 'Failed') && todo.length === 0 && wantKeys.length > 0 && attached;
-    conditions.unshift({
-      type: 'Ready',
-      status: ready,
-      reason: ready ? 'Converged' : todo.length ? 'Pending' : wantKeys.length === 0 ? 'NoInterface' : 'NotConverged',
-      message: ready
-        ? `the kernel matches the policy on ${wantKeys.length} interface${wantKeys.length === 1 ? '' : 's'}`
-        : todo.length
-          ? `reconcile would ${todo.slice(0, 3).join('; ')}${todo.length > 3 ? ` and ${todo.length - 3} more` : ''}`
-          : wantKeys.length === 0
-            ? 'no interface to filter'
-            : 'a filter is not attached',
-    });
-    out.push({
-      name,
-      kind: 'PacketFilter',
-      sourceFile,
-      netns: d?.netns ?? mine[0]?.attachment?.netns ?? null,
+    const details: FilterStatusDetails = {
       hook: d?.hook ?? mine[0]?.hook ?? null,
-      conditions,
-      interfaces: mine.map((f) => interfaceStatus(f, wantByKey.get(f.key), name, counters, stats)),
-    });
-  }
-  return out;
+      interfaces: mine.map((f) => interfaceStatus(f, wantByKey.get(f.key), name, counters ?? (() => new Map()), counters ? stats : undefined)),
+    };
+    return {
+      name,
+      sourceFile: d?.sourceFile ?? rec?.sourceFile ?? null,
+      netns: d?.netns ?? mine[0]?.attachment?.netns ?? null,
+      desired: d !== undefined,
+      domains: [...new Set([...wantKeys, ...mine.map((f) => f.key)])].map((k) => `filter ${k}`),
+      notReady:
+        wantKeys.length === 0 ? { reason: 'NoInterface', message: 'no interface to filter' } : !attached ? { reason: 'NotConverged', message: 'a filter is not attached' } : undefined,
+      readyMessage: `the kernel matches the policy on ${wantKeys.length} interface${wantKeys.length === 1 ? '' : 's'}`,
+      details: { ...details },
+    };
+  });
 }
 
 /** The readable status of PacketFilter policies. */
-export function renderFilterStatusText(statuses: FilterPolicyStatus[]): string {
+export function renderFilterStatus(statuses: readonly PolicyStatus[]): string[] {
   const out: string[] = [];
-  for (const s of statuses) {
-    const flags = s.conditions.filter((c) => c.status).map((c) => c.type);
-    out.push(`${s.name}  ${flags.length ? flags.join(',') : 'NotReady'}  PacketFilter ${s.hook ?? '-'}  netns ${s.netns ?? '(own)'}  ${s.sourceFile ?? ''}`);
-    for (const c of s.conditions) if (c.status || c.type === 'Ready') out.push(`  ${c.type}=${c.status ? 'True' : 'False'} ${c.reason}: ${c.message}`);
+  for (const s of statuses as readonly FilterPolicyStatus[]) {
+    out.push(...renderStatusHead(s, `PacketFilter ${s.hook ?? '-'}  netns ${s.netns ?? '(own)'}  ${s.sourceFile ?? ''}`));
     for (const i of s.interfaces) {
       const how = !i.attached
         ? 'not attached'
@@ -176,5 +148,5 @@ export function renderFilterStatusText(statuses: FilterPolicyStatus[]): string {
       if (i.stats) out.push(`    not IP (passed): ${i.stats.notIp} packets; without ports: ${i.stats.noPorts}; events lost: ${i.stats.eventsLost}`);
     }
   }
-  return out.join('\n');
+  return out;
 }

@@ -107,6 +107,8 @@ export interface ObservedFilter {
   /** Counter slots in use and the rule each belongs to. */
   slots: Array<{ slot: number; policy: string; rule: string }>;
   stray: string[];
+  /** Reading the directory failed with an error other than ENOENT: nothing else is known, and nothing may be changed. */
+  error?: string;
 }
 
 /** Everything under ROOT/filters. */
@@ -246,7 +248,28 @@ export function observeFilters(root: string): ObservedFilters {
     for (const name of readdirSync(nsDir).sort()) {
       const path = join(nsDir, name);
       if (!statSync(path).isDirectory() || !parseFilterDirName(name)) out.stray.push(path);
-      else out.filters.push(observeFilter(root, ns, name));
+      else {
+        try {
+          out.filters.push(observeFilter(root, ns, name));
+        } catch (err) {
+          const parsed = parseFilterDirName(name)!;
+          out.filters.push({
+            key: `${ns}/${name}`,
+            netnsKey: ns,
+            dir: path,
+            hook: parsed.hook,
+            ifindex: parsed.ifindex,
+            missingMaps: [],
+            layoutMismatch: [],
+            policies: [],
+            badRecords: [],
+            activeGen: 0,
+            slots: [],
+            stray: [],
+            error: (err as Error).message,
+          });
+        }
+      }
     }
   }
   return out;

@@ -6,8 +6,9 @@
  * port-block entries; otherwise every port of a range gets one entry per
  * prefix.
  */
-import { encodeBindingKey, encodePortBlockKey, portRangeBlocks } from './layout.js';
-import type { DesiredSteering, Range, RecordedBinding } from '../../reconciler/model.js';
+import { encodeBindingKey, encodePortBlockKey } from './layout.js';
+import { portRangeBlocks } from '../../policy/net/ports.js';
+import type { DesiredSteering, Range, RecordedBinding } from './model.js';
 
 /** Prefix text of a binding that covers every address of both families. */
 export const EVERY_ADDRESS = '*';

@@ -3,26 +3,22 @@
  * namespace and target through a {@link Resolver} (which reads the system),
  * and names the files whose state must be kept because they failed.
  */
-import { createHash } from 'node:crypto';
+import { hashSpec } from '../../common/spec-hash.js';
 import { resolve } from 'node:path';
-import type { PacketFilterPolicy, PolicyLoadResult, PortSteeringPolicy } from '../../policy/index.js';
-import { buildDesiredFilters, type FilterResolver } from '../packet-filter/desired.js';
-import type { DesiredState, DesiredSteering, ResolvedTarget } from '../../reconciler/model.js';
+import { OWN_NETNS, type NetnsKeyResult } from '../../bpf/netns.js';
+import type { PortSteeringPolicy } from './document.js';
+import type { DesiredSteering, ResolvedTarget, SteeringDesired } from './model.js';
 
-/** Reads the system for the desired state; src/bpf/resolver.ts implements it. */
+/** Reads the system for the desired state; resolver.ts implements it. */
 export interface Resolver {
   /** Pin-layout key of the namespace at `path`. */
-  netnsKey(path: string): { ok: true; key: string } | { ok: false; reason: string };
+  netnsKey(path: string): NetnsKeyResult;
   /** The socket a target names, in the namespace at `netnsPath`. */
   target(netnsPath: string, protocol: 'tcp' | 'udp', target: PortSteeringPolicy['target']): ResolvedTarget;
   /** Tag of the dispatcher program that should run. */
   dispatcherTag(): string;
-  /** What PacketFilter policies need (absent: they are not resolved, and their filters not planned). */
-  filters?: FilterResolver;
 }
 
-/** The namespace ebpf-policy runs in. */
-export const OWN_NETNS_PATH = '/proc/self/ns/net';
 
 /** How a target is written in records and diffs. */
 export function targetText(t: PortSteeringPolicy['target']): string {
@@ -33,19 +29,16 @@ export function targetText(t: PortSteeringPolicy['target']): string {
 /** Hash of what defines a PortSteering policy (independent of how its target resolves). */
 export function specHash(p: PortSteeringPolicy): string {
   const spec = { netns: p.netns ?? null, protocol: p.protocol, ports: p.ports, prefixes: p.prefixes, target: targetText(p.target) };
-  return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
+  return hashSpec(spec);
 }
 
-/** Builds the desired state: PortSteering policies, and PacketFilter policies when the resolver can resolve them. */
-export function buildDesired(load: PolicyLoadResult, root: string, resolver: Resolver): DesiredState {
-  const failedFiles = [...new Set(load.problems.filter((p) => p.severity === 'error').map((p) => resolve(p.file)))].sort();
-  const policies: DesiredSteering[] = [];
-  for (const policy of load.policies) {
-    if (policy.kind !== 'PortSteering') continue;
-    const p = policy as PortSteeringPolicy;
-    const netnsPath = p.netns ?? OWN_NETNS_PATH;
+/** Resolves PortSteering policies: each with its namespace's pin key and its target socket. */
+export function buildDesired(policies: readonly PortSteeringPolicy[], resolver: Resolver): SteeringDesired {
+  const out: DesiredSteering[] = [];
+  for (const p of policies) {
+    const netnsPath = p.netns ?? OWN_NETNS;
     const netnsKey = resolver.netnsKey(netnsPath);
-    policies.push({
+    out.push({
       name: p.name,
       sourceFile: resolve(p.source.file),
       netns: p.netns,
@@ -55,11 +48,10 @@ export function buildDesired(load: PolicyLoadResult, root: string, resolver: Res
       ports: p.ports.map((r) => ({ start: r.start, end: r.end })),
       prefixes: [...p.prefixes],
       targetText: targetText(p.target),
+      targetSpec: p.target,
       target: netnsKey.ok ? resolver.target(netnsPath, p.protocol, p.target) : { ok: false, reason: netnsKey.reason },
       specHash: specHash(p),
     });
   }
-  const filterPolicies = load.policies.filter((p): p is PacketFilterPolicy => p.kind === 'PacketFilter');
-  const filters = resolver.filters ? buildDesiredFilters(filterPolicies, new Set(failedFiles), root, resolver.filters) : undefined;
-  return { root, dispatcherTag: resolver.dispatcherTag(), policies, failedFiles, ...(filters ? { filters } : {}) };
+  return { dispatcherTag: resolver.dispatcherTag(), policies: out };
 }

@@ -1,18 +1,18 @@
 /**
- * Drift detection between passes. After each pass the daemon records what
- * the kernel should look like (an {@link KernelExpectation}); the drift probe
- * looks again, cheaply, and names every difference. A difference does not
- * repair anything by itself: it requests a full pass, whose plan says what to
- * do and why.
+ * PortSteering's drift probe. After each pass the daemon takes an
+ * expectation of what the dispatchers should look like; the probe looks
+ * again, cheaply (a link and a few sockmap slots per dispatcher, no binding
+ * or record map), and names every difference. A difference repairs nothing by
+ * itself: the daemon runs a full pass, whose plan says what to do and why.
  *
  * Also here: spotting that a policy waiting for something outside our
- * control (a target socket, a network namespace) can now make progress.
+ * control (a target socket, a network namespace) can make progress now.
  */
-import { listPins } from '../../bpf/bpffs.js';
-import { probeDispatcher, type DispatcherProbe } from './probe.js';
+import type { DriftFindings } from '../../reconciler/kind.js';
 import type { Resolver } from './desired.js';
-import type { ObservedState } from '../../reconciler/model.js';
-import type { PortSteeringPolicy } from '../../policy/index.js';
+import type { SteeringTarget } from './document.js';
+import type { SteeringDesired, SteeringObserved } from './model.js';
+import { probeDispatcher, type DispatcherProbe } from './probe.js';
 
 /** What one dispatcher should look like. */
 export interface ExpectedDispatcher {
@@ -25,57 +25,57 @@ export interface ExpectedDispatcher {
   policyOfDest: Record<number, string>;
 }
 
-/** What the kernel should look like under the pin root after a pass. */
-export interface KernelExpectation {
-  root: string;
-  /** Every pin under the root, sorted. */
-  pins: string[];
+/** A policy that could not be applied in full because something outside our control was missing. */
+export interface WaitingPolicy {
+  name: string;
+  netnsPath: string;
+  protocol: 'tcp' | 'udp';
+  target: SteeringTarget;
+  /** What it waits for. */
+  waitsFor: 'netns' | 'target';
+}
+
+/** What PortSteering expects of the kernel after a pass. */
+export interface SteeringExpectation {
   dispatchers: ExpectedDispatcher[];
+  waiting: WaitingPolicy[];
 }
 
-/** What a probe saw. */
-export interface KernelSight {
-  pins: string[];
-  dispatchers: Record<string, DispatcherProbe>;
-}
-
-/** The expectation for the state a pass observed (after it applied its changes). Pure. */
-export function expectationFrom(root: string, observed: ObservedState, pins: string[]): KernelExpectation {
+/** The expectation for the state a pass left (its settled observed state). Pure. */
+export function expectationFrom(desired: SteeringDesired, observed: SteeringObserved, failedFiles: ReadonlySet<string> = new Set()): SteeringExpectation {
+  const waiting: WaitingPolicy[] = [];
+  for (const p of desired.policies) {
+    if (failedFiles.has(p.sourceFile)) continue;
+    const w = { name: p.name, netnsPath: p.netnsPath, protocol: p.protocol, target: p.targetSpec };
+    if (!p.netnsKey.ok) waiting.push({ ...w, waitsFor: 'netns' });
+    else if (!p.target.ok) waiting.push({ ...w, waitsFor: 'target' });
+  }
   return {
-    root,
-    pins: [...pins].sort(),
-    dispatchers: observed.dispatchers.map((d) => ({
-      key: d.key,
-      dir: d.dir,
-      link: d.link ? { id: d.link.id, progId: d.link.progId, attached: d.link.attached } : null,
-      sockets: { ...d.sockets },
-      policyOfDest: Object.fromEntries(d.records.map((r) => [r.destId, r.name])),
-    })),
+    waiting,
+    dispatchers: observed.dispatchers
+      .filter((d) => !d.error)
+      .map((d) => ({
+        key: d.key,
+        dir: d.dir,
+        link: d.link ? { id: d.link.id, progId: d.link.progId, attached: d.link.attached } : null,
+        sockets: { ...d.sockets },
+        policyOfDest: Object.fromEntries(d.records.map((r) => [r.destId, r.name])),
+      })),
   };
 }
 
-/** Reads what {@link findDrift} compares: the pins, and each expected dispatcher's link and sockets. */
-export function lookAtKernel(expected: KernelExpectation): KernelSight {
-  const dispatchers: Record<string, DispatcherProbe> = {};
-  for (const d of expected.dispatchers) dispatchers[d.dir] = probeDispatcher(d.dir, Object.keys(d.sockets).map(Number));
-  return { pins: listPins(expected.root).sort(), dispatchers };
-}
-
-function some(list: string[], max = 3): string {
-  return list.length <= max ? list.join(', ') : `${list.slice(0, max).join(', ')} and ${list.length - max} more`;
+/** Reads what {@link findDrift} compares: each expected dispatcher's link and sockets. */
+export function lookAtDispatchers(expected: SteeringExpectation): Record<string, DispatcherProbe> {
+  const out: Record<string, DispatcherProbe> = {};
+  for (const d of expected.dispatchers) out[d.dir] = probeDispatcher(d.dir, Object.keys(d.sockets).map(Number));
+  return out;
 }
 
 /** Names every difference between the expectation and what a probe saw; empty when there is none. Pure. */
-export function findDrift(expected: KernelExpectation, seen: KernelSight): string[] {
+export function findDrift(expected: SteeringExpectation, seen: Record<string, DispatcherProbe>): string[] {
   const out: string[] = [];
-  const now = new Set(seen.pins);
-  const before = new Set(expected.pins);
-  const gone = expected.pins.filter((p) => !now.has(p));
-  const added = seen.pins.filter((p) => !before.has(p));
-  if (gone.length > 0) out.push(`pin${gone.length === 1 ? '' : 's'} removed: ${some(gone)}`);
-  if (added.length > 0) out.push(`unexpected pin${added.length === 1 ? '' : 's'}: ${some(added)}`);
   for (const d of expected.dispatchers) {
-    const probe = seen.dispatchers[d.dir];
+    const probe = seen[d.dir];
     if (!probe) continue;
     const was = d.link;
     const is = probe.link;
@@ -94,18 +94,8 @@ export function findDrift(expected: KernelExpectation, seen: KernelSight): strin
   return out;
 }
 
-/** A policy that could not be applied in full because something outside our control was missing. */
-export interface WaitingPolicy {
-  name: string;
-  netnsPath: string;
-  protocol: 'tcp' | 'udp';
-  target: PortSteeringPolicy['target'];
-  /** What it waits for. */
-  waitsFor: 'netns' | 'target';
-}
-
 /** Names the waiting policies that can make progress now (their namespace or target appeared). */
-export function unblockedPolicies(waiting: WaitingPolicy[], resolver: Resolver): string[] {
+export function unblockedPolicies(waiting: readonly WaitingPolicy[], resolver: Pick<Resolver, 'netnsKey' | 'target'>): string[] {
   const out: string[] = [];
   for (const w of waiting) {
     if (w.waitsFor === 'netns') {
@@ -115,4 +105,12 @@ export function unblockedPolicies(waiting: WaitingPolicy[], resolver: Resolver):
     }
   }
   return out;
+}
+
+/** The probe: a look at the dispatchers, and at what waiting policies wait for. */
+export function probeSteering(expected: SteeringExpectation, resolver: Pick<Resolver, 'netnsKey' | 'target'>): DriftFindings {
+  return {
+    drift: findDrift(expected, lookAtDispatchers(expected)),
+    unblocked: expected.waiting.length > 0 ? unblockedPolicies(expected.waiting, resolver) : [],
+  };
 }

@@ -45,25 +45,6 @@ export interface PortBlock {
   bits: number;
 }
 
-/**
- * Splits the inclusive range lo..hi into the fewest aligned port blocks
- * (at most 30 for any range). Throws RangeError on a bad range.
- */
-export function portRangeBlocks(lo: number, hi: number): Array<{ port: number; bits: number }> {
-  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > 65535 || lo > hi)
-    throw new RangeError(`bad port range ${lo}-${hi}`);
-  const out: Array<{ port: number; bits: number }> = [];
-  let cur = lo;
-  while (cur <= hi) {
-    let size = 1;
-    // Grow while the block stays aligned and inside the range.
-    while (size < 65536 && cur % (size * 2) === 0 && cur + size * 2 - 1 <= hi) size *= 2;
-    out.push({ port: cur, bits: 16 - Math.log2(size) });
-    cur += size;
-  }
-  return out;
-}
-
 /** Encodes a port block (every address) as an LPM trie key. */
 export function encodePortBlockKey(b: PortBlock): Buffer {
   if (!Number.isInteger(b.bits) || b.bits < 0 || b.bits > 16) throw new RangeError(`port block bits ${b.bits} out of range`);

@@ -1,11 +1,9 @@
 /**
- * Observed state from the pins under the root: dispatchers, their parsed
- * policy records, and the sockets their destinations hold; and the packet
- * filters under ROOT/filters.
+ * Observed state from the pins under ROOT/netns: dispatchers, their parsed
+ * policy records, and the sockets their destinations hold.
  */
-import { observeRoot, observeSockets } from './store.js';
-import { observeFilters } from '../packet-filter/store.js';
-import type { ObservedDispatcherState, ObservedState, PolicyRecord } from '../../reconciler/model.js';
+import { observeDispatchers, observeSockets } from './store.js';
+import type { ObservedDispatcherState, SteeringObserved, PolicyRecord } from './model.js';
 
 function parseRecord(name: string, json: string): PolicyRecord | string {
   try {
@@ -17,19 +15,28 @@ function parseRecord(name: string, json: string): PolicyRecord | string {
   }
 }
 
-/** Reads everything under `root`. An absent root is an empty state. */
-export function observe(root: string): ObservedState {
-  const raw = observeRoot(root);
+/**
+ * Reads every dispatcher under ROOT/netns. An absent directory is an empty
+ * state. A dispatcher whose pins cannot be read (an error other than ENOENT)
+ * is returned with `error` set and nothing else: the plan leaves it alone.
+ */
+export function observe(root: string): SteeringObserved {
+  const raw = observeDispatchers(root);
   const dispatchers: ObservedDispatcherState[] = raw.dispatchers.map((d) => {
     const records: PolicyRecord[] = [];
     const badRecords: Array<{ name: string; reason: string }> = [];
+    if (d.error) return { ...d, records, badRecords, sockets: {} };
     for (const { name, json } of d.records) {
       const r = parseRecord(name, json);
       if (typeof r === 'string') badRecords.push({ name, reason: r });
       else records.push(r);
     }
-    const sockets = Object.fromEntries(observeSockets(d.dir, records.map((r) => r.destId)));
-    return { ...d, records, badRecords, sockets };
+    try {
+      const sockets = Object.fromEntries(observeSockets(d.dir, records.map((r) => r.destId)));
+      return { ...d, records, badRecords, sockets };
+    } catch (err) {
+      return { ...d, records: [], badRecords: [], bindings: [], sockets: {}, error: (err as Error).message };
+    }
   });
-  return { dispatchers, stray: raw.stray, filters: observeFilters(root) };
+  return { dispatchers, stray: raw.stray };
 }

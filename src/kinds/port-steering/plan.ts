@@ -1,27 +1,23 @@
 /**
- * plan(desired, observed): the pure heart of the reconciler. It compares
- * what the policies want with what the pins hold and returns the actions
- * that converge one to the other, each with a reason. It performs no I/O.
+ * The PortSteering plan: compares what the policies want with what the
+ * dispatchers under ROOT/netns hold and returns the actions that converge one
+ * to the other, each with a reason code and prose. Pure: no I/O.
+ *
+ * Failure domains: a dispatcher's own steps (`dispatcher ino-N`) and each
+ * policy's steps (which also name their dispatcher's domain, so a failed
+ * dispatcher skips its policies).
  */
-import { join } from 'node:path';
 import { allocate, bindingEntries, bindingShapes } from './bindings.js';
-import { planFilters } from '../packet-filter/plan.js';
-import type {
-  Action,
-  DesiredState,
-  DesiredSteering,
-  ObservedDispatcherState,
-  ObservedState,
-  Phase,
-  Plan,
-  PlanProblem,
-  PolicyRecord,
-  RecordedBinding,
-} from '../../reconciler/model.js';
+import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
+import type { Action, PlanProblem } from '../../reconciler/model.js';
+import type { DesiredSteering, ObservedDispatcherState, PolicyRecord, RecordedBinding, SteeringDesired, SteeringObserved, SteeringOperation } from './model.js';
+import { dispatcherDir } from './store.js';
 
 const MAX_DEST_ID = 65535;
 const MAX_BINDING_ID = 65535;
-const PHASES: Phase[] = ['dispatcher', 'add', 'remove', 'gc'];
+
+/** An action of this kind's plan. */
+type SteeringAction = Action<SteeringOperation>;
 
 /** A one-line summary of a policy's spec, for diffs. */
 export function describeSpec(r: Pick<PolicyRecord, 'protocol' | 'bindings' | 'targetText'>): string {
@@ -39,19 +35,15 @@ function sameRecord(a: PolicyRecord, b: PolicyRecord): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-function dirFor(root: string, key: string): string {
-  return join(root, 'netns', key);
-}
-
 /**
  * Computes the actions that take `observed` to `desired`. Pure and
  * deterministic: the same inputs give the same plan.
  */
-export function plan(desired: DesiredState, observed: ObservedState): Plan {
-  const actions: Action[] = [];
+export function planSteering(desired: SteeringDesired, observed: SteeringObserved, env: PlanEnv): KindPlan {
+  const actions: SteeringAction[] = [];
   const problems: PlanProblem[] = [];
-  const failedFiles = new Set(desired.failedFiles);
-  const add = (a: Action) => actions.push(a);
+  const failedFiles = env.failedFiles;
+  const add = (a: SteeringAction) => actions.push(a);
 
   // Which policies can be applied, and where.
   const applicable = new Map<string, DesiredSteering[]>(); // netns key -> policies
@@ -85,8 +77,17 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
   for (const key of keys) {
     const obs = observedByKey.get(key);
     const wanted = applicable.get(key) ?? [];
-    const dir = obs?.dir ?? dirFor(desired.root, key);
+    const dir = obs?.dir ?? dispatcherDir(env.root, key);
     const dispatcherObject = `dispatcher ${key}`;
+    const domain = dispatcherObject;
+
+    // Pins that cannot be read (an error other than ENOENT): nothing is known, so nothing is touched.
+    if (obs?.error) {
+      for (const p of wanted)
+        problems.push({ policy: p.name, sourceFile: p.sourceFile, condition: 'Failed', reason: 'PinsUnreadable', message: `${dispatcherObject} (${obs.dir}): ${obs.error}` });
+      add({ kind: 'noop', phase: 'add', object: dispatcherObject, domain, code: 'PinsUnreadable', reason: `its pins cannot be read (${obs.error}): left as it is`, op: { type: 'none' } });
+      continue;
+    }
 
     // Records to keep as they are: their file is broken, or their policy's namespace cannot be resolved right now.
     const retained = (obs?.records ?? []).filter((r) => {
@@ -102,7 +103,8 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           kind: 'delete',
           phase: 'gc',
           object: dispatcherObject,
-          dispatcher: key,
+          domain,
+          code: namespaceGone ? 'NamespaceGone' : 'Unused',
           reason: namespaceGone ? 'its network namespace is gone' : 'no policy uses this network namespace any more',
           before: obs.program ? `program ${obs.program.id}, link ${obs.link?.id ?? 'none'}, ${obs.records.length} policies` : 'partial',
           op: { type: 'removeDispatcher', dir },
@@ -116,7 +118,8 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         phase: 'add',
         object: `policy ${r.name}`,
         policy: r.name,
-        dispatcher: key,
+        domain,
+        code: failedFiles.has(r.sourceFile) ? 'KeptForInvalidFile' : 'KeptForUnresolvedNamespace',
         reason: failedFiles.has(r.sourceFile)
           ? `${r.sourceFile} failed to validate: keeping the last applied state`
           : `its network namespace cannot be resolved: keeping the last applied state`,
@@ -132,7 +135,8 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         kind: obs ? 'replace' : 'create',
         phase: 'dispatcher',
         object: dispatcherObject,
-        dispatcher: key,
+        domain,
+        code: obs ? 'Incomplete' : 'Needed',
         reason: obs
           ? `incomplete dispatcher (missing ${obs.program ? '' : 'program '}${obs.missingMaps.map((m) => `map ${m}`).join(', ')}): rebuilding it`
           : `policies ${wanted.map((p) => p.name).join(', ')} need a dispatcher in network namespace ${wanted[0]?.netns ?? '(own)'}`,
@@ -146,7 +150,8 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           kind: 'replace',
           phase: 'dispatcher',
           object: `${dispatcherObject}: program`,
-          dispatcher: key,
+          domain,
+          code: 'BytecodeChanged',
           reason: `bytecode changed (tag ${obs.program!.tag} -> ${desired.dispatcherTag}): atomic link update`,
           before: `program ${obs.program!.id} tag ${obs.program!.tag}`,
           after: `tag ${desired.dispatcherTag}`,
@@ -159,7 +164,8 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           kind: link ? 'replace' : 'create',
           phase: 'dispatcher',
           object: `${dispatcherObject}: link`,
-          dispatcher: key,
+          domain,
+          code: !link ? 'LinkMissing' : !link.attached ? 'LinkDetached' : 'LinkRunsOtherProgram',
           reason: !link
             ? 'the sk_lookup link pin is missing'
             : !link.attached
@@ -171,13 +177,14 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         });
       }
       for (const s of obs.stray)
-        add({ kind: 'delete', phase: 'gc', object: s, dispatcher: key, reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
+        add({ kind: 'delete', phase: 'gc', object: s, domain, code: 'LeftByInterruptedRun', reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
       for (const b of obs.badRecords)
         add({
           kind: 'delete',
           phase: 'gc',
           object: `record ${b.name}`,
-          dispatcher: key,
+          domain,
+          code: 'UnreadableRecord',
           reason: `unreadable policy record: ${b.reason}`,
           op: { type: 'deleteRecord', dir, name: b.name },
         });
@@ -242,7 +249,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
 
     for (const { p, record, previous, fresh } of plannedRecords) {
       const object = `policy ${p.name}`;
-      const base = { policy: p.name, dispatcher: key };
+      const base = { policy: p.name, domain };
       let changed = false;
       if (!previous || !sameRecord(previous, record)) {
         changed = true;
@@ -251,6 +258,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           kind: previous ? 'update' : 'create',
           phase: 'add',
           object,
+          code: previous ? (previous.specHash !== record.specHash ? 'PolicyChanged' : 'RecordOutdated') : 'NewPolicy',
           reason: previous
             ? previous.specHash !== record.specHash
               ? `the policy changed in ${p.sourceFile}`
@@ -262,7 +270,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         });
       }
       if (fresh.length > 0)
-        add({ ...base, kind: 'update', phase: 'add', object: `${object}: counters`, reason: 'new bindings start counting at zero', op: { type: 'resetCounters', dir, bindingIds: fresh } });
+        add({ ...base, kind: 'update', phase: 'add', object: `${object}: counters`, code: 'NewBindings', reason: 'new bindings start counting at zero', op: { type: 'resetCounters', dir, bindingIds: fresh } });
 
       // The target socket.
       const cookie = view?.sockets[record.destId] ?? null;
@@ -273,6 +281,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           kind: cookie === null ? 'create' : 'update',
           phase: 'add',
           object: `${object}: socket`,
+          code: cookie === null ? 'SteerToTarget' : 'TargetRestarted',
           reason: cookie === null ? `steer to ${p.targetText}` : `${p.targetText} is a different socket now (restarted?)`,
           before: cookie === null ? undefined : `cookie ${cookie}`,
           after: `pid ${p.target.pid} fd ${p.target.fd} (cookie ${p.target.cookie})`,
@@ -285,6 +294,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           kind: 'delete',
           phase: 'remove',
           object: `${object}: socket`,
+          code: 'TargetChangedAndMissing',
           reason: `the target changed to ${p.targetText}, which is not there: stop steering to the old one`,
           before: `cookie ${cookie}`,
           op: { type: 'deleteSocket', dir, destId: record.destId },
@@ -302,6 +312,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           kind: have.length === 0 ? 'create' : 'update',
           phase: 'add',
           object: `${object}: bindings`,
+          code: 'BindingsToAdd',
           reason: `${upserts.length} entr${upserts.length === 1 ? 'y' : 'ies'} to add or correct`,
           before: `${have.length} entries`,
           after: `${want} entries`,
@@ -315,12 +326,13 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           kind: 'delete',
           phase: 'remove',
           object: `${object}: bindings`,
+          code: 'BindingsUnwanted',
           reason: `${stale.length} entr${stale.length === 1 ? 'y' : 'ies'} no longer wanted`,
           op: { type: 'deleteBindings', dir, keys: stale },
         });
       }
       if (!changed && fresh.length === 0)
-        add({ ...base, kind: 'noop', phase: 'add', object, reason: 'up to date', op: { type: 'none' } });
+        add({ ...base, kind: 'noop', phase: 'add', object, code: 'UpToDate', reason: 'up to date', op: { type: 'none' } });
     }
 
     // Policies that went away from this dispatcher (removed, or moved to another namespace).
@@ -329,7 +341,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       if (keep.has(r.name)) continue;
       const d = desiredByName.get(r.name);
       const reason = d ? `the policy moved to network namespace ${d.netns ?? '(own)'}` : `the policy was removed (it came from ${r.sourceFile})`;
-      const base = { policy: r.name, dispatcher: key, phase: 'remove' as const };
+      const base = { policy: r.name, domain, phase: 'remove' as const, code: d ? 'PolicyMoved' : 'PolicyRemoved' };
       const stale = (entriesByDest.get(r.destId) ?? []).map((e) => e.key).filter((k) => !desiredKeys.has(k));
       if (stale.length > 0)
         add({ ...base, kind: 'delete', object: `policy ${r.name}: bindings`, reason, before: `${stale.length} entries`, op: { type: 'deleteBindings', dir, keys: stale } });
@@ -346,27 +358,14 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         kind: 'delete',
         phase: 'gc',
         object: `${dispatcherObject}: bindings`,
-        dispatcher: key,
+        domain,
+        code: 'OrphanEntries',
         reason: `${orphans.length} entries belong to no policy (left by an interrupted run)`,
         op: { type: 'deleteBindings', dir, keys: orphans },
       });
   }
 
   for (const s of observed.stray)
-    add({ kind: 'delete', phase: 'gc', object: s, reason: 'not part of the pin layout (left by an interrupted run or an older version)', op: { type: 'removeStray', path: s } });
-
-  // PacketFilter policies: their own pins under ROOT/filters, planned on their own (left alone when not resolved).
-  if (desired.filters) {
-    const f = planFilters(desired.filters, observed.filters ?? { filters: [], stray: [] }, desired.failedFiles);
-    actions.push(...f.actions);
-    problems.push(...f.problems);
-  }
-
-  const ordered = PHASES.flatMap((phase) => actions.filter((a) => a.phase === phase));
-  return { actions: ordered, problems };
-}
-
-/** Actions that change something (everything but noop). */
-export function changes(p: Plan): Action[] {
-  return p.actions.filter((a) => a.kind !== 'noop');
+    add({ kind: 'delete', phase: 'gc', object: s, code: 'NotInLayout', reason: 'not part of the dispatcher pin layout (left by an interrupted run or an older version)', op: { type: 'removeStray', path: s } });
+  return { actions, problems };
 }

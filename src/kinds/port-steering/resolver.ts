@@ -4,21 +4,18 @@
  * dispatcher program's tag.
  */
 import type { Resolver } from './desired.js';
-import type { ResolvedTarget } from '../../reconciler/model.js';
+import type { ResolvedTarget } from './model.js';
 import { dispatcherObjectTag } from './store.js';
-import { systemFilterResolver } from '../packet-filter/resolver.js';
-import type { FilterOptions } from '../kernel-port.js';
 import { ErrnoError } from '../../bpf/errors.js';
 import { OWN_NETNS, resolveNetnsKey } from '../../bpf/netns.js';
 import { findSocketHolder, listeningInodes, remoteSocketCookie, socketInodeOf } from '../../bpf/sockets.js';
 
 /**
- * A Resolver for the dispatcher object at `objectPath` (and, for PacketFilter
- * policies, the filter object of `filterOptions`). It memoizes within
+ * A Resolver for the dispatcher object at `objectPath`. It memoizes within
  * its lifetime (one reconcile pass): many policies naming the same target
  * cost one /proc scan and one pidfd_getfd.
  */
-export function systemResolver(objectPath: string, filterOptions: FilterOptions = {}): Resolver {
+export function systemResolver(objectPath: string): Resolver {
   const targets = new Map<string, ResolvedTarget>();
   const namespaces = new Map<string, ReturnType<Resolver['netnsKey']>>();
   const inner = uncachedResolver(objectPath);
@@ -42,7 +39,6 @@ export function systemResolver(objectPath: string, filterOptions: FilterOptions 
       return r;
     },
   };
-  resolver.filters = systemFilterResolver((path) => resolver.netnsKey(path), filterOptions);
   return resolver;
 }
 

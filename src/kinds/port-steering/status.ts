@@ -1,28 +1,15 @@
 /**
- * Policy conditions, as in Kubernetes: Ready, Degraded, Failed, each with a
- * reason and a message, computed from a (dry-run) reconcile report and the
- * kernel's counters.
+ * What PortSteering says about its policies for status: per policy the live
+ * dispatcher ids and each binding's hit counter; the engine adds the
+ * conditions. Also the readable status lines.
  */
-import { resolve } from 'node:path';
-import { formatProblem } from '../../policy/index.js';
-import type { ReconcileReport } from '../../reconciler/reconcile.js';
-import type { PolicyRecord } from '../../reconciler/model.js';
+import type { PolicyView } from '../../reconciler/kind.js';
+import type { PolicyStatus } from '../../reconciler/model.js';
+import { renderStatusHead } from '../../reconciler/render.js';
+import type { PolicyRecord, SteeringDesired, SteeringObserved } from './model.js';
 
-/** One condition of a policy. */
-export interface Condition {
-  type: 'Ready' | 'Degraded' | 'Failed';
-  status: boolean;
-  reason: string;
-  message: string;
-}
-
-/** Status of one policy. */
-export interface PolicyStatus {
-  name: string;
-  kind: 'PortSteering';
-  sourceFile: string | null;
-  netns: string | null;
-  conditions: Condition[];
+/** The PortSteering fields of a policy's status. */
+export interface SteeringStatusDetails {
   /** Live kernel ids of the dispatcher serving it. */
   programId: number | null;
   linkId: number | null;
@@ -30,60 +17,25 @@ export interface PolicyStatus {
   bindings: Array<{ id: number; ports: string; prefix: string; hits: string }>;
 }
 
+/** A PortSteering policy's status. */
+export type SteeringStatus = PolicyStatus & SteeringStatusDetails;
+
 /** Counter reader: hits per binding id of the dispatcher in `dir`. */
 export type CounterReader = (dir: string, bindingIds: number[]) => Map<number, bigint>;
 
-/** Builds every policy's status from a dry-run report. */
-export function policyStatuses(r: ReconcileReport, counters: CounterReader): PolicyStatus[] {
-  const out = new Map<string, PolicyStatus>();
+/** Every PortSteering policy (desired, or only recorded in a dispatcher) as a status view. */
+export function steeringViews(desired: SteeringDesired, observed: SteeringObserved, counters: CounterReader | undefined): PolicyView[] {
   const recordOf = new Map<string, { record: PolicyRecord; dir: string; programId: number | null; linkId: number | null }>();
-  for (const d of r.observed.dispatchers)
+  for (const d of observed.dispatchers)
     for (const record of d.records)
       recordOf.set(record.name, { record, dir: d.dir, programId: d.program?.id ?? null, linkId: d.link?.attached ? d.link.id : null });
-  const pending = new Map<string, string[]>();
-  for (const a of r.plan.actions) {
-    if (!a.policy || a.kind === 'noop') continue;
-    pending.set(a.policy, [...(pending.get(a.policy) ?? []), `${a.kind} ${a.object}`]);
-  }
-  const loadErrors = new Map<string, string>();
-  for (const p of r.load.problems)
-    if (p.severity === 'error' && !loadErrors.has(resolve(p.file))) loadErrors.set(resolve(p.file), formatProblem(p));
-
-  const names = new Set([...r.desired.policies.map((p) => p.name), ...recordOf.keys()]);
-  for (const name of [...names].sort()) {
-    const d = r.desired.policies.find((p) => p.name === name);
+  const byName = new Map(desired.policies.map((p) => [p.name, p]));
+  const names = [...new Set([...byName.keys(), ...recordOf.keys()])].sort();
+  return names.map((name) => {
+    const d = byName.get(name);
     const rec = recordOf.get(name);
-    const sourceFile = d?.sourceFile ?? rec?.record.sourceFile ?? null;
-    const conditions: Condition[] = [];
-    const problem = r.plan.problems.find((p) => p.policy === name && p.condition === 'Failed');
-    const loadError = sourceFile ? loadErrors.get(sourceFile) : undefined;
-    if (loadError) conditions.push({ type: 'Failed', status: true, reason: 'InvalidPolicy', message: loadError });
-    else if (problem) conditions.push({ type: 'Failed', status: true, reason: problem.reason, message: problem.message });
-    else if (!d && rec && !loadError)
-      conditions.push({ type: 'Failed', status: true, reason: 'Removed', message: 'no policy file defines it any more; the next reconcile removes it' });
-    const degraded = r.plan.problems.find((p) => p.policy === name && p.condition === 'Degraded');
-    if (degraded) conditions.push({ type: 'Degraded', status: true, reason: degraded.reason, message: degraded.message });
-    const todo = pending.get(name);
-    const ready = !conditions.some((c) => c.type === 'Failed') && !todo && rec !== undefined && rec.linkId !== null;
-    conditions.unshift({
-      type: 'Ready',
-      status: ready,
-      reason: ready ? 'Converged' : todo ? 'Pending' : rec ? 'NotConverged' : 'NotApplied',
-      message: ready
-        ? 'the kernel matches the policy'
-        : todo
-          ? `reconcile would ${todo.slice(0, 3).join('; ')}${todo.length > 3 ? ` and ${todo.length - 3} more` : ''}`
-          : rec
-            ? 'the dispatcher link is not attached'
-            : 'not applied yet',
-    });
-    const hits = rec ? counters(rec.dir, rec.record.bindings.map((b) => b.id)) : new Map<number, bigint>();
-    out.set(name, {
-      name,
-      kind: 'PortSteering',
-      sourceFile,
-      netns: d?.netns ?? rec?.record.netns ?? null,
-      conditions,
+    const hits = rec && counters ? counters(rec.dir, rec.record.bindings.map((b) => b.id)) : new Map<number, bigint>();
+    const details: SteeringStatusDetails = {
       programId: rec?.programId ?? null,
       linkId: rec?.linkId ?? null,
       bindings: (rec?.record.bindings ?? []).map((b) => ({
@@ -92,7 +44,29 @@ export function policyStatuses(r: ReconcileReport, counters: CounterReader): Pol
         prefix: b.prefix === '*' ? 'any' : b.prefix,
         hits: (hits.get(b.id) ?? 0n).toString(),
       })),
-    });
+    };
+    return {
+      name,
+      sourceFile: d?.sourceFile ?? rec?.record.sourceFile ?? null,
+      netns: d?.netns ?? rec?.record.netns ?? null,
+      desired: d !== undefined,
+      domains: [],
+      notReady: !rec
+        ? { reason: 'NotApplied', message: 'not applied yet' }
+        : rec.linkId === null
+          ? { reason: 'NotConverged', message: 'the dispatcher link is not attached' }
+          : undefined,
+      details: { ...details },
+    };
+  });
+}
+
+/** The readable status of PortSteering policies. */
+export function renderSteeringStatus(statuses: readonly PolicyStatus[]): string[] {
+  const out: string[] = [];
+  for (const s of statuses as readonly SteeringStatus[]) {
+    out.push(...renderStatusHead(s, `program ${s.programId ?? '-'}  link ${s.linkId ?? '-'}  netns ${s.netns ?? '(own)'}  ${s.sourceFile ?? ''}`));
+    for (const b of s.bindings) out.push(`  binding ${b.id}: ports ${b.ports} on ${b.prefix}: ${b.hits} hits`);
   }
-  return [...out.values()];
+  return out;
 }

@@ -4,8 +4,7 @@
  * objects, and each mutation opens what it needs, does one thing, and closes
  * it again before returning.
  *
- * Pin layout (see docs/pin-layout.md; ROOT/filters belongs to the packet
- * filters, see filter-store.ts):
+ * Pin layout (see docs/pin-layout.md; the kind owns ROOT/netns):
  *   ROOT/netns/<key>/program        the sk_lookup dispatcher program
  *   ROOT/netns/<key>/link           its sk_lookup link on the namespace
  *   ROOT/netns/<key>/map_<name>     bindings, sockets, binding_hits, stats, policies
@@ -19,11 +18,10 @@ import { swapPinnedProgram } from '../../bpf/program-swap.js';
 import { BpfMap, sumPerCpuU64 } from '../../bpf/map.js';
 import { Link } from '../../bpf/link.js';
 import { Netns } from '../../bpf/netns.js';
-import { loadObject } from '../../bpf/object.js';
+import { loadObject, objectProgramTags } from '../../bpf/object.js';
 import { Program } from '../../bpf/program.js';
 import { duplicateSocket } from '../../bpf/sockets.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
-import { FILTERS_DIR } from '../packet-filter/layout.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './layout.js';
 
 /** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
@@ -33,7 +31,7 @@ const PROGRAM_NAME = 'dispatcher';
 
 /** Directory of the dispatcher for namespace `key` under `root`. */
 export function dispatcherDir(root: string, key: string): string {
-  return join(root, 'netns', key);
+  return join(root, NETNS_DIR, key);
 }
 
 /** What one dispatcher directory holds, as the kernel reports it. */
@@ -50,13 +48,14 @@ export interface ObservedDispatcher {
   records: Array<{ name: string; json: string }>;
   /** Pins we did not expect (left by a crash, e.g. program_next). */
   stray: string[];
+  /** Reading the directory failed with an error other than ENOENT: nothing else is known, and nothing may be changed. */
+  error?: string;
 }
 
-/** Everything under a pin root. */
-export interface ObservedRoot {
-  root: string;
+/** Everything under ROOT/netns. */
+export interface ObservedDispatchers {
   dispatchers: ObservedDispatcher[];
-  /** Entries under ROOT that are not part of the layout. */
+  /** Entries under ROOT/netns that are not part of the layout. */
   stray: string[];
 }
 
@@ -98,20 +97,28 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
   return obs;
 }
 
-/** Reads every dispatcher under `root`. An absent root reads as empty. */
-export function observeRoot(root: string): ObservedRoot {
-  const out: ObservedRoot = { root, dispatchers: [], stray: [] };
-  if (!existsSync(root)) return out;
-  // ROOT/filters belongs to the packet filters (filter-store.ts): not stray here.
-  for (const e of readdirSync(root).sort()) if (e !== 'netns' && e !== FILTERS_DIR) out.stray.push(join(root, e));
-  const nsDir = join(root, 'netns');
+/** The directory under the pin root that the dispatchers live in. */
+export const NETNS_DIR = 'netns';
+
+/**
+ * Reads every dispatcher under ROOT/netns. An absent directory reads as
+ * empty. A dispatcher that cannot be read (any error but ENOENT) is returned
+ * with `error` set.
+ */
+export function observeDispatchers(root: string): ObservedDispatchers {
+  const out: ObservedDispatchers = { dispatchers: [], stray: [] };
+  const nsDir = join(root, NETNS_DIR);
   if (!existsSync(nsDir)) return out;
   for (const key of readdirSync(nsDir).sort()) {
-    if (!statSync(join(nsDir, key)).isDirectory()) {
+    if (!statSync(join(nsDir, key)).isDirectory() || !/^ino-[0-9]+$/.test(key)) {
       out.stray.push(join(nsDir, key));
       continue;
     }
-    out.dispatchers.push(observeDispatcher(root, key));
+    try {
+      out.dispatchers.push(observeDispatcher(root, key));
+    } catch (err) {
+      out.dispatchers.push({ key, dir: dispatcherDir(root, key), missingMaps: [], bindings: [], records: [], stray: [], error: (err as Error).message });
+    }
   }
   return out;
 }
@@ -146,16 +153,10 @@ export function readCounters(dir: string, bindingIds: number[]): { hits: Map<num
   return { hits, stats };
 }
 
-const tagCache = new Map<string, { mtimeMs: number; tag: string }>();
-
-/** Tag of the dispatcher program in `objectPath` (loads it once per file version to ask the kernel). */
+/** Tag of the dispatcher program in `objectPath` (see objectProgramTags: loaded once per file version). */
 export function dispatcherObjectTag(objectPath: string): string {
-  const mtimeMs = statSync(objectPath).mtimeMs;
-  const hit = tagCache.get(objectPath);
-  if (hit && hit.mtimeMs === mtimeMs) return hit.tag;
-  using obj = loadObject(objectPath);
-  const tag = obj.program(PROGRAM_NAME).info().tag;
-  tagCache.set(objectPath, { mtimeMs, tag });
+  const tag = objectProgramTags(objectPath)[PROGRAM_NAME];
+  if (!tag) throw new Error(`${objectPath} has no program "${PROGRAM_NAME}"`);
   return tag;
 }
 
@@ -281,10 +282,4 @@ export function deleteRecord(dir: string, name: string): void {
 /** Unpins everything in a dispatcher directory and removes it: the link detaches, the kernel frees the rest. */
 export function removeDispatcher(dir: string): string[] {
   return removePinTree(dir);
-}
-
-/** Removes a stray pin or an empty directory. */
-export function removeStray(path: string): void {
-  if (statSync(path).isDirectory()) removePinTree(path);
-  else unpin(path);
 }

@@ -111,3 +111,22 @@ export function intersectPortRanges(a: readonly PortRange[], b: readonly PortRan
 export function formatPortRanges(ranges: readonly PortRange[]): string {
   return ranges.map((r) => (r.start === r.end ? String(r.start) : `${r.start}-${r.end}`)).join(', ');
 }
+
+/**
+ * Splits the inclusive range lo..hi into the fewest aligned port blocks
+ * (at most 30 for any range). Throws RangeError on a bad range.
+ */
+export function portRangeBlocks(lo: number, hi: number): Array<{ port: number; bits: number }> {
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > 65535 || lo > hi)
+    throw new RangeError(`bad port range ${lo}-${hi}`);
+  const out: Array<{ port: number; bits: number }> = [];
+  let cur = lo;
+  while (cur <= hi) {
+    let size = 1;
+    // Grow while the block stays aligned and inside the range.
+    while (size < 65536 && cur % (size * 2) === 0 && cur + size * 2 - 1 <= hi) size *= 2;
+    out.push({ port: cur, bits: 16 - Math.log2(size) });
+    cur += size;
+  }
+  return out;
+}

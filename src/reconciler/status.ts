@@ -1,0 +1,75 @@
+/**
+ * Policy conditions, as in Kubernetes — Ready, Degraded, Failed, each with a
+ * reason, a message and a last transition time — computed the same way for
+ * every kind from what the kind says about its policies (PolicyView), the
+ * plan, the load problems and the failures of the last pass.
+ */
+import { resolve } from 'node:path';
+import { formatProblem, type PolicyProblem } from '../policy/index.js';
+import type { PolicyView } from './kind.js';
+import { describeFailure, type RecordedFailure } from './last-pass.js';
+import type { Action, Condition, PlanProblem, PolicyStatus } from './model.js';
+
+/** Everything conditions are computed from, besides the views. */
+export interface ConditionInput {
+  kind: string;
+  loadProblems: readonly PolicyProblem[];
+  /** The plan's actions of every kind (only this kind's count). */
+  actions: readonly Action[];
+  problems: readonly PlanProblem[];
+  /** Failures of the pass that ran (or, for a dry run, of the last pass that ran). */
+  failures: readonly RecordedFailure[];
+  /** Conditions of the last pass, keyed `KIND/NAME`, for transition times. */
+  previous?: Readonly<Record<string, Condition[]>>;
+  /** ISO 8601 time of this computation. */
+  now: string;
+}
+
+function some(list: string[]): string {
+  return `${list.slice(0, 3).join('; ')}${list.length > 3 ? ` and ${list.length - 3} more` : ''}`;
+}
+
+/** The statuses of one kind's policies, with their conditions, sorted by name. */
+export function statusesOf(views: readonly PolicyView[], input: ConditionInput): PolicyStatus[] {
+  const loadErrors = new Map<string, string>();
+  for (const p of input.loadProblems) if (p.severity === 'error' && !loadErrors.has(resolve(p.file))) loadErrors.set(resolve(p.file), formatProblem(p));
+  const mine = input.actions.filter((a) => a.owner === input.kind && a.kind !== 'noop');
+  const failures = input.failures.filter((f) => f.kind === input.kind);
+  return [...views]
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map((v) => {
+      const concerns = (policy: string | null | undefined, domain: string | null | undefined) =>
+        policy === v.name || (!policy && domain !== undefined && domain !== null && v.domains.includes(domain));
+      const conditions: Condition[] = [];
+      const loadError = v.sourceFile ? loadErrors.get(v.sourceFile) : undefined;
+      const failed = failures.filter((f) => concerns(f.policy, f.domain));
+      const problems = input.problems.filter((p) => p.policy === v.name);
+      const failedProblems = problems.filter((p) => p.condition === 'Failed');
+      const degraded = problems.filter((p) => p.condition === 'Degraded');
+      if (loadError) conditions.push({ type: 'Failed', status: true, reason: 'InvalidPolicy', message: loadError });
+      else if (failed.length) conditions.push({ type: 'Failed', status: true, reason: 'ApplyFailed', message: failed.map(describeFailure).join('; ') });
+      else if (failedProblems.length)
+        conditions.push({ type: 'Failed', status: true, reason: failedProblems[0]!.reason, message: failedProblems.map((p) => p.message).join('; ') });
+      else if (!v.desired)
+        conditions.push({ type: 'Failed', status: true, reason: 'Removed', message: 'no policy file defines it any more; the next reconcile removes it' });
+      if (degraded.length) conditions.push({ type: 'Degraded', status: true, reason: degraded[0]!.reason, message: degraded.map((p) => p.message).join('; ') });
+      const todo = mine.filter((a) => concerns(a.policy, a.domain)).map((a) => `${a.kind} ${a.object}`);
+      const ready = !conditions.some((c) => c.type === 'Failed') && todo.length === 0 && !v.notReady;
+      conditions.unshift({
+        type: 'Ready',
+        status: ready,
+        reason: ready ? 'Converged' : todo.length ? 'Pending' : (v.notReady?.reason ?? 'NotConverged'),
+        message: ready
+          ? (v.readyMessage ?? 'the kernel matches the policy')
+          : todo.length
+            ? `reconcile would ${some(todo)}`
+            : (v.notReady?.message ?? 'not converged'),
+      });
+      const before = input.previous?.[`${input.kind}/${v.name}`] ?? [];
+      for (const c of conditions) {
+        const was = before.find((b) => b.type === c.type);
+        c.lastTransitionTime = was && was.status === c.status && was.reason === c.reason && was.lastTransitionTime ? was.lastTransitionTime : input.now;
+      }
+      return { name: v.name, kind: input.kind, sourceFile: v.sourceFile, netns: v.netns, conditions, ...v.details };
+    });
+}
