@@ -7,6 +7,8 @@ import { DEFAULT_ROOT } from '../reconciler/reconcile.js';
 /** Parsed shared options. */
 export interface CommonOptions {
   policies?: string[];
+  /** `KIND.KEY=VALUE` settings of a kind (see docs/architecture.md, "Kind options"). */
+  kindOption?: string[];
   bpffsRoot: string;
   insecurePolicyPerms: boolean;
   output: 'text' | 'json';
@@ -21,7 +23,12 @@ export function withCommonOptions(cmd: Command, policies = true): Command {
         `policy file or directory; repeat for several (default: ${DEFAULT_POLICY_DIRECTORY})`,
         (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
       )
-      .option('--insecure-policy-perms', 'accept policy files not owned by root or writable by group/others', false);
+      .option('--insecure-policy-perms', 'accept policy files not owned by root or writable by group/others', false)
+      .option(
+        '--kind-option <KIND.KEY=VALUE>',
+        'a setting of one policy kind, e.g. PacketFilter.tcMethod=cls_bpf or PortSteering.objectPath=/path/dispatcher.o; repeat for several',
+        (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+      );
   }
   return cmd
     .option('--bpffs-root <dir>', 'pin root on bpffs that holds everything ebpf-policy owns', DEFAULT_ROOT)
@@ -47,4 +54,19 @@ export function fatal(command: string, err: unknown): void {
   process.stderr.write(`ebpf-policy ${command}: fatal: ${e?.message ?? String(err)}\n`);
   if (e?.cause instanceof Error && process.env.EBPF_POLICY_DEBUG) process.stderr.write(`  caused by: ${e.cause.message}\n`);
   process.exitCode = 2;
+}
+
+/**
+ * Parses `--kind-option KIND.KEY=VALUE` settings into per-kind options.
+ * Returns an error message for a malformed one or an unknown kind.
+ */
+export function parseKindOptions(values: readonly string[] | undefined, kinds: readonly string[]): Record<string, Record<string, string>> | string {
+  const out: Record<string, Record<string, string>> = {};
+  for (const v of values ?? []) {
+    const m = /^([A-Za-z][A-Za-z0-9]*)\.([A-Za-z][A-Za-z0-9]*)=(.*)$/.exec(v);
+    if (!m) return `--kind-option ${v}: expected KIND.KEY=VALUE, e.g. PacketFilter.tcMethod=cls_bpf`;
+    if (!kinds.includes(m[1]!)) return `--kind-option ${v}: unknown kind ${m[1]} (known: ${kinds.join(', ')})`;
+    (out[m[1]!] ??= {})[m[2]!] = m[3]!;
+  }
+  return out;
 }

@@ -61,7 +61,11 @@ export function parseDaemonOptions(o: DaemonCliOptions): ParsedDaemonOptions | s
  * Runs the daemon until SIGTERM or SIGINT. Sets process.exitCode: 0 after a
  * clean stop, 2 when it cannot start (bad option, metrics address taken).
  */
-export async function runDaemon(opts: CommonOptions & DaemonCliOptions, usage: (message: string) => void): Promise<void> {
+export async function runDaemon(
+  opts: CommonOptions & DaemonCliOptions,
+  kindOptions: Record<string, Record<string, string>>,
+  usage: (message: string) => void,
+): Promise<void> {
   const parsed = parseDaemonOptions(opts);
   if (typeof parsed === 'string') return usage(parsed);
   const logger = createLogger({ level: opts.logLevel, format: opts.logFormat });
@@ -73,6 +77,7 @@ export async function runDaemon(opts: CommonOptions & DaemonCliOptions, usage: (
       policyPaths: opts.policies,
       watchPaths: opts.policies ?? [DEFAULT_POLICY_DIRECTORY],
       insecurePermissions: opts.insecurePolicyPerms,
+      kindOptions,
       logger,
       ...parsed,
     });

@@ -7,7 +7,7 @@ import { listPins, removePinTree } from '../bpf/bpffs.js';
 import { changes, computeStatuses, KINDS, reconcileExitCode, reconcileOnce } from '../manager.js';
 import { DEFAULT_REPORT_DIR, lastPassFile } from '../reconciler/last-pass.js';
 import { planJson, renderAction, renderApplyText, renderPlanText, renderStatusText, actionJson } from '../reconciler/render.js';
-import { fatal, missingPolicyPath, withCommonOptions, type CommonOptions } from './common.js';
+import { fatal, missingPolicyPath, parseKindOptions, withCommonOptions, type CommonOptions } from './common.js';
 import { runDaemon, withDaemonOptions, type DaemonCliOptions } from './daemon.js';
 
 function usage(command: string, message: string): void {
@@ -26,8 +26,10 @@ export function registerReconcile(program: Command): void {
   ).action(async (opts: CommonOptions & { detailedExitcode: boolean; verbose: boolean }) => {
     const missing = missingPolicyPath(opts.policies);
     if (missing) return usage('plan', missing);
+    const kindOptions = parseKindOptions(opts.kindOption, KINDS.map((k) => k.kind));
+    if (typeof kindOptions === 'string') return usage('plan', kindOptions);
     try {
-      const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true });
+      const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true, kindOptions });
       const loadProblems = r.load.problems;
       if (opts.output === 'json') process.stdout.write(`${JSON.stringify(planJson(r.plan, loadProblems), null, 2)}\n`);
       else process.stdout.write(`${renderPlanText(r.plan, loadProblems, opts.verbose)}\n`);
@@ -50,10 +52,13 @@ export function registerReconcile(program: Command): void {
   ).action(async (opts: CommonOptions & DaemonCliOptions & { once: boolean }) => {
     const missing = missingPolicyPath(opts.policies);
     if (missing) return usage('reconcile', missing);
-    if (!opts.once) return runDaemon(opts, (message) => usage('reconcile', message));
+    const kindOptions = parseKindOptions(opts.kindOption, KINDS.map((k) => k.kind));
+    if (typeof kindOptions === 'string') return usage('reconcile', kindOptions);
+    if (!opts.once) return runDaemon(opts, kindOptions, (message) => usage('reconcile', message));
     try {
       const json = opts.output === 'json';
       const r = await reconcileOnce({
+        kindOptions,
         root: opts.bpffsRoot,
         policyPaths: opts.policies,
         insecurePermissions: opts.insecurePolicyPerms,
@@ -92,8 +97,10 @@ export function registerReconcile(program: Command): void {
     async (opts: CommonOptions) => {
       const missing = missingPolicyPath(opts.policies);
       if (missing) return usage('status', missing);
+      const kindOptions = parseKindOptions(opts.kindOption, KINDS.map((k) => k.kind));
+      if (typeof kindOptions === 'string') return usage('status', kindOptions);
       try {
-        const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true });
+        const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true, kindOptions });
         const statuses = computeStatuses(r, true);
         if (opts.output === 'json')
           process.stdout.write(`${JSON.stringify({ apiVersion: 'ebpf-policy/v1', kind: 'Status', policies: statuses }, null, 2)}\n`);
@@ -115,6 +122,7 @@ export function registerReconcile(program: Command): void {
     try {
       const pins = listPins(opts.bpffsRoot);
       if (pins.length === 0) {
+        rmSync(lastPassFile(DEFAULT_REPORT_DIR, opts.bpffsRoot), { force: true });
         process.stdout.write(`Nothing to remove under ${opts.bpffsRoot}.\n`);
         return;
       }
