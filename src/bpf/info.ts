@@ -4,7 +4,7 @@
  * (BPF_*_GET_NEXT_ID). Layouts follow `struct bpf_prog_info`,
  * `struct bpf_map_info` and `struct bpf_link_info` of `linux/bpf.h`.
  */
-import { AttachType, BPF_OBJ_NAME_LEN, BPF_TAG_SIZE, LinkType, constantName } from './constants.js';
+import { BPF_OBJ_NAME_LEN, BPF_TAG_SIZE, LinkType, constantName } from './constants.js';
 import { ErrnoError } from './errors.js';
 import { addressOf, lib } from './native.js';
 
@@ -161,9 +161,4 @@ export function allIds(kind: ObjectKind): number[] {
     id = out.readUInt32LE(0);
     ids.push(id);
   }
-}
-
-/** Human-readable name of a BPF attach type number. */
-export function attachTypeName(t: number): string {
-  return constantName(AttachType, t);
 }

@@ -43,13 +43,3 @@ export function pointerToPath(pointer: string, root: unknown): PathSegment[] {
   }
   return path;
 }
-
-/** The value at `path` in `root`, or undefined if there is none. */
-export function valueAt(root: unknown, path: readonly PathSegment[]): unknown {
-  let node: unknown = root;
-  for (const segment of path) {
-    if (node === null || typeof node !== 'object') return undefined;
-    node = (node as Record<string | number, unknown>)[segment];
-  }
-  return node;
-}

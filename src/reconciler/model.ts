@@ -23,9 +23,6 @@ export interface Operation {
   type: string;
 }
 
-/** The operation of an action that does nothing (a noop, or state kept as it is). */
-export const NO_OPERATION: Operation = { type: 'none' };
-
 /** One step of a plan, with its reason. */
 export interface Action<Op extends Operation = Operation> {
   kind: ActionKind;

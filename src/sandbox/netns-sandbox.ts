@@ -161,12 +161,3 @@ export class NetnsSandbox implements AsyncDisposable {
     await this.destroy();
   }
 }
-
-/** Namespaces whose names start with the sandbox prefix (leftovers when a run crashed). */
-export function leftoverSandboxes(): string[] {
-  const r = runBounded('ip', ['netns', 'list']);
-  return r.stdout
-    .split('\n')
-    .map((l) => l.split(' ')[0] ?? '')
-    .filter((n) => n.startsWith(SANDBOX_PREFIX));
-}

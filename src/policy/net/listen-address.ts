@@ -61,8 +61,3 @@ export function parseListenAddress(text: string): ListenAddressParseResult {
   }
   return { ok: true, value: { family, address: formatIpAddress(family, value), port } };
 }
-
-/** Formats a socket address as "1.2.3.4:80" or "[::1]:80". */
-export function formatSocketAddress(address: SocketAddress): string {
-  return address.family === 6 ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
-}
