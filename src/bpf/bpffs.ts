@@ -134,8 +134,18 @@ export function removePinTree(dir: string): string[] {
  */
 export const PIN_NAME = /^[A-Za-z0-9_-]+$/;
 
-/** Removes one pin, or a directory of pins with everything below it. Returns the pins removed. */
+/**
+ * Removes one pin, or a directory of pins with everything below it. Returns
+ * the pins removed. Idempotent: a path that is already gone (e.g. a stray
+ * `program_next` an upgrade in the same pass renamed away) removes nothing.
+ */
 export function removePinPath(path: string): string[] {
-  if (statSync(path).isDirectory()) return removePinTree(path);
-  return unpin(path) ? [path] : [];
+  let dir: boolean;
+  try {
+    dir = statSync(path).isDirectory();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return dir ? removePinTree(path) : unpin(path) ? [path] : [];
 }

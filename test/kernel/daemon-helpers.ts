@@ -43,12 +43,12 @@ export class DaemonProcess {
     });
   }
 
-  /** Starts the daemon on `policyDir` with pins under `pinDir`; `args` are extra flags. */
-  static start(sandbox: NetnsSandbox, pinDir: string, policyDir: string, args: string[] = []): DaemonProcess {
+  /** Starts the daemon on `policyDir` with pins under `pinDir`; `args` are extra flags, `env` extra environment. */
+  static start(sandbox: NetnsSandbox, pinDir: string, policyDir: string, args: string[] = [], env: Record<string, string> = {}): DaemonProcess {
     const child = spawn(
       'nsenter',
       [`--net=${sandbox.path}`, process.execPath, cli, 'reconcile', '--policies', policyDir, '--bpffs-root', pinDir, '--log-level', 'debug', ...args],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
     );
     return new DaemonProcess(child);
   }
@@ -102,6 +102,12 @@ export class DaemonProcess {
     } finally {
       clearTimeout(t);
     }
+  }
+
+  /** Waits for the daemon to exit on its own (at most `ms`): its exit code or the signal that ended it. */
+  async exit(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    await withTimeout(this.#closed, ms, `the daemon (pid ${this.pid}) to exit`);
+    return { code: this.#child.exitCode, signal: this.#child.signalCode };
   }
 
   /** SIGKILL unless it already exited (for finally blocks). */

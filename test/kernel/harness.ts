@@ -42,9 +42,15 @@ export function requireRoot(): void {
   assert.equal(process.getuid?.(), 0, 'kernel tests must run as root: they load BPF programs and create network namespaces');
 }
 
-/** Declares a kernel test with its own pin directory and namespace, checked for leaks afterwards. */
-export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<void> | void): void {
-  test(name, async () => {
+/** How long one kernel test may take unless it says otherwise. */
+export const KERNEL_TEST_TIMEOUT_MS = 120_000;
+
+/**
+ * Declares a kernel test with its own pin directory and namespace, checked for leaks afterwards.
+ * It fails after `timeoutMs` (default {@link KERNEL_TEST_TIMEOUT_MS}); a test known to be long sets a larger bound.
+ */
+export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<void> | void, timeoutMs = KERNEL_TEST_TIMEOUT_MS): void {
+  test(name, { timeout: timeoutMs }, async () => {
     requireRoot();
     const before = kernelFds();
     const pinDir = `/sys/fs/bpf/ebpf-policy-test-${process.pid}-${counter++}`;

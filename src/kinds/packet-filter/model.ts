@@ -79,6 +79,7 @@ export type FilterOperation =
   | { type: 'writeFilterRules'; dir: string; gen: number; rules: RulesetWrite }
   | { type: 'writeFilterRecords'; dir: string; upserts: Array<FilterPolicyRecord | AttachmentRecord>; deletes: string[] }
   | { type: 'replaceFilterProgram'; dir: string; expectedProgId: number }
+  | { type: 'finishUpgrade'; dir: string }
   | { type: 'attachFilter'; dir: string; spec: AttachSpec; previous?: AttachmentRecord }
   | { type: 'removeFilter'; dir: string }
   | { type: 'removeStray'; path: string }

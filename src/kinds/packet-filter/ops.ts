@@ -8,6 +8,7 @@ import { FILTER_OBJECT } from './layout.js';
 import type { FilterOperation } from './model.js';
 import * as store from './store.js';
 import { removePinPath } from '../../bpf/bpffs.js';
+import { finishPinnedSwap } from '../../bpf/program-swap.js';
 
 /** PacketFilter's options (`kindOptions.PacketFilter`). */
 export interface FilterOptions {
@@ -35,6 +36,8 @@ export function executeFilter(operation: Operation, env: KindEnv): void {
       return store.writeFilterRecords(op.dir, op.upserts, op.deletes);
     case 'replaceFilterProgram':
       return store.replaceFilterProgram(op.dir, objectPath, op.expectedProgId);
+    case 'finishUpgrade':
+      return finishPinnedSwap(op.dir);
     case 'attachFilter':
       return void store.attachFilter(op.dir, op.spec, op.previous);
     case 'removeFilter':

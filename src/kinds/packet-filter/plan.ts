@@ -13,6 +13,7 @@
 import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, rulesetFingerprint, splitEntries } from './layout.js';
 import type { AttachmentRecord, AttachSpec, FilterPolicyRecord, ObservedFilter, ObservedFilters, RulesetWrite } from './store.js';
 import { CompileError, compileRules } from './compile.js';
+import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
 import type { DesiredFilter, DesiredFilters, FilterOperation } from './model.js';
 import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
@@ -208,7 +209,24 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
 
     let changed = false;
     const tag = want.hook === 'xdp' ? desired.tags.xdp : desired.tags.tc;
-    if (obs.program!.tag !== tag) {
+    // A crash between the link update and the rename left the new program running from program_next: finish that first.
+    const finishing = swapInterruptedAfterUpdate(obs, obs.link?.attached ? obs.link.progId : undefined);
+    const program = finishing ? obs.programNext! : obs.program!;
+    if (finishing) {
+      changed = true;
+      actions.push({
+        ...base,
+        kind: 'update',
+        phase: 'dispatcher',
+        object: `${object}: program`,
+        code: 'FinishUpgrade',
+        reason: `an interrupted upgrade left program ${program.id} running from program_next: pinning it as the program`,
+        before: `program ${obs.program!.id} tag ${obs.program!.tag} (no longer running)`,
+        after: `program ${program.id} tag ${program.tag}`,
+        op: { type: 'finishUpgrade', dir: obs.dir },
+      });
+    }
+    if (program.tag !== tag) {
       changed = true;
       actions.push({
         ...base,
@@ -216,10 +234,10 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         phase: 'dispatcher',
         object: `${object}: program`,
         code: 'BytecodeChanged',
-        reason: `bytecode changed (tag ${obs.program!.tag} -> ${tag}): atomic link update, rules and counters stay`,
-        before: `program ${obs.program!.id} tag ${obs.program!.tag}`,
+        reason: `bytecode changed (tag ${program.tag} -> ${tag}): atomic link update, rules and counters stay`,
+        before: `program ${program.id} tag ${program.tag}`,
         after: `tag ${tag}`,
-        op: { type: 'replaceFilterProgram', dir: obs.dir, expectedProgId: obs.program!.id },
+        op: { type: 'replaceFilterProgram', dir: obs.dir, expectedProgId: program.id },
       });
     }
     const link = obs.link;
@@ -230,8 +248,8 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         ? 'its link was detached'
         : link.method !== want.method
           ? `it is attached with ${link.method}, but this kernel wants ${want.method}`
-          : link.progId !== obs.program!.id
-            ? `the attachment runs program ${link.progId}, not the pinned program ${obs.program!.id}`
+          : link.progId !== program.id
+            ? `the attachment runs program ${link.progId}, not the pinned program ${program.id}`
             : undefined;
     if (linkReason) {
       changed = true;
@@ -248,7 +266,8 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
       });
     }
     for (const s of obs.stray)
-      actions.push({ ...base, kind: 'delete', phase: 'gc', object: s, code: 'LeftByInterruptedRun', reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
+      if (!(finishing && s === `${obs.dir}/program_next`))
+        actions.push({ ...base, kind: 'delete', phase: 'gc', object: s, code: 'LeftByInterruptedRun', reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
 
     if (obs.fingerprint !== fingerprint || fresh.length > 0 || stale.length > 0) {
       changed = true;

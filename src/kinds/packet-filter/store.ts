@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { BPF_F_NO_PREALLOC, MapType } from '../../bpf/constants.js';
 import { describeErrno, ErrnoError } from '../../bpf/errors.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
-import { swapPinnedProgram } from '../../bpf/program-swap.js';
+import { observePrograms, swapPinnedProgram, type PinnedProgram } from '../../bpf/program-swap.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachClsBpf, clsBpfProgramId, detachClsBpf } from '../../bpf/cls-bpf.js';
 import {
@@ -91,7 +91,9 @@ export interface ObservedFilter {
   dir: string;
   hook: FilterHookName;
   ifindex: number;
-  program?: { id: number; tag: string };
+  program?: PinnedProgram;
+  /** The new program of an upgrade a crash interrupted (pinned as program_next; also listed in `stray`). */
+  programNext?: PinnedProgram;
   /** The attachment: a link (xdp, tcx) or our cls_bpf filter. */
   link?: { method: FilterAttachMethod; id: number; progId: number; ifindex: number; attached: boolean };
   missingMaps: string[];
@@ -169,13 +171,7 @@ export function observeFilter(root: string, netnsKey: string, name: string): Obs
   };
   const known = new Set(['program', 'link', ...FILTER_MAPS.map((m) => `map_${m}`)]);
   for (const e of readdirSync(dir)) if (!known.has(e)) obs.stray.push(join(dir, e));
-  {
-    using prog = tryOpen(() => Program.fromPin(join(dir, 'program')));
-    if (prog) {
-      const i = prog.info();
-      obs.program = { id: i.id, tag: i.tag };
-    }
-  }
+  Object.assign(obs, observePrograms(dir));
   const maps: Partial<Record<FilterMapName, BpfMap>> = {};
   try {
     for (const m of FILTER_MAPS) {

@@ -88,6 +88,7 @@ export interface SteeringObserved {
 export type SteeringOperation =
   | { type: 'createDispatcher'; dir: string; netnsPath: string }
   | { type: 'replaceProgram'; dir: string; expectedProgId: number }
+  | { type: 'finishUpgrade'; dir: string }
   | { type: 'relink'; dir: string; netnsPath: string }
   | { type: 'writeRecord'; dir: string; record: PolicyRecord }
   | { type: 'putSocket'; dir: string; destId: number; pid: number; fd: number }

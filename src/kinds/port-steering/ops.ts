@@ -8,6 +8,7 @@ import { DISPATCHER_OBJECT } from './layout.js';
 import type { SteeringOperation } from './model.js';
 import * as store from './store.js';
 import { removePinPath } from '../../bpf/bpffs.js';
+import { finishPinnedSwap } from '../../bpf/program-swap.js';
 
 /** PortSteering's options (`kindOptions.PortSteering`). */
 export interface SteeringOptions {
@@ -29,6 +30,8 @@ export function executeSteering(operation: Operation, env: KindEnv): void {
       return void store.createDispatcher(op.dir, op.netnsPath, objectPath);
     case 'replaceProgram':
       return void store.replaceDispatcherProgram(op.dir, objectPath, op.expectedProgId);
+    case 'finishUpgrade':
+      return finishPinnedSwap(op.dir);
     case 'relink':
       return void store.relinkDispatcher(op.dir, op.netnsPath);
     case 'writeRecord':

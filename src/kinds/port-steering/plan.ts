@@ -12,6 +12,7 @@ import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
 import type { DesiredSteering, ObservedDispatcherState, PolicyRecord, RecordedBinding, SteeringDesired, SteeringObserved, SteeringOperation } from './model.js';
 import { dispatcherDir } from './store.js';
+import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
 
 const MAX_DEST_ID = 65535;
 const MAX_BINDING_ID = 65535;
@@ -145,21 +146,36 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       });
       view = undefined; // everything below is rebuilt from scratch
     } else if (obs) {
-      if (obs.program!.tag !== desired.dispatcherTag) {
+      // A crash between the link update and the rename left the new program running from program_next: finish that first.
+      const finishing = swapInterruptedAfterUpdate(obs, obs.link?.progId);
+      const program = finishing ? obs.programNext! : obs.program!;
+      if (finishing)
+        add({
+          kind: 'update',
+          phase: 'dispatcher',
+          object: `${dispatcherObject}: program`,
+          domain,
+          code: 'FinishUpgrade',
+          reason: `an interrupted upgrade left program ${program.id} running from program_next: pinning it as the program`,
+          before: `program ${obs.program!.id} tag ${obs.program!.tag} (no longer running)`,
+          after: `program ${program.id} tag ${program.tag}`,
+          op: { type: 'finishUpgrade', dir },
+        });
+      if (program.tag !== desired.dispatcherTag) {
         add({
           kind: 'replace',
           phase: 'dispatcher',
           object: `${dispatcherObject}: program`,
           domain,
           code: 'BytecodeChanged',
-          reason: `bytecode changed (tag ${obs.program!.tag} -> ${desired.dispatcherTag}): atomic link update`,
-          before: `program ${obs.program!.id} tag ${obs.program!.tag}`,
+          reason: `bytecode changed (tag ${program.tag} -> ${desired.dispatcherTag}): atomic link update`,
+          before: `program ${program.id} tag ${program.tag}`,
           after: `tag ${desired.dispatcherTag}`,
-          op: { type: 'replaceProgram', dir, expectedProgId: obs.program!.id },
+          op: { type: 'replaceProgram', dir, expectedProgId: program.id },
         });
       }
       const link = obs.link;
-      if (!link || !link.attached || link.progId !== obs.program!.id) {
+      if (!link || !link.attached || link.progId !== program.id) {
         add({
           kind: link ? 'replace' : 'create',
           phase: 'dispatcher',
@@ -170,14 +186,15 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
             ? 'the sk_lookup link pin is missing'
             : !link.attached
               ? 'the sk_lookup link was detached'
-              : `the link runs program ${link.progId}, not the pinned program ${obs.program!.id}`,
+              : `the link runs program ${link.progId}, not the pinned program ${program.id}`,
           before: link ? `link ${link.id}${link.attached ? '' : ' (detached)'}` : undefined,
           after: `sk_lookup link on ${netnsPath}`,
           op: { type: 'relink', dir, netnsPath },
         });
       }
       for (const s of obs.stray)
-        add({ kind: 'delete', phase: 'gc', object: s, domain, code: 'LeftByInterruptedRun', reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
+        if (!(finishing && s === `${dir}/program_next`))
+          add({ kind: 'delete', phase: 'gc', object: s, domain, code: 'LeftByInterruptedRun', reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
       for (const b of obs.badRecords)
         add({
           kind: 'delete',
@@ -345,7 +362,9 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       const stale = (entriesByDest.get(r.destId) ?? []).map((e) => e.key).filter((k) => !desiredKeys.has(k));
       if (stale.length > 0)
         add({ ...base, kind: 'delete', object: `policy ${r.name}: bindings`, reason, before: `${stale.length} entries`, op: { type: 'deleteBindings', dir, keys: stale } });
-      add({ ...base, kind: 'delete', object: `policy ${r.name}: socket`, reason, op: { type: 'deleteSocket', dir, destId: r.destId } });
+      // An empty slot has nothing to delete (the kernel refuses to delete an empty sockmap slot with EINVAL).
+      if ((view?.sockets[r.destId] ?? null) !== null)
+        add({ ...base, kind: 'delete', object: `policy ${r.name}: socket`, reason, op: { type: 'deleteSocket', dir, destId: r.destId } });
       add({ ...base, kind: 'delete', object: `policy ${r.name}`, reason, before: describeSpec(r), op: { type: 'deleteRecord', dir, name: r.name } });
     }
 

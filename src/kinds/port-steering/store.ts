@@ -14,7 +14,7 @@ import { failpoint } from '../../common/failpoint.js';
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tryOpen } from '../../bpf/kernel-object.js';
-import { swapPinnedProgram } from '../../bpf/program-swap.js';
+import { observePrograms, swapPinnedProgram, type PinnedProgram } from '../../bpf/program-swap.js';
 import { BpfMap, sumPerCpuU64 } from '../../bpf/map.js';
 import { Link } from '../../bpf/link.js';
 import { Netns } from '../../bpf/netns.js';
@@ -38,7 +38,9 @@ export function dispatcherDir(root: string, key: string): string {
 export interface ObservedDispatcher {
   key: string;
   dir: string;
-  program?: { id: number; tag: string };
+  program?: PinnedProgram;
+  /** The new program of an upgrade a crash interrupted (pinned as program_next; also listed in `stray`). */
+  programNext?: PinnedProgram;
   link?: { id: number; progId: number; netnsIno: number; attached: boolean };
   /** Maps whose pins are missing or unreadable (the dispatcher is broken). */
   missingMaps: string[];
@@ -65,13 +67,7 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
   const obs: ObservedDispatcher = { key, dir, missingMaps: [], bindings: [], records: [], stray: [] };
   const known = new Set(['program', 'link', ...DISPATCHER_MAPS.map((m) => `map_${m}`)]);
   for (const e of readdirSync(dir)) if (!known.has(e)) obs.stray.push(join(dir, e));
-  {
-    using prog = tryOpen(() => Program.fromPin(join(dir, 'program')));
-    if (prog) {
-      const i = prog.info();
-      obs.program = { id: i.id, tag: i.tag };
-    }
-  }
+  Object.assign(obs, observePrograms(dir));
   {
     using link = tryOpen(() => Link.fromPin(join(dir, 'link')));
     if (link) {
