@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { formatProblem } from '../policy/index.js';
 import { rmSync } from 'node:fs';
 import { listPins, removePinTree } from '../bpf/bpffs.js';
+import { DaemonLock, RootLock } from '../bpf/root-lock.js';
 import { changes, computeStatuses, KINDS, reconcileExitCode, reconcileOnce } from '../manager.js';
 import { DEFAULT_REPORT_DIR, lastPassFile } from '../reconciler/last-pass.js';
 import { planJson, renderAction, renderApplyText, renderPlanText, renderStatusText, actionJson } from '../reconciler/render.js';
@@ -138,7 +139,18 @@ export function registerReconcile(program: Command): void {
           return;
         }
       }
-      const removed = [...KINDS.flatMap((k) => k.teardown?.(opts.bpffsRoot) ?? []), ...removePinTree(opts.bpffsRoot)];
+      if (DaemonLock.isHeld(DEFAULT_REPORT_DIR, opts.bpffsRoot)) {
+        const pid = DaemonLock.holder(DEFAULT_REPORT_DIR, opts.bpffsRoot);
+        process.stderr.write(
+          `ebpf-policy destroy: warning: a daemon${pid ? ` (pid ${pid})` : ''} manages ${opts.bpffsRoot}: it will build again what its policies want; stop it first to keep everything removed\n`,
+        );
+      }
+      // Between two passes of a running daemon, never in the middle of one.
+      const removed: string[] = [];
+      {
+        using _lock = await RootLock.acquire(opts.bpffsRoot);
+        removed.push(...KINDS.flatMap((k) => k.teardown?.(opts.bpffsRoot) ?? []), ...removePinTree(opts.bpffsRoot));
+      }
       rmSync(lastPassFile(DEFAULT_REPORT_DIR, opts.bpffsRoot), { force: true });
       process.stdout.write(`Removed ${removed.length} pins and ${opts.bpffsRoot}.\n`);
     } catch (err) {

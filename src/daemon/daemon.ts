@@ -12,6 +12,8 @@
  */
 import type { Server } from 'node:http';
 import { listPins } from '../bpf/bpffs.js';
+import { DaemonLock } from '../bpf/root-lock.js';
+import { DEFAULT_REPORT_DIR } from '../reconciler/last-pass.js';
 import { formatProblem } from '../policy/index.js';
 import { computeStatuses, KINDS, reconcileOnce, type ReconcileReport } from '../manager.js';
 import type { AnyReconcilerKind, KindEnv, MetricSample } from '../reconciler/kind.js';
@@ -51,6 +53,8 @@ export interface DaemonOptions {
   logger: Logger;
   /** Options of each kind, by kind name (e.g. another compiled object, for upgrade tests). */
   kindOptions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** Where the daemon lock lives (default /run/ebpf-policy, beside the last-pass reports). */
+  lockDir?: string;
   /** How long a pass waits for another run's lock before failing (default 30 s). */
   lockTimeoutMs?: number;
 }
@@ -86,6 +90,8 @@ export class Daemon {
   /** The settled state of each kind after the last pass (metrics read their counters). */
   #lastStates: ReconcileReport['settled']['kinds'] = [];
   #problems = new Set<string>();
+  /** Held from start to stop: no second daemon on this root. */
+  #lock: DaemonLock | undefined;
 
   private constructor(o: DaemonOptions) {
     this.#o = o;
@@ -117,6 +123,13 @@ export class Daemon {
 
   async #start(): Promise<void> {
     const o = this.#o;
+    const lockDir = o.lockDir ?? DEFAULT_REPORT_DIR;
+    const lock = DaemonLock.tryAcquire(lockDir, o.root);
+    if (!(lock instanceof DaemonLock))
+      throw new Error(
+        `another ebpf-policy daemon${lock.heldBy ? ` (pid ${lock.heldBy})` : ''} already manages ${o.root} (lock ${lock.path}): stop it first, or give this one another --bpffs-root`,
+      );
+    this.#lock = lock;
     this.#log.info('starting', {
       root: o.root,
       policies: o.watchPaths,
@@ -155,6 +168,14 @@ export class Daemon {
    */
   async stop(): Promise<void> {
     this.#stopping = true;
+    try {
+      await this.#stopServing();
+    } finally {
+      this.#lock?.close();
+    }
+  }
+
+  async #stopServing(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     clearTimeout(this.#probeTimer);

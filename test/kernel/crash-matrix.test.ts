@@ -16,9 +16,6 @@ import { join } from 'node:path';
 import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { listPins, removePinTree } from '../../src/bpf/bpffs.js';
-import { BpfMap } from '../../src/bpf/map.js';
-import { Link } from '../../src/bpf/link.js';
-import { Program } from '../../src/bpf/program.js';
 import { FAILPOINT_ENV, type FailpointName } from '../../src/common/failpoint.js';
 import { FILTER_VARIANT_OBJECT } from '../../src/kinds/packet-filter/layout.js';
 import { DISPATCHER_VARIANT_OBJECT } from '../../src/kinds/port-steering/layout.js';
@@ -26,7 +23,8 @@ import { changes, KINDS, reconcileExitCode, reconcileOnce } from '../../src/mana
 import { childClosed, runBounded } from '../../src/sandbox/bounded-wait.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { DaemonProcess } from './daemon-helpers.js';
-import { bpftoolIds, eventually, kernelTest } from './harness.js';
+import { eventually, kernelTest } from './harness.js';
+import { assertNothingLeaked, kernelObjects } from './leaks.js';
 import { NET, tcpConnect, vethPair, writeFilter } from './packet-filter-helpers.js';
 import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';
 
@@ -69,45 +67,9 @@ function emptyDir(dir: PolicyDir): void {
   for (const e of readdirSync(dir.path)) rmSync(join(dir.path, e), { recursive: true, force: true });
 }
 
-/** Every kernel object id a pin under `root` reaches: the pinned object, a program's maps, a link's program, a map-in-map's inner maps. */
-function reachable(root: string): Set<number> {
-  const ids = new Set<number>();
-  for (const pin of listPins(root)) {
-    const name = pin.split('/').pop()!;
-    if (name.startsWith('program')) {
-      using p = Program.fromPin(pin);
-      const i = p.info();
-      ids.add(i.id);
-      for (const m of i.mapIds) ids.add(m);
-    } else if (name.startsWith('link')) {
-      using l = Link.fromPin(pin);
-      const i = l.info();
-      ids.add(i.id);
-      ids.add(i.progId);
-    } else {
-      using m = BpfMap.fromPin(pin);
-      const i = m.info();
-      ids.add(i.id);
-      // ARRAY_OF_MAPS (12) and HASH_OF_MAPS (13): the inner maps they hold.
-      if (i.type === 12 || i.type === 13) for (const [, v] of m.entries()) ids.add(v.readUInt32LE(0));
-    }
-  }
-  return ids;
-}
-
-/** Fails unless every program, map and link created since `before` is reachable from a pin under `root`. */
-async function assertNothingLeaked(before: Record<'prog' | 'map' | 'link', Set<number>>, root: string, where: string): Promise<void> {
-  const leaked = () => {
-    const reach = reachable(root);
-    return (['prog', 'map', 'link'] as const).flatMap((k) => [...bpftoolIds(k)].filter((id) => !before[k].has(id) && !reach.has(id)).map((id) => `${k} ${id}`));
-  };
-  // A program or map whose last reference went is freed after an RCU grace period: give it time; a leak stays.
-  assert.ok(await eventually(() => leaked().length === 0, 10_000), `${where}: objects of ours no pin reaches: ${leaked().join(', ')}`);
-}
-
 /** Runs `transition` once per crash point; returns how many crash points it ran. */
 async function crashEverywhere(t: Transition, pinDir: string, dir: PolicyDir): Promise<number> {
-  const before = { prog: bpftoolIds('prog'), map: bpftoolIds('map'), link: bpftoolIds('link') };
+  const before = kernelObjects();
   const points: string[] = [];
   for (const n of t.named) points.push(`${n}:1`);
   for (let step = 1; step <= 60; step++) points.push(`apply-step:${step}`);
@@ -277,7 +239,7 @@ kernelTest(
   async ({ pinDir, sandbox }) => {
     await startHttpServer(sandbox, '127.0.0.1', 8080);
     using dir = new PolicyDir();
-    const before = { prog: bpftoolIds('prog'), map: bpftoolIds('map'), link: bpftoolIds('link') };
+    const before = kernelObjects();
     steeringA(dir, sandbox.path);
     const crashed = DaemonProcess.start(sandbox, pinDir, dir.path, [], { [FAILPOINT_ENV]: 'apply-step:3' });
     try {

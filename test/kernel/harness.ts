@@ -7,6 +7,7 @@
 import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import { readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { DEFAULT_REPORT_DIR, lastPassFile } from '../../src/reconciler/last-pass.js';
+import { DaemonLock } from '../../src/bpf/root-lock.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeAllLive, ensureBpffs, liveFds, listPins, removePinTree } from '../../src/bpf/index.js';
@@ -65,6 +66,7 @@ export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<voi
       leftPins = listPins(pinDir);
       removePinTree(pinDir);
       rmSync(lastPassFile(DEFAULT_REPORT_DIR, pinDir), { force: true });
+      rmSync(DaemonLock.pathFor(DEFAULT_REPORT_DIR, pinDir), { force: true });
       // Report leaks, but close them so the next test starts clean.
       leftObjects = liveFds();
       closeAllLive();
