@@ -14,6 +14,7 @@ import type { Server } from 'node:http';
 import { listPins } from '../bpf/bpffs.js';
 import { DaemonLock } from '../bpf/root-lock.js';
 import { DEFAULT_REPORT_DIR } from '../reconciler/last-pass.js';
+import { FailedPaths } from '../reconciler/failed-paths.js';
 import { formatProblem } from '../policy/index.js';
 import { computeStatuses, KINDS, reconcileOnce, type ReconcileReport } from '../manager.js';
 import type { AnyReconcilerKind, KindEnv, MetricSample } from '../reconciler/kind.js';
@@ -308,7 +309,7 @@ export class Daemon {
   /** What the probe and the metrics need from a pass: its settled state, every pin, each kind's drift expectation. */
   #remember(r: ReconcileReport): void {
     this.#lastStates = r.settled.kinds;
-    const failedFiles = new Set(r.failedFiles);
+    const failedFiles = new FailedPaths(r.failedFiles);
     const kinds: KindExpectation[] = [];
     for (const s of r.settled.kinds) {
       if (!s.kind.drift || s.observeError) continue;

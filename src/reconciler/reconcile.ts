@@ -11,6 +11,7 @@ import { ensureBpffs, removePinPath } from '../bpf/bpffs.js';
 import { RootLock } from '../bpf/root-lock.js';
 import { loadPolicies, type KindRegistry, type PolicyLoadResult } from '../policy/index.js';
 import { apply, type ApplyResult } from './apply.js';
+import { FailedPaths } from './failed-paths.js';
 import type { AnyReconcilerKind, KindEnv, PolicyView } from './kind.js';
 import { DEFAULT_REPORT_DIR, readLastPass, recordFailure, writeLastPass, type RecordedFailure } from './last-pass.js';
 import type { Action, Condition, Plan, PolicyStatus } from './model.js';
@@ -102,7 +103,7 @@ function reobserve(states: readonly KindState[], root: string): KindState[] {
 }
 
 /** Entries directly under `root` that no kind's directory claims. */
-function rootStrayOf(engine: Engine, root: string): string[] {
+export function rootStrayOf(engine: Engine, root: string): string[] {
   if (!existsSync(root)) return [];
   const owned = new Set(engine.kinds.map((k) => k.pinDir));
   return readdirSync(root)
@@ -121,7 +122,7 @@ export async function reconcileOnce(engine: Engine, opts: ReconcileOptions = {})
   const reportDir = opts.reportDir === undefined ? DEFAULT_REPORT_DIR : opts.reportDir;
   const load = loadPolicies({ paths: opts.policyPaths, insecurePermissions: opts.insecurePermissions, kinds: engine.documents });
   const failedFiles = [...new Set(load.problems.filter((p) => p.severity === 'error').map((p) => resolve(p.file)))].sort();
-  const failedSet = new Set(failedFiles);
+  const failedSet = new FailedPaths(failedFiles);
   let lock: RootLock | undefined;
   try {
     if (!opts.dryRun) {

@@ -4,7 +4,7 @@
  * every kind from what the kind says about its policies (PolicyView), the
  * plan, the load problems and the failures of the last pass.
  */
-import { resolve } from 'node:path';
+import { resolve, sep } from 'node:path';
 import { formatProblem, type PolicyProblem } from '../policy/index.js';
 import type { PolicyView } from './kind.js';
 import { describeFailure, type RecordedFailure } from './last-pass.js';
@@ -33,6 +33,9 @@ function some(list: string[]): string {
 export function statusesOf(views: readonly PolicyView[], input: ConditionInput): PolicyStatus[] {
   const loadErrors = new Map<string, string>();
   for (const p of input.loadProblems) if (p.severity === 'error' && !loadErrors.has(resolve(p.file))) loadErrors.set(resolve(p.file), formatProblem(p));
+  // A file below a failed directory (a --policies directory that vanished) failed with it.
+  const loadErrorOf = (file: string): string | undefined =>
+    loadErrors.get(file) ?? [...loadErrors].find(([path]) => file.startsWith(path.endsWith(sep) ? path : path + sep))?.[1];
   const mine = input.actions.filter((a) => a.owner === input.kind && a.kind !== 'noop');
   const failures = input.failures.filter((f) => f.kind === input.kind);
   return [...views]
@@ -41,7 +44,7 @@ export function statusesOf(views: readonly PolicyView[], input: ConditionInput):
       const concerns = (policy: string | null | undefined, domain: string | null | undefined) =>
         policy === v.name || (!policy && domain !== undefined && domain !== null && v.domains.includes(domain));
       const conditions: Condition[] = [];
-      const loadError = v.sourceFile ? loadErrors.get(v.sourceFile) : undefined;
+      const loadError = v.sourceFile ? loadErrorOf(v.sourceFile) : undefined;
       const failed = failures.filter((f) => concerns(f.policy, f.domain));
       const problems = input.problems.filter((p) => p.policy === v.name);
       const failedProblems = problems.filter((p) => p.condition === 'Failed');

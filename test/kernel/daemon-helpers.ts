@@ -67,7 +67,7 @@ export class DaemonProcess {
   }
 
   /** Waits for a log line from index `from` on that matches; fails with the log when none comes in `ms`. */
-  async waitFor(what: string, match: (l: LogLine) => boolean, from = 0, ms = 5000): Promise<LogLine> {
+  async waitFor(what: string, match: (l: LogLine) => boolean, from = 0, ms = 15_000): Promise<LogLine> {
     const end = Date.now() + ms;
     for (;;) {
       const hit = this.lines.slice(from).find(match);
@@ -85,7 +85,7 @@ export class DaemonProcess {
   }
 
   /** Waits for the next pass summary line from index `from` on. */
-  async nextPass(from = 0, ms = 5000): Promise<LogLine> {
+  async nextPass(from = 0, ms = 15_000): Promise<LogLine> {
     return this.waitFor('a reconcile pass', (l) => l.msg === 'reconcile pass', from, ms);
   }
 

@@ -13,7 +13,8 @@ import type { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 
 /** A private policy directory (mode 0700, owned by root as the tests run). */
 export class PolicyDir implements Disposable {
-  readonly path = mkdtempSync(join(tmpdir(), 'ebpf-policy-test-'));
+  /** A new private directory, or `path` (which dispose removes too). */
+  constructor(readonly path = mkdtempSync(join(tmpdir(), 'ebpf-policy-test-'))) {}
 
   /** Writes `NAME.yaml` with one PortSteering document. */
   writeSteering(name: string, spec: { netns?: string; protocol?: string; ports: Array<number | string>; addresses?: string[]; listen: string }): string {
