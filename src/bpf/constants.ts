@@ -7,6 +7,7 @@
  * yet are marked "newer than 6.1" with the kernel release and the upstream
  * header they come from.
  */
+import { constants as osConstants } from 'node:os';
 
 /** `enum bpf_prog_type` */
 export const ProgType = {
@@ -142,6 +143,13 @@ export const Syscall = {
 export const CLONE_NEWNET = 0x40000000;
 /** `F_DUPFD_CLOEXEC` for fcntl(2). */
 export const F_DUPFD_CLOEXEC = 1030;
+
+/**
+ * errno values by name, as this platform defines them (node's table of the
+ * C library's values): every module compares errno against these, never
+ * against a number of its own.
+ */
+export const Errno = osConstants.errno;
 
 /** Kernel-internal errno values that leak to user space. */
 export const ENOTSUPP = 524;

@@ -2,7 +2,7 @@
  * Cached feature probes, so callers get a NotSupportedError naming the
  * feature and the minimum kernel instead of an opaque EINVAL.
  */
-import { AttachType, MapType, ProgType } from './constants.js';
+import { AttachType, MapType, ProgType, Errno } from './constants.js';
 import { NotSupportedError } from './errors.js';
 import { lib } from './native.js';
 
@@ -13,7 +13,7 @@ export interface Feature {
   probe: () => boolean;
 }
 
-const ENODEV = 19;
+const ENODEV = Errno.ENODEV;
 
 function progType(type: number): () => boolean {
   return () => lib().libbpf_probe_bpf_prog_type(type, null) === 1;

@@ -4,7 +4,7 @@
  * the program atomically, with no moment where the hook is empty.
  */
 import { readFileSync } from 'node:fs';
-import { AttachType, BPF_F_BEFORE, BPF_F_REPLACE, Perf, Syscall, XdpFlags } from './constants.js';
+import { AttachType, BPF_F_BEFORE, BPF_F_REPLACE, Perf, Syscall, XdpFlags, Errno } from './constants.js';
 import { ErrnoError, NotSupportedError } from './errors.js';
 import { OwnedFd } from './fd.js';
 import { KernelObject, openByIdFd, openPinnedAs } from './kernel-object.js';
@@ -12,7 +12,7 @@ import { linkInfo, type LinkInfo } from './info.js';
 import { lib } from './native.js';
 import type { Program } from './program.js';
 
-const EINVAL = 22;
+const EINVAL = Errno.EINVAL;
 
 /** XDP attach mode: driver (native), generic (skb) or hardware offload. */
 export type XdpMode = 'native' | 'generic' | 'offload';

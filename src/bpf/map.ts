@@ -3,16 +3,16 @@
  * bytes. Encoding keys and values is the caller's business (see
  * dispatcher-layout.ts for the dispatcher's maps).
  */
-import { ENOTSUPP, MapType, PERCPU_MAP_TYPES, UpdateFlags, constantName } from './constants.js';
+import { ENOTSUPP, MapType, PERCPU_MAP_TYPES, UpdateFlags, constantName, Errno } from './constants.js';
 import { ErrnoError } from './errors.js';
 import { KernelObject, openByIdFd, openPinnedAs } from './kernel-object.js';
 import { mapInfo, type MapInfo } from './info.js';
 import { lib } from './native.js';
 
-const ENOENT = 2;
-const EINVAL = 22;
-const EOPNOTSUPP = 95;
-const ENOSPC = 28;
+const ENOENT = Errno.ENOENT;
+const EINVAL = Errno.EINVAL;
+const EOPNOTSUPP = Errno.EOPNOTSUPP;
+const ENOSPC = Errno.ENOSPC;
 
 /** Options of batch operations. */
 export interface BatchOptions {

@@ -3,6 +3,7 @@
  * daemon, `reconcile --once`, `destroy`), and the lock a daemon holds for its
  * whole life so that a second daemon on the same root refuses to start.
  */
+import { Errno } from './constants.js';
 import { createHash } from 'node:crypto';
 import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { lib } from './native.js';
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
-const EWOULDBLOCK = 11;
+const EWOULDBLOCK = Errno.EWOULDBLOCK;
 
 /**
  * An exclusive flock on the pin root directory, serialising runs of the

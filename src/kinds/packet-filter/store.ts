@@ -14,7 +14,7 @@
 import { failpoint } from '../../common/failpoint.js';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BPF_F_NO_PREALLOC, MapType } from '../../bpf/constants.js';
+import { BPF_F_NO_PREALLOC, MapType, Errno } from '../../bpf/constants.js';
 import { describeErrno, ErrnoError } from '../../bpf/errors.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
 import { observePrograms, swapPinnedProgram, type PinnedProgram } from '../../bpf/program-swap.js';
@@ -396,9 +396,9 @@ export class XdpConflictError extends ErrnoError {
   override name = 'XdpConflictError';
 }
 
-const EBUSY = 16;
-const EEXIST = 17;
-const ENODEV = 19;
+const EBUSY = Errno.EBUSY;
+const EEXIST = Errno.EEXIST;
+const ENODEV = Errno.ENODEV;
 
 function tcDirection(hook: FilterHookName): TcxDirection {
   return hook === 'tc-egress' ? 'egress' : 'ingress';
