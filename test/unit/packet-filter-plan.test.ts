@@ -2,9 +2,9 @@
  * PacketFilter's plan beyond the shared conformance properties
  * (conformance.test.ts): rule changes never rebuild or reattach a filter and
  * keep counter slots with their rules; repairs, conflicts and interfaces the
- * filter cannot parse; filters whose pins cannot be read; and the known bugs
- * of the plan (todo tests). Built on the kind's conformance kit (its fake
- * kernel, resolver and random policies).
+ * filter cannot parse; filters whose pins cannot be read; and the bugs of
+ * the plan the suite found (now fixed). Built on the kind's conformance kit
+ * (its fake kernel, resolver and random policies).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -71,7 +71,13 @@ test('a changed program tag is swapped into the link; a detached link is reattac
   const f = s.filters[0]!;
   f.program = { id: f.program!.id, tag: OLD_FILTER_TAG };
   f.link!.attached = false;
-  assert.deepEqual(kindsOf(changes(planFilters(d, s, noFailures))), ['replace replaceFilterProgram', 'replace attachFilter']);
+  // A program cannot be swapped into a detached link (ENOLINK): the pinned program is attached first, and the swap expects it.
+  const p = planFilters(d, s, noFailures);
+  assert.deepEqual(kindsOf(changes(p)), ['replace attachFilter', 'replace replaceFilterProgram']);
+  assert.deepEqual(changes(p)[1]!.op, { type: 'replaceFilterProgram', dir: f.dir, expectedProgId: f.program.id });
+  const after = filterFake.apply(s, p.actions, d);
+  kit.assertConverged(d, after, noFailures);
+  assert.deepEqual(changes(planFilters(d, after, noFailures)), []);
 
   // The interface is gone: no desired filter, the link reports attached: false.
   const gone = desiredFilters([policy('p', [drop23])], [], IFACES.filter((i) => i.name !== 'eth0'));
@@ -79,6 +85,12 @@ test('a changed program tag is swapped into the link; a detached link is reattac
   assert.deepEqual(kindsOf(acts), ['delete removeFilter']);
   assert.match(acts[0]!.reason, /interface eth0 is gone \(its link reports attached: false\)/);
   assert.ok(gone.problems.some((p) => p.reason === 'NoInterface'));
+});
+
+test('a new filter is created under env.root', () => {
+  const d = desiredFilters([policy('p', [drop23])]);
+  const p = planFilters(d, empty, { root: '/elsewhere', failedFiles: new Set() });
+  assert.deepEqual(pathsIn(changes(p)[0]!.op), ['/elsewhere/filters/ino-1/xdp-2']);
 });
 
 test('each repair on its own: an upgrade swaps the program in the same link; a detached link is reattached with the same program', () => {
@@ -239,27 +251,70 @@ for (const hook of ['xdp', 'tc-ingress'] as const)
     assert.deepEqual(changes(planOf(kit, d, after, noFailures)), []);
   });
 
-// Known bugs (see FILTER_BUGS in conformance/packet-filter.kit.ts): each test below passes once the plan is fixed.
+// Once known bugs of the plan (found by the conformance suite), fixed.
 
-test(
-  'an upgrade of a filter whose link is detached converges in one pass',
-  { todo: 'plan.ts plans replaceFilterProgram before attachFilter; the kernel refuses to swap a program into a detached link (ENOLINK), and the failure skips the reattach' },
-  () => {
-    const d = desiredFilters([policy('p', [drop23], { hook: 'tc-ingress' })]);
-    const s = applied(d);
-    s.filters[0]!.program!.tag = OLD_FILTER_TAG;
-    s.filters[0]!.link!.attached = false;
-    kit.assertConverged(d, pass(kit, d, s, noFailures), noFailures);
-  },
-);
+for (const hook of ['xdp', 'tc-ingress'] as const)
+  for (const link of ['detached', 'missing', 'runs-other'] as const)
+    test(`an upgrade of an ${hook} filter whose link is ${link} converges in one pass`, () => {
+      const d = desiredFilters([policy('p', [drop23], { hook })]);
+      const s = applied(d);
+      const f = s.filters[0]!;
+      f.program!.tag = OLD_FILTER_TAG;
+      if (link === 'detached') f.link!.attached = false;
+      if (link === 'missing') delete f.link;
+      if (link === 'runs-other') f.link!.progId = f.program!.id + 100;
+      const p = planOf(kit, d, s, noFailures);
+      // The swap never goes into a link that cannot take it: the attachment comes first; a link running another program takes the swap itself.
+      assert.deepEqual(
+        changes(p).map((a) => `${a.op.type} ${a.code}`),
+        link === 'runs-other' ? ['replaceFilterProgram BytecodeChanged'] : [`attachFilter ${link === 'missing' ? 'NotAttached' : 'LinkDetached'}`, 'replaceFilterProgram BytecodeChanged'],
+      );
+      const after = filterFake.apply(s, p.actions, d);
+      kit.assertConverged(d, after, noFailures);
+      assert.deepEqual(changes(planOf(kit, d, after, noFailures)), [], 'converged in one pass');
+    });
 
-test(
-  'an XDP filter whose link runs a program that is neither the pinned one nor program_next is repaired in one pass',
-  { todo: 'plan.ts attaches a new XDP link (attachFilter) while the old one is still attached: the kernel allows one XDP link per interface (EBUSY, an XdpConflictError)' },
-  () => {
-    const d = desiredFilters([policy('p', [drop23])]);
+for (const hook of ['xdp', 'tc-ingress'] as const)
+  test(`an ${hook} filter whose link runs a program that is neither the pinned one nor program_next is repaired in one pass, in the same link`, () => {
+    const d = desiredFilters([policy('p', [drop23], { hook })]);
     const s = applied(d);
-    s.filters[0]!.link!.progId = s.filters[0]!.program!.id + 100;
-    kit.assertConverged(d, pass(kit, d, s, noFailures), noFailures);
-  },
-);
+    const f = s.filters[0]!;
+    const before = structuredClone(f);
+    f.link!.progId = f.program!.id + 100;
+    // The interface list shows the program our link runs: that is no other tool's.
+    const seen = hook === 'xdp' ? desiredFilters([policy('p', [drop23], { hook })], [], IFACES.map((i) => (i.name === 'eth0' ? { ...i, xdp: [{ mode: 'native' as const, progId: f.link!.progId }] } : i))) : d;
+    const p = planOf(kit, seen, s, noFailures);
+    // A second XDP link would be refused (EBUSY): the pinned program is swapped into our link, expecting what it runs now.
+    assert.deepEqual(changes(p).map((a) => `${a.kind} ${a.op.type} ${a.code}`), ['replace replaceFilterProgram LinkRunsOtherProgram']);
+    assert.deepEqual(changes(p)[0]!.op, { type: 'replaceFilterProgram', dir: f.dir, expectedProgId: f.program!.id + 100 });
+    assert.deepEqual(p.problems, []);
+    const after = filterFake.apply(s, p.actions, seen);
+    kit.assertConverged(seen, after, noFailures);
+    assert.equal(after.filters[0]!.link?.id, before.link?.id, 'the same link');
+    assert.deepEqual([after.filters[0]!.slots, after.filters[0]!.fingerprint, after.filters[0]!.policies], [before.slots, before.fingerprint, before.policies], 'rules, counters and records stay');
+    assert.deepEqual(changes(planOf(kit, d, after, noFailures)), []);
+  });
+
+test('a filter kept for a policy of a failed file whose link is detached is attached again, and nothing of the kept policy is dropped', () => {
+  const a = policy('a', [drop23], { source: { file: '/p/a.yaml', documentIndex: 0, line: 1, column: 1 } });
+  const b = policy('b', [{ ...drop23, name: 'ssh', dstPorts: [{ start: 22, end: 22 }] }], { source: { file: '/p/b.yaml', documentIndex: 0, line: 1, column: 1 } });
+  const s = applied(desiredFilters([a, b]));
+  const f = s.filters.find((x) => x.key === 'ino-1/xdp-2')!;
+  f.link!.attached = false;
+  const env = envOf(['/p/a.yaml']);
+  for (const d of [desiredFilters([b], ['/p/a.yaml']), desiredFilters([a, b], ['/p/a.yaml'])]) {
+    const p = planOf(kit, d, s, env);
+    assert.deepEqual(
+      changes(p).map((x) => `${x.kind} ${x.op.type} ${x.code} ${x.domain}`),
+      ['replace attachFilter LinkDetached filter ino-1/xdp-2'],
+      'only the attachment is repaired: rules and records stay',
+    );
+    assert.ok(p.actions.some((x) => x.kind === 'noop' && x.code === 'KeptForPolicy' && x.domain === 'filter ino-1/xdp-2'));
+    const after = filterFake.apply(s, p.actions, d);
+    const g = after.filters.find((x) => x.key === f.key)!;
+    assert.ok(g.link?.attached && g.link.progId === g.program?.id, 'attached again with the pinned program');
+    assert.deepEqual([g.policies, g.slots, g.fingerprint, g.program], [f.policies, f.slots, f.fingerprint, f.program], 'the kept state is as it was');
+    kit.assertConverged(d, after, env);
+    assert.deepEqual(changes(planOf(kit, d, after, env)), []);
+  }
+});

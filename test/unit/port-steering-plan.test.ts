@@ -1,17 +1,18 @@
 /**
  * PortSteering's plan beyond the shared conformance properties
  * (conformance.test.ts): examples of repairs, dispatchers whose pins cannot
- * be read, and the known bugs of the plan (todo tests). Built on the kind's
+ * be read, and the bugs of the plan the suite found (now fixed). Built on the kind's
  * conformance kit (its fake kernel and random policies).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { ObservedDispatcherState, SteeringDesired, SteeringObserved } from '../../src/kinds/port-steering/model.js';
+import { bindingEntries } from '../../src/kinds/port-steering/bindings.js';
 import { planSteering } from '../../src/kinds/port-steering/plan.js';
 import { dispatcherDir } from '../../src/kinds/port-steering/store.js';
 import { changes, envOf, kindsOf, pass, pathsIn, planOf, ROOT } from './conformance/kit.js';
-import { OLD_STEERING_TAG, portSteeringKit as kit, STEERING_FILES, STEERING_TAG, steeringFake, steeringPolicy } from './conformance/port-steering.kit.js';
+import { cookieOfPid, OLD_STEERING_TAG, portSteeringKit as kit, STEERING_FILES, STEERING_TAG, steeringFake, steeringPolicy } from './conformance/port-steering.kit.js';
 
 const empty: SteeringObserved = { dispatchers: [], stray: [] };
 
@@ -26,16 +27,22 @@ function applied(desired: SteeringDesired): SteeringObserved {
   return s;
 }
 
-test('a changed program tag is replaced in place; a detached link is relinked', () => {
+test('an upgrade of a dispatcher whose link is detached relinks the pinned program first, then swaps the new one into the new link', () => {
   const desired = desiredOf(steeringPolicy('a', { sourceFile: '/p/a.yaml', target: { ok: true, pid: 1, fd: 3, cookie: '9' }, specHash: 'h' }));
   const s = applied(desired);
   const d = s.dispatchers[0] as ObservedDispatcherState;
   d.program = { id: d.program!.id, tag: 'bbbbbbbbbbbbbbbb' };
   d.link!.attached = false;
-  const kinds = planSteering(desired, s, envOf()).actions.filter((a) => a.phase === 'dispatcher').map((a) => `${a.kind} ${a.op.type}`);
-  assert.deepEqual(kinds, ['replace replaceProgram', 'replace relink']);
+  const plan = planSteering(desired, s, envOf());
+  // A program cannot be swapped into a detached link (ENOLINK): the relink comes first, and the swap expects the program it attaches.
+  const dispatcher = plan.actions.filter((a) => a.phase === 'dispatcher');
+  assert.deepEqual(dispatcher.map((a) => `${a.kind} ${a.op.type} ${a.code}`), ['replace relink LinkDetached', 'replace replaceProgram BytecodeChanged']);
+  assert.deepEqual(dispatcher[1]!.op, { type: 'replaceProgram', dir: d.dir, expectedProgId: d.program.id });
   // Nothing else: no entry is rewritten for a program upgrade.
-  assert.deepEqual(changes(planSteering(desired, s, envOf())).filter((a) => a.phase !== 'dispatcher'), []);
+  assert.deepEqual(changes(plan).filter((a) => a.phase !== 'dispatcher'), []);
+  const after = pass(kit, desired, s, envOf());
+  kit.assertConverged(desired, after, envOf());
+  assert.deepEqual(changes(planOf(kit, desired, after, envOf())), []);
 });
 
 test('each repair on its own: a program upgrade swaps the program in the same link; a detached link is relinked with the same program', () => {
@@ -126,19 +133,45 @@ test('PinsUnreadable: a dispatcher whose pins cannot be read gets no action, and
   );
 });
 
-// Known bugs (see STEERING_BUGS in conformance/port-steering.kit.ts): each test below passes once the plan is fixed.
+// Once known bugs of the plan (found by the conformance suite), fixed.
 
-test(
-  'an upgrade of a dispatcher whose link is detached converges in one pass',
-  { todo: 'plan.ts plans replaceProgram before relink; the kernel refuses to swap a program into a detached link (ENOLINK), and the failure skips the relink' },
-  () => {
+for (const link of ['detached', 'missing', 'runs-other'] as const)
+  test(`an upgrade of a dispatcher whose link is ${link} converges in one pass`, () => {
     const desired = desiredOf(steeringPolicy('a'));
     const s = applied(desired);
-    s.dispatchers[0]!.program!.tag = OLD_STEERING_TAG;
-    s.dispatchers[0]!.link!.attached = false;
-    kit.assertConverged(desired, pass(kit, desired, s, envOf()), envOf());
-  },
-);
+    const d = s.dispatchers[0]!;
+    d.program!.tag = OLD_STEERING_TAG;
+    if (link === 'detached') d.link!.attached = false;
+    if (link === 'missing') delete d.link;
+    if (link === 'runs-other') d.link!.progId = d.program!.id + 100;
+    const p = planOf(kit, desired, s, envOf());
+    // The swap never goes into a link that cannot take it: a new link comes first; a link running another program takes the swap itself.
+    assert.deepEqual(
+      changes(p).map((a) => `${a.op.type} ${a.code}`),
+      link === 'runs-other' ? ['replaceProgram BytecodeChanged'] : [`relink ${link === 'missing' ? 'LinkMissing' : 'LinkDetached'}`, 'replaceProgram BytecodeChanged'],
+    );
+    const after = steeringFake.apply(s, p.actions, desired);
+    kit.assertConverged(desired, after, envOf());
+    assert.deepEqual(changes(planOf(kit, desired, after, envOf())), [], 'converged in one pass');
+  });
+
+test('a link detached after an upgrade was interrupted (it runs program_next) is relinked, not finished: only an attached link runs a program', () => {
+  const desired = desiredOf(steeringPolicy('a'));
+  const s = applied(desired);
+  const d = s.dispatchers[0]!;
+  d.programNext = { id: d.program!.id + 100, tag: STEERING_TAG };
+  d.program!.tag = OLD_STEERING_TAG;
+  d.link = { ...d.link!, progId: d.programNext.id, attached: false };
+  d.stray = [`${d.dir}/program_next`];
+  const p = planOf(kit, desired, s, envOf());
+  assert.deepEqual(
+    changes(p).map((a) => `${a.op.type} ${a.code}`),
+    ['relink LinkDetached', 'replaceProgram BytecodeChanged', 'removeStray LeftByInterruptedRun'],
+  );
+  const after = steeringFake.apply(s, p.actions, desired);
+  kit.assertConverged(desired, after, envOf());
+  assert.deepEqual(changes(planOf(kit, desired, after, envOf())), []);
+});
 
 test('an upgrade interrupted between the link update and the rename (the link runs program_next) is finished, not redone', () => {
   const desired = desiredOf(steeringPolicy('a'));
@@ -176,27 +209,46 @@ test('a program_next that nothing runs (an upgrade interrupted before the swap) 
   kit.assertConverged(desired, steeringFake.apply(s, p.actions, desired), envOf());
 });
 
-test(
-  'an incomplete dispatcher that only keeps a policy of a failed file is left as it is',
-  { todo: 'plan.ts rebuilds it (createDispatcher) although no policy is applied there: the kept record is lost, and the next pass removes the empty dispatcher' },
-  () => {
-    const desired = desiredOf(steeringPolicy('a', { sourceFile: '/p/a.yaml' }));
-    const s = applied(desired);
-    s.dispatchers[0]!.missingMaps = ['sockets'];
-    const env = envOf(['/p/a.yaml']);
-    const p = planOf(kit, desiredOf(), s, env);
+test('an incomplete dispatcher that only keeps a policy of a failed file is left as it is', () => {
+  const desired = desiredOf(steeringPolicy('a', { sourceFile: '/p/a.yaml' }));
+  const s = applied(desired);
+  s.dispatchers[0]!.missingMaps = ['sockets'];
+  const env = envOf(['/p/a.yaml']);
+  for (const d of [desiredOf(), desired]) {
+    const p = planOf(kit, d, s, env);
     assert.deepEqual(kindsOf(changes(p)), [], 'nothing is rebuilt or removed');
-  },
-);
+    assert.ok(p.actions.some((a) => a.kind === 'noop' && a.code === 'KeptIncomplete' && a.domain === 'dispatcher ino-1'), 'the plan says why');
+    assert.deepEqual(steeringFake.apply(s, p.actions, d), s);
+  }
+});
 
-test(
-  'a policy whose document moved into a file that failed keeps its last applied state, as its Failed condition says',
-  { todo: 'plan.ts keeps a record only when the record\'s own file failed: a record from a file that loaded, whose policy is now defined in a failed file, is deleted (PacketFilter keeps it)' },
-  () => {
-    const s = applied(desiredOf(steeringPolicy('a', { sourceFile: '/p/two.yaml' })));
-    const env = envOf(['/p/one.yaml']);
-    const p = planOf(kit, desiredOf(steeringPolicy('a', { sourceFile: '/p/one.yaml' })), s, env);
-    assert.ok(p.problems.some((x) => x.policy === 'a' && x.reason === 'InvalidSourceFile' && /keeps its last applied state/.test(x.message)));
-    assert.deepEqual(kindsOf(changes(p)), [], 'nothing of a is deleted');
-  },
-);
+test('an incomplete dispatcher rebuilt for an applied policy writes the kept policies\' records and entries again', () => {
+  const a = steeringPolicy('a', { sourceFile: '/p/a.yaml' });
+  const b = steeringPolicy('b', { sourceFile: '/p/b.yaml', ports: [{ start: 90, end: 91 }], target: { ok: true, pid: 2, fd: 3, cookie: cookieOfPid(2) } });
+  const s = applied(desiredOf(a, b));
+  const kept = s.dispatchers[0]!.records.find((r) => r.name === 'a')!;
+  s.dispatchers[0]!.missingMaps = ['bindings'];
+  s.dispatchers[0]!.bindings = [];
+  const env = envOf(['/p/a.yaml']);
+  const desired = desiredOf(b);
+  const p = planOf(kit, desired, s, env);
+  assert.deepEqual(
+    changes(p).map((x) => `${x.op.type} ${x.code}${x.policy ? ` ${x.policy}` : ''}`),
+    ['createDispatcher Incomplete', 'writeRecord KeptAcrossRebuild a', 'upsertBindings KeptAcrossRebuild a', 'writeRecord NewPolicy b', 'resetCounters NewBindings b', 'putSocket SteerToTarget b', 'upsertBindings BindingsToAdd b'],
+  );
+  const after = steeringFake.apply(s, p.actions, desired);
+  kit.assertConverged(desired, after, env);
+  const d = after.dispatchers[0]!;
+  assert.deepEqual(d.records.find((r) => r.name === 'a'), kept, 'the kept record is as it was');
+  assert.equal(d.bindings.filter((e) => e.destId === kept.destId).length, kept.bindings.flatMap((x) => bindingEntries(kept.protocol, x, kept.destId)).length, 'with its entries');
+  assert.deepEqual(changes(planOf(kit, desired, after, env)), []);
+});
+
+test('a policy whose document moved into a file that failed keeps its last applied state, as its Failed condition says', () => {
+  const s = applied(desiredOf(steeringPolicy('a', { sourceFile: '/p/two.yaml' })));
+  const env = envOf(['/p/one.yaml']);
+  const p = planOf(kit, desiredOf(steeringPolicy('a', { sourceFile: '/p/one.yaml' })), s, env);
+  assert.ok(p.problems.some((x) => x.policy === 'a' && x.reason === 'InvalidSourceFile' && /keeps its last applied state/.test(x.message)));
+  assert.deepEqual(kindsOf(changes(p)), [], 'nothing of a is deleted');
+  assert.ok(p.actions.some((a) => a.kind === 'noop' && a.policy === 'a' && a.code === 'KeptForInvalidFile' && a.reason.startsWith('/p/one.yaml failed')));
+});

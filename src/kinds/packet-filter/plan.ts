@@ -10,7 +10,7 @@
  * switched to (no new program, no new link); a filter no policy wants, or
  * whose interface vanished, is removed.
  */
-import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, rulesetFingerprint, splitEntries } from './layout.js';
+import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, filterDir, rulesetFingerprint, splitEntries } from './layout.js';
 import type { AttachmentRecord, AttachSpec, FilterPolicyRecord, ObservedFilter, ObservedFilters, RulesetWrite } from './store.js';
 import { CompileError, compileRules } from './compile.js';
 import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
@@ -75,9 +75,10 @@ function methodText(method: string): string {
  * Computes the filter actions. `env.failedFiles` are absolute paths of policy
  * files that failed to load: filters recording a policy from one are kept.
  * Each filter is its own failure domain (`filter <netns key>/<hook>-<ifindex>`).
+ * A new filter's directory is under `env.root` (as the kind's other pins).
  * Pure and deterministic.
  */
-export function planFilters(desired: DesiredFilters, observed: ObservedFilters, env: Pick<PlanEnv, 'failedFiles'>): KindPlan {
+export function planFilters(desired: DesiredFilters, observed: ObservedFilters, env: PlanEnv): KindPlan {
   const actions: FilterPlanAction[] = [];
   const problems: PlanProblem[] = desired.problems.map((p) => ({ ...p }));
   const failed = env.failedFiles;
@@ -107,7 +108,9 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
     const keptFor = (obs?.policies ?? []).filter(
       (r) => keepPolicies.has(r.name) || (failed.has(r.sourceFile) && !desiredNames.has(r.name)),
     );
-    if (obs && !linkGone && (keepNetns.has(obs.netnsKey) || keptFor.length > 0)) {
+    // A kept filter whose link is detached stays too while its interface is there (a desired filter of
+    // another policy has the same key); without one, its interface is gone and it is removed below.
+    if (obs && (keepNetns.has(obs.netnsKey) || keptFor.length > 0) && (!linkGone || want)) {
       actions.push({
         ...base,
         kind: 'noop',
@@ -119,6 +122,23 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
           : `the interfaces of ${obs.attachment?.netns ?? 'its namespace'} cannot be listed: keeping the last applied state`,
         op: { type: 'none' },
       });
+      // Its last applied state is attached: a missing or detached link is attached again with the pinned
+      // program (rules, records and program stay), unless another tool's XDP program took the interface.
+      const link = obs.link;
+      const intact = obs.program && obs.attachment && obs.missingMaps.length === 0 && obs.layoutMismatch.length === 0;
+      const taken = want?.hook === 'xdp' && want.xdpProgs.some((x) => x.progId !== obs.program?.id && x.progId !== link?.progId);
+      if (want && intact && !taken && (!link || !link.attached))
+        actions.push({
+          ...base,
+          kind: link ? 'replace' : 'create',
+          phase: 'dispatcher',
+          object: `${object}: attachment`,
+          code: link ? 'LinkDetached' : 'NotAttached',
+          reason: `${link ? 'its link was detached' : 'it is not attached (no link)'}: attaching the pinned program again, the rest is kept as it is`,
+          before: link ? `${link.method}${link.id ? ` link ${link.id}` : ''} (detached)` : undefined,
+          after: methodText(want.method),
+          op: { type: 'attachFilter', dir: obs.dir, spec: attachSpec(want), previous: obs.attachment },
+        });
       continue;
     }
 
@@ -202,7 +222,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
             : `incomplete filter (missing ${[obs.program ? '' : 'program', ...obs.missingMaps.map((m) => `map ${m}`), obs.attachment ? '' : 'attachment record'].filter(Boolean).join(', ')}): rebuilding it`
           : `polic${want.policies.length === 1 ? 'y' : 'ies'} ${want.policies.map((p) => p.name).join(', ')} filter${want.policies.length === 1 ? 's' : ''} ${want.hook} on ${want.ifname}`,
         after: `${describeRules(want, decisions)}; ${methodText(want.method)}`,
-        op: { type: 'createFilter', dir: obs?.dir ?? want.dir, spec: attachSpec(want), rules: write, policies: policyRecords },
+        op: { type: 'createFilter', dir: obs?.dir ?? filterDir(env.root, want.netnsKey, want.hook, want.ifindex), spec: attachSpec(want), rules: write, policies: policyRecords },
       });
       continue;
     }
@@ -226,43 +246,68 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         op: { type: 'finishUpgrade', dir: obs.dir },
       });
     }
-    if (program.tag !== tag) {
-      changed = true;
-      actions.push({
-        ...base,
-        kind: 'replace',
-        phase: 'dispatcher',
-        object: `${object}: program`,
-        code: 'BytecodeChanged',
-        reason: `bytecode changed (tag ${program.tag} -> ${tag}): atomic link update, rules and counters stay`,
-        before: `program ${program.id} tag ${program.tag}`,
-        after: `tag ${tag}`,
-        op: { type: 'replaceFilterProgram', dir: obs.dir, expectedProgId: program.id },
-      });
-    }
+    // The attachment first, then the program: attachFilter attaches the pinned program, so an upgrade of
+    // a filter whose link is missing, detached or of another method swaps the new program into the new
+    // attachment (BPF_F_REPLACE expects the pinned program, which it runs). A program cannot be swapped
+    // into a link that is missing (ENOENT) or detached (ENOLINK); and should the new program fail to load,
+    // the reattached old one keeps filtering.
+    const upgrade = program.tag !== tag;
     const link = obs.link;
     const rec = obs.attachment!;
-    const linkReason = !link
-      ? 'it is not attached (no link)'
-      : !link.attached
-        ? 'its link was detached'
-        : link.method !== want.method
-          ? `it is attached with ${link.method}, but this kernel wants ${want.method}`
-          : link.progId !== program.id
-            ? `the attachment runs program ${link.progId}, not the pinned program ${program.id}`
-            : undefined;
-    if (linkReason) {
+    const usable = link !== undefined && link.attached && link.method === want.method;
+    if (!usable) {
       changed = true;
       actions.push({
         ...base,
         kind: link ? 'replace' : 'create',
         phase: 'dispatcher',
         object: `${object}: attachment`,
-        code: !link ? 'NotAttached' : !link.attached ? 'LinkDetached' : link.method !== want.method ? 'AttachMethodChanged' : 'LinkRunsOtherProgram',
-        reason: linkReason,
+        code: !link ? 'NotAttached' : !link.attached ? 'LinkDetached' : 'AttachMethodChanged',
+        reason:
+          (!link
+            ? 'it is not attached (no link)'
+            : !link.attached
+              ? 'its link was detached'
+              : `it is attached with ${link.method}, but this kernel wants ${want.method}`) +
+          (upgrade ? `: attaching the pinned program ${program.id}, which the upgrade below replaces in the new attachment` : ''),
         before: link ? `${link.method}${link.id ? ` link ${link.id}` : ''}${link.attached ? '' : ' (detached)'}` : undefined,
         after: methodText(want.method),
         op: { type: 'attachFilter', dir: obs.dir, spec: attachSpec(want), previous: rec },
+      });
+    } else if (link.progId !== program.id && !upgrade) {
+      changed = true;
+      // Our attachment runs a program we did not pin (someone updated our link). An interface takes one
+      // XDP link, so a second one would be refused (EBUSY): an XDP or tcx link is updated in place, with
+      // a fresh copy of the pinned program (same object, same maps; BPF_F_REPLACE expects what the link
+      // runs now). Our cls_bpf filter is replaced with the pinned program (tc filter replace).
+      const inPlace = link.method !== 'cls_bpf';
+      actions.push({
+        ...base,
+        kind: 'replace',
+        phase: 'dispatcher',
+        object: `${object}: attachment`,
+        code: 'LinkRunsOtherProgram',
+        reason: `the attachment runs program ${link.progId}, not the pinned program ${program.id}${inPlace ? ': the pinned program is swapped into the same link (atomic link update)' : ''}`,
+        before: `${link.method}${link.id ? ` link ${link.id}` : ''} running program ${link.progId}`,
+        after: inPlace ? `the same link running tag ${tag}` : methodText(want.method),
+        op: inPlace ? { type: 'replaceFilterProgram', dir: obs.dir, expectedProgId: link.progId } : { type: 'attachFilter', dir: obs.dir, spec: attachSpec(want), previous: rec },
+      });
+    }
+    if (upgrade) {
+      changed = true;
+      const running = usable ? link.progId : program.id;
+      actions.push({
+        ...base,
+        kind: 'replace',
+        phase: 'dispatcher',
+        object: `${object}: program`,
+        code: 'BytecodeChanged',
+        reason:
+          `bytecode changed (tag ${program.tag} -> ${tag}): atomic link update, rules and counters stay` +
+          (running !== program.id ? ` (the attachment runs program ${running}, not the pinned program ${program.id}: it runs the new one after the update)` : ''),
+        before: `program ${program.id} tag ${program.tag}`,
+        after: `tag ${tag}`,
+        op: { type: 'replaceFilterProgram', dir: obs.dir, expectedProgId: running },
       });
     }
     for (const s of obs.stray)

@@ -90,12 +90,16 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       continue;
     }
 
-    // Records to keep as they are: their file is broken, or their policy's namespace cannot be resolved right now.
-    const retained = (obs?.records ?? []).filter((r) => {
+    // Records to keep as they are: their policy is defined in a file that failed (or, defined in no
+    // loaded file, came from one that failed), or its namespace cannot be resolved right now.
+    const retained: Array<{ record: PolicyRecord; failedFile?: string }> = [];
+    for (const r of obs?.records ?? []) {
       const d = desiredByName.get(r.name);
-      if (failedFiles.has(r.sourceFile) && !(d && !failedFiles.has(d.sourceFile))) return true;
-      return d !== undefined && !failedFiles.has(d.sourceFile) && !d.netnsKey.ok;
-    });
+      if (!d) {
+        if (failedFiles.has(r.sourceFile)) retained.push({ record: r, failedFile: r.sourceFile });
+      } else if (failedFiles.has(d.sourceFile)) retained.push({ record: r, failedFile: d.sourceFile });
+      else if (!d.netnsKey.ok) retained.push({ record: r });
+    }
     const namespaceGone = obs?.link !== undefined && !obs.link.attached && wanted.length === 0;
 
     if (wanted.length === 0 && (retained.length === 0 || namespaceGone)) {
@@ -113,16 +117,16 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       }
       continue;
     }
-    for (const r of retained)
+    for (const { record: r, failedFile } of retained)
       add({
         kind: 'noop',
         phase: 'add',
         object: `policy ${r.name}`,
         policy: r.name,
         domain,
-        code: failedFiles.has(r.sourceFile) ? 'KeptForInvalidFile' : 'KeptForUnresolvedNamespace',
-        reason: failedFiles.has(r.sourceFile)
-          ? `${r.sourceFile} failed to validate: keeping the last applied state`
+        code: failedFile ? 'KeptForInvalidFile' : 'KeptForUnresolvedNamespace',
+        reason: failedFile
+          ? `${failedFile} failed to validate: keeping the last applied state`
           : `its network namespace cannot be resolved: keeping the last applied state`,
         op: { type: 'none' },
       });
@@ -130,8 +134,25 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
     // The dispatcher itself.
     const netnsPath = wanted[0]?.netnsPath ?? '/proc/self/ns/net';
     const broken = !obs || !obs.program || obs.missingMaps.length > 0;
+    const missing = obs ? `${obs.program ? '' : 'program '}${obs.missingMaps.map((m) => `map ${m}`).join(', ')}`.trim() : '';
     let view: ObservedDispatcherState | undefined = obs;
-    if (broken) {
+    /** Kept records written again into a rebuilt dispatcher (a rebuild starts from empty maps). */
+    let carried: PolicyRecord[] = [];
+    if (broken && obs && wanted.length === 0) {
+      // Only kept policies live here (retained is not empty): a rebuild would start from empty maps and
+      // lose them, so the dispatcher is left as it is until their files are fixed or their namespaces
+      // resolve. Records of removed policies and orphan entries are still cleaned up below (only from
+      // maps that could be read: what a missing map held is observed as empty).
+      add({
+        kind: 'noop',
+        phase: 'dispatcher',
+        object: dispatcherObject,
+        domain,
+        code: 'KeptIncomplete',
+        reason: `incomplete dispatcher (missing ${missing}), but it only serves policies that keep their last applied state (${retained.map((r) => r.record.name).join(', ')}): not rebuilt, which would lose them`,
+        op: { type: 'none' },
+      });
+    } else if (broken) {
       add({
         kind: obs ? 'replace' : 'create',
         phase: 'dispatcher',
@@ -139,15 +160,18 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
         domain,
         code: obs ? 'Incomplete' : 'Needed',
         reason: obs
-          ? `incomplete dispatcher (missing ${obs.program ? '' : 'program '}${obs.missingMaps.map((m) => `map ${m}`).join(', ')}): rebuilding it`
+          ? `incomplete dispatcher (missing ${missing}): rebuilding it`
           : `policies ${wanted.map((p) => p.name).join(', ')} need a dispatcher in network namespace ${wanted[0]?.netns ?? '(own)'}`,
         after: `program tag ${desired.dispatcherTag}, sk_lookup link on ${netnsPath}`,
         op: { type: 'createDispatcher', dir, netnsPath },
       });
       view = undefined; // everything below is rebuilt from scratch
+      carried = retained.map((r) => r.record);
     } else if (obs) {
+      const link = obs.link;
       // A crash between the link update and the rename left the new program running from program_next: finish that first.
-      const finishing = swapInterruptedAfterUpdate(obs, obs.link?.progId);
+      // Only an attached link runs anything (as for PacketFilter).
+      const finishing = swapInterruptedAfterUpdate(obs, link?.attached ? link.progId : undefined);
       const program = finishing ? obs.programNext! : obs.program!;
       if (finishing)
         add({
@@ -161,35 +185,46 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
           after: `program ${program.id} tag ${program.tag}`,
           op: { type: 'finishUpgrade', dir },
         });
-      if (program.tag !== desired.dispatcherTag) {
-        add({
-          kind: 'replace',
-          phase: 'dispatcher',
-          object: `${dispatcherObject}: program`,
-          domain,
-          code: 'BytecodeChanged',
-          reason: `bytecode changed (tag ${program.tag} -> ${desired.dispatcherTag}): atomic link update`,
-          before: `program ${program.id} tag ${program.tag}`,
-          after: `tag ${desired.dispatcherTag}`,
-          op: { type: 'replaceProgram', dir, expectedProgId: program.id },
-        });
-      }
-      const link = obs.link;
-      if (!link || !link.attached || link.progId !== program.id) {
+      // The link first, then the program: a relink attaches the pinned program with a new link, so an
+      // upgrade of a dispatcher whose link is missing or detached swaps the new program into that new
+      // link (BPF_F_REPLACE expects the pinned program, which it runs). A program cannot be swapped into
+      // a link that is missing (ENOENT) or detached (ENOLINK); and should the new program fail to load,
+      // the relinked old one keeps steering. A link that runs another program than the pinned one gets
+      // the new program from the swap itself (expecting what it runs now), so it needs no relink.
+      const upgrade = program.tag !== desired.dispatcherTag;
+      if (!link || !link.attached || (!upgrade && link.progId !== program.id)) {
         add({
           kind: link ? 'replace' : 'create',
           phase: 'dispatcher',
           object: `${dispatcherObject}: link`,
           domain,
           code: !link ? 'LinkMissing' : !link.attached ? 'LinkDetached' : 'LinkRunsOtherProgram',
-          reason: !link
-            ? 'the sk_lookup link pin is missing'
-            : !link.attached
-              ? 'the sk_lookup link was detached'
-              : `the link runs program ${link.progId}, not the pinned program ${program.id}`,
+          reason:
+            (!link
+              ? 'the sk_lookup link pin is missing'
+              : !link.attached
+                ? 'the sk_lookup link was detached'
+                : `the link runs program ${link.progId}, not the pinned program ${program.id}`) +
+            (upgrade ? `: linking the pinned program ${program.id}, which the upgrade below replaces in the new link` : ''),
           before: link ? `link ${link.id}${link.attached ? '' : ' (detached)'}` : undefined,
           after: `sk_lookup link on ${netnsPath}`,
           op: { type: 'relink', dir, netnsPath },
+        });
+      }
+      if (upgrade) {
+        const running = link?.attached ? link.progId : program.id;
+        add({
+          kind: 'replace',
+          phase: 'dispatcher',
+          object: `${dispatcherObject}: program`,
+          domain,
+          code: 'BytecodeChanged',
+          reason:
+            `bytecode changed (tag ${program.tag} -> ${desired.dispatcherTag}): atomic link update` +
+            (running !== program.id ? ` (the link runs program ${running}, not the pinned program ${program.id}: it runs the new one after the update)` : ''),
+          before: `program ${program.id} tag ${program.tag}`,
+          after: `tag ${desired.dispatcherTag}`,
+          op: { type: 'replaceProgram', dir, expectedProgId: running },
         });
       }
       for (const s of obs.stray)
@@ -207,9 +242,19 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
         });
     }
 
+    // Kept records of a rebuilt dispatcher: written again with their entries, before the applied
+    // policies' (which win a key both claim). Their sockets cannot be carried over: a socket is put
+    // again when the policy can be applied.
+    for (const r of carried) {
+      const entries = r.bindings.flatMap((b) => bindingEntries(r.protocol, b, r.destId));
+      const base = { policy: r.name, domain, phase: 'add' as const, code: 'KeptAcrossRebuild', reason: 'the dispatcher is rebuilt: the last applied state of a policy that cannot be applied now is written again (without its socket)' };
+      add({ ...base, kind: 'create', object: `policy ${r.name}`, after: describeSpec(r), op: { type: 'writeRecord', dir, record: r } });
+      if (entries.length > 0) add({ ...base, kind: 'create', object: `policy ${r.name}: bindings`, after: `${entries.length} entries`, op: { type: 'upsertBindings', dir, entries } });
+    }
+
     const records = new Map((view?.records ?? []).map((r) => [r.name, r]));
-    const usedDest = new Set((view?.records ?? []).map((r) => r.destId));
-    const usedBinding = new Set((view?.records ?? []).flatMap((r) => r.bindings.map((b) => b.id)));
+    const usedDest = new Set([...(view?.records ?? []), ...carried].map((r) => r.destId));
+    const usedBinding = new Set([...(view?.records ?? []), ...carried].flatMap((r) => r.bindings.map((b) => b.id)));
     const entriesByDest = new Map<number, Array<{ key: string; destId: number; bindingId: number }>>();
     for (const e of view?.bindings ?? []) {
       const list = entriesByDest.get(e.destId) ?? [];
@@ -353,7 +398,7 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
     }
 
     // Policies that went away from this dispatcher (removed, or moved to another namespace).
-    const keep = new Set([...wanted.map((p) => p.name), ...retained.map((r) => r.name)]);
+    const keep = new Set([...wanted.map((p) => p.name), ...retained.map((r) => r.record.name)]);
     for (const r of view?.records ?? []) {
       if (keep.has(r.name)) continue;
       const d = desiredByName.get(r.name);
@@ -369,7 +414,7 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
     }
 
     // Entries that belong to no policy (an interrupted run): garbage.
-    const owned = new Set([...plannedRecords.map((x) => x.record.destId), ...retained.map((r) => r.destId)]);
+    const owned = new Set([...plannedRecords.map((x) => x.record.destId), ...retained.map((r) => r.record.destId)]);
     for (const r of view?.records ?? []) if (!keep.has(r.name)) owned.add(r.destId);
     const orphans = (view?.bindings ?? []).filter((e) => !owned.has(e.destId) && !desiredKeys.has(e.key)).map((e) => e.key);
     if (orphans.length > 0)

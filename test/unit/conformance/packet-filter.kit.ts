@@ -14,7 +14,7 @@ import { FILTER_MAPS, encodeRuleset, parseFilterDirName, rulesetFingerprint, spl
 import type { DesiredFilters, FilterOperation } from '../../../src/kinds/packet-filter/model.js';
 import type { ObservedFilter, ObservedFilters, RulesetWrite } from '../../../src/kinds/packet-filter/store.js';
 import type { PlanEnv } from '../../../src/reconciler/kind.js';
-import { ROOT, registeredKind, type ConformanceKit, type Damage, type FakeKernel, type KnownBug, type Scenario } from './kit.js';
+import { ROOT, registeredKind, type ConformanceKit, type Damage, type FakeKernel, type Scenario } from './kit.js';
 
 /** Tags of the filter programs the desired states run. */
 export const FILTER_TAGS = { xdp: 'aaaaaaaaaaaaaaaa', tc: 'bbbbbbbbbbbbbbbb' };
@@ -433,46 +433,6 @@ function assertFiltersConverged(desired: DesiredFilters, s: ObservedFilters, env
   }
 }
 
-/** Whether the plan rebuilds `f` in full (createFilter) rather than repairing it. */
-function broken(f: ObservedFilter): boolean {
-  return !f.program || f.missingMaps.length > 0 || f.layoutMismatch.length > 0 || !f.attachment;
-}
-
-/** The program the plan treats as the filter's: program_next when an interrupted upgrade left the attached link running it. */
-function running(f: ObservedFilter): { id: number; tag: string } {
-  return f.programNext && f.link?.attached && f.link.progId === f.programNext.id ? f.programNext : f.program!;
-}
-
-/** Known bugs of planFilters (src/kinds/packet-filter/plan.ts); each has a todo test in packet-filter-plan.test.ts. */
-const FILTER_BUGS: KnownBug<DesiredFilters, ObservedFilters>[] = [
-  {
-    what:
-      'an XDP filter whose link runs a program that is neither the pinned one nor program_next is reattached with a new XDP link, which the kernel refuses while the old link is attached (EBUSY, reported as an XdpConflictError), pass after pass',
-    hits: (desired, observed, env) =>
-      observed.filters.some(
-        (f) =>
-          !f.error &&
-          f.hook === 'xdp' &&
-          !broken(f) &&
-          f.link?.attached === true &&
-          f.link.progId !== running(f).id &&
-          desired.filters.some((w) => w.key === f.key) &&
-          !keptFilter(f, desired, env.failedFiles),
-      ),
-  },
-  {
-    what:
-      'an upgrade of a filter whose link is detached, missing or runs a program that is not ours: replaceFilterProgram (swap into the link with BPF_F_REPLACE) runs before attachFilter and the kernel refuses it (ENOLINK, ENOENT, EPERM), so the attachment is never repaired, pass after pass',
-    hits: (desired, observed) =>
-      observed.filters.some((f) => {
-        if (f.error || broken(f) || f.attachment!.method === 'cls_bpf' || !desired.filters.some((w) => w.key === f.key)) return false;
-        const program = running(f);
-        if (program.tag === (f.hook === 'xdp' ? desired.tags.xdp : desired.tags.tc)) return false;
-        return !f.link || !f.link.attached || f.link.progId !== program.id;
-      }),
-  },
-];
-
 /** PacketFilter's conformance kit. */
 export const packetFilterKit: ConformanceKit<DesiredFilters, ObservedFilters> = {
   kind: registeredKind<DesiredFilters, ObservedFilters>('PacketFilter'),
@@ -487,8 +447,10 @@ export const packetFilterKit: ConformanceKit<DesiredFilters, ObservedFilters> = 
   assertConverged: assertFiltersConverged,
   heldFrom(observed, failed, desired) {
     const takenOver = new Set(desired.policies.filter((p) => !failed.has(p.sourceFile)).map((p) => p.name));
+    // Also a policy now defined in a failed file (it moved there from the file its record names).
+    const movedIntoFailed = new Set(desired.policies.filter((p) => failed.has(p.sourceFile)).map((p) => p.name));
     // A filter that serves a policy of a failed file is kept whole: its program, attachment, rules and counters.
-    return observed.filters.filter((f) => f.policies.some((r) => failed.has(r.sourceFile) && !takenOver.has(r.name)));
+    return observed.filters.filter((f) => f.policies.some((r) => (failed.has(r.sourceFile) && !takenOver.has(r.name)) || movedIntoFailed.has(r.name)));
   },
-  knownBugs: FILTER_BUGS,
+  knownBugs: [],
 };

@@ -16,7 +16,7 @@ import type {
 } from '../../../src/kinds/port-steering/model.js';
 import { DISPATCHER_MAPS, dispatcherDir, type DispatcherMapName } from '../../../src/kinds/port-steering/store.js';
 import type { PlanEnv } from '../../../src/reconciler/kind.js';
-import { ROOT, registeredKind, type ConformanceKit, type Damage, type FakeKernel, type KnownBug, type Scenario } from './kit.js';
+import { ROOT, registeredKind, type ConformanceKit, type Damage, type FakeKernel, type Scenario } from './kit.js';
 
 /** Tag of the dispatcher program the desired states run. */
 export const STEERING_TAG = 'aaaaaaaaaaaaaaaa';
@@ -350,11 +350,15 @@ function damageSteering(observed: SteeringObserved, damages: readonly Damage[]):
   return s;
 }
 
-/** Whether the record `r` is kept as it is under `env`: its file failed (and no loaded file defines it now), or its policy's namespace cannot be resolved. */
+/**
+ * Whether the record `r` is kept as it is under `env`: its policy is defined in a file that failed
+ * (wherever the record says it came from), or, defined in no loaded file, it came from a file that
+ * failed; or its policy's namespace cannot be resolved.
+ */
 function keptRecord(r: PolicyRecord, desired: SteeringDesired, failed: ReadonlySet<string>): boolean {
   const d = desired.policies.find((p) => p.name === r.name);
-  if (failed.has(r.sourceFile) && !(d && !failed.has(d.sourceFile))) return true;
-  return d !== undefined && !failed.has(d.sourceFile) && !d.netnsKey.ok;
+  if (!d) return failed.has(r.sourceFile);
+  return failed.has(d.sourceFile) || !d.netnsKey.ok;
 }
 
 function assertSteeringConverged(desired: SteeringDesired, s: SteeringObserved, env: PlanEnv): void {
@@ -405,46 +409,6 @@ function assertSteeringConverged(desired: SteeringDesired, s: SteeringObserved, 
   }
 }
 
-/** Namespace keys some applicable policy of `desired` wants a dispatcher in. */
-function wantedKeys(desired: SteeringDesired, env: PlanEnv): Set<string> {
-  return new Set(desired.policies.flatMap((p) => (!env.failedFiles.has(p.sourceFile) && p.netnsKey.ok ? [p.netnsKey.key] : [])));
-}
-
-/** Known bugs of planSteering (src/kinds/port-steering/plan.ts); each has a todo test in port-steering-plan.test.ts. */
-const STEERING_BUGS: KnownBug<SteeringDesired, SteeringObserved>[] = [
-  {
-    what:
-      'an incomplete dispatcher that only holds kept records (failed file, unresolved namespace) is rebuilt empty: the records it says it keeps are lost, and the next pass removes the empty dispatcher',
-    hits: (desired, observed, env) => {
-      const wanted = wantedKeys(desired, env);
-      return observed.dispatchers.some(
-        (d) =>
-          !d.error &&
-          (!d.program || d.missingMaps.length > 0) &&
-          !wanted.has(d.key) &&
-          !(d.link && !d.link.attached) &&
-          d.records.some((r) => keptRecord(r, desired, env.failedFiles)),
-      );
-    },
-  },
-  {
-    what:
-      'an upgrade of a dispatcher whose link is detached, missing or runs a program that is not ours: replaceProgram (swap into the link with BPF_F_REPLACE) runs before relink and the kernel refuses it (ENOLINK, ENOENT, EPERM), so the relink never runs, pass after pass',
-    hits: (desired, observed, env) => {
-      const wanted = wantedKeys(desired, env);
-      return observed.dispatchers.some((d) => {
-        if (d.error || !d.program || d.missingMaps.length > 0) return false;
-        // The program the plan upgrades: program_next when an interrupted upgrade left the link running it.
-        const program = d.programNext && d.link?.progId === d.programNext.id ? d.programNext : d.program;
-        if (program.tag === desired.dispatcherTag) return false;
-        if (d.link && d.link.attached && d.link.progId === program.id) return false;
-        const stays = wanted.has(d.key) || (d.records.some((r) => keptRecord(r, desired, env.failedFiles)) && !(d.link && !d.link.attached));
-        return stays;
-      });
-    },
-  },
-];
-
 /** PortSteering's conformance kit. */
 export const portSteeringKit: ConformanceKit<SteeringDesired, SteeringObserved> = {
   kind: registeredKind<SteeringDesired, SteeringObserved>('PortSteering'),
@@ -460,9 +424,11 @@ export const portSteeringKit: ConformanceKit<SteeringDesired, SteeringObserved> 
   assertConverged: assertSteeringConverged,
   heldFrom(observed, failed, desired) {
     const takenOver = new Set(desired.policies.filter((p) => !failed.has(p.sourceFile)).map((p) => p.name));
+    // Also what a policy now defined in a failed file left wherever it came from (it moved there).
+    const movedIntoFailed = new Set(desired.policies.filter((p) => failed.has(p.sourceFile)).map((p) => p.name));
     return observed.dispatchers.flatMap((d) =>
       d.records
-        .filter((r) => failed.has(r.sourceFile) && !takenOver.has(r.name))
+        .filter((r) => (failed.has(r.sourceFile) && !takenOver.has(r.name)) || movedIntoFailed.has(r.name))
         .map((r) => ({
           dispatcher: d.key,
           record: r,
@@ -471,5 +437,5 @@ export const portSteeringKit: ConformanceKit<SteeringDesired, SteeringObserved> 
         })),
     );
   },
-  knownBugs: STEERING_BUGS,
+  knownBugs: [],
 };
