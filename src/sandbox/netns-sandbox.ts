@@ -103,8 +103,8 @@ export class NetnsSandbox implements AsyncDisposable {
    * each request, would otherwise block once the pipe is full); callers may
    * listen to them too.
    */
-  spawn(args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', this.name, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  spawn(args: string[], options: { stdin?: 'ignore' | 'pipe' } = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.name, ...args], { stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
     child.stdout?.on('data', () => undefined);
     child.stderr?.on('data', () => undefined);
     this.#children.add(child);

@@ -77,11 +77,18 @@ export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<voi
   });
 }
 
-/** Runs `bpftool -j ARGS` and parses its JSON. Throws when bpftool fails. */
+/**
+ * Runs `bpftool -j ARGS` and parses its JSON. Throws when bpftool fails. A
+ * listing that races an object being freed (bpftool cannot open an id it just
+ * listed: EAGAIN or ENOENT) is tried again, a few times.
+ */
 export function bpftool(...args: string[]): unknown {
-  const r = runBounded('bpftool', ['-j', ...args]);
-  if (r.status !== 0) throw new Error(`bpftool ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
-  return JSON.parse(r.stdout || 'null');
+  for (let attempt = 1; ; attempt++) {
+    const r = runBounded('bpftool', ['-j', ...args]);
+    if (r.status === 0) return JSON.parse(r.stdout || 'null');
+    const transient = /can't get \w+ by id \(\d+\): (Resource temporarily unavailable|No such file or directory)/.test(r.stdout + r.stderr);
+    if (!transient || attempt >= 5) throw new Error(`bpftool ${args.join(' ')} exited ${r.status}: ${r.stderr || r.stdout}`);
+  }
 }
 
 /** Ids bpftool lists for `prog`, `map` or `link`. */

@@ -36,9 +36,10 @@ export function vethPair(sandbox: NetnsSandbox, peer: NetnsSandbox, local = 'vb'
   ip('-n', sandbox.name, 'link', 'set', local, 'up');
 }
 
-// Binds UDP ports on "::" (IPv4 too), prints "ready", counts datagrams per port,
-// and prints the counts as JSON once at least 1 s has passed and nothing arrived
-// for 0.4 s (the sender runs right after "ready" and takes milliseconds).
+// Binds UDP ports on "::" (IPv4 too), prints "ready", counts datagrams per port
+// until a line arrives on stdin (the sender is done), drains what is still
+// queued, and prints the counts as JSON. No timing guess: a busy machine that
+// starts the sender late loses nothing. 60 s at most.
 const RECEIVER_PY = `
 import json, select, socket, sys, time
 ports = [int(p) for p in sys.argv[1:]]
@@ -50,13 +51,24 @@ for p in ports:
     socks[s] = p
 counts = {p: 0 for p in ports}
 print("ready", flush=True)
-start = last = time.monotonic()
-while time.monotonic() - start < 1.0 or time.monotonic() - last < 0.4:
-    r, _, _ = select.select(list(socks), [], [], 0.05)
+start = time.monotonic()
+done = False
+while not done and time.monotonic() - start < 60:
+    r, _, _ = select.select(list(socks) + [sys.stdin], [], [], 1.0)
+    for s in r:
+        if s is sys.stdin:
+            sys.stdin.readline()
+            done = True
+        else:
+            s.recv(2048)
+            counts[socks[s]] += 1
+while True:
+    r, _, _ = select.select(list(socks), [], [], 0.2)
+    if not r:
+        break
     for s in r:
         s.recv(2048)
         counts[socks[s]] += 1
-        last = time.monotonic()
 print(json.dumps(counts), flush=True)
 `;
 
@@ -87,12 +99,13 @@ export interface UdpSend {
  */
 export async function udpExchange(receiver: NetnsSandbox, sender: NetnsSandbox, sends: UdpSend[]): Promise<Record<number, number>> {
   const ports = [...new Set(sends.map((s) => s.port))];
-  const child = receiver.spawn(['python3', '-c', RECEIVER_PY, ...ports.map(String)]);
+  const child = receiver.spawn(['python3', '-c', RECEIVER_PY, ...ports.map(String)], { stdin: 'pipe' });
   const lines = createInterface({ input: child.stdout! });
   const it = lines[Symbol.asyncIterator]();
   const first = await withTimeout(it.next(), 10_000, `the UDP receiver in ${receiver.name} to be ready`);
   assert.equal(first.value, 'ready');
   sender.exec(['python3', '-c', SENDER_PY, JSON.stringify(sends)]);
+  child.stdin!.end('done\n'); // everything is sent: count what arrived
   const result = await withTimeout(it.next(), 20_000, `the UDP receiver in ${receiver.name} to report what arrived`);
   lines.close();
   await childClosed(child, `the UDP receiver in ${receiver.name}`);
