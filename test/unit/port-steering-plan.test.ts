@@ -252,3 +252,27 @@ test('a policy whose document moved into a file that failed keeps its last appli
   assert.deepEqual(kindsOf(changes(p)), [], 'nothing of a is deleted');
   assert.ok(p.actions.some((a) => a.kind === 'noop' && a.policy === 'a' && a.code === 'KeptForInvalidFile' && a.reason.startsWith('/p/one.yaml failed')));
 });
+
+test('a dispatcher full: the policy (by name) that does not fit fails naming the limit; the others converge; one applied before keeps its state', () => {
+  // 9 prefixes x 65,535 ports: 589,815 entries each; two of them exceed the 1,048,576 a dispatcher holds.
+  const prefixes = Array.from({ length: 9 }, (_, i) => `10.${i}.0.0/16`);
+  // b is UDP: it claims no key of a's, yet both live in the same dispatcher.
+  const big = (name: string) => steeringPolicy(name, { ports: [{ start: 1, end: 65535 }], prefixes, protocol: name === 'b' ? 'udp' : 'tcp' });
+  const small = steeringPolicy('s', { ports: [{ start: 80, end: 80 }] });
+  const first = desiredOf(big('a'), small);
+  const s = applied(first);
+  const p = planSteering(desiredOf(big('a'), big('b'), small), s, envOf());
+  const full = p.problems.find((x) => x.reason === 'DispatcherFull');
+  assert.ok(full, JSON.stringify(p.problems));
+  assert.equal(full.policy, 'b');
+  assert.match(full.message, /policy b needs 589815 binding entries, but the dispatcher of network namespace \/run\/netns\/x holds at most 1048576 and the policies before it \(by name\) take 589815/);
+  assert.ok(!p.actions.some((a) => a.policy === 'b' && a.kind !== 'noop'), 'nothing of b is written');
+  assert.deepEqual(changes(p), [], 'a and s stay as they are');
+
+  // b applied before with a few ports, now grown past the limit: it keeps its last applied state.
+  const grown = applied(desiredOf(big('a'), steeringPolicy('b', { ports: [{ start: 80, end: 81 }], prefixes, protocol: 'udp' })));
+  const p2 = planSteering(desiredOf(big('a'), big('b')), grown, envOf());
+  assert.ok(p2.problems.some((x) => x.policy === 'b' && x.reason === 'DispatcherFull'));
+  assert.deepEqual(changes(p2), [], 'nothing of b is deleted');
+  assert.ok(p2.actions.some((a) => a.policy === 'b' && a.kind === 'noop' && a.code === 'KeptAtLimit'));
+});

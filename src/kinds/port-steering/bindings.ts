@@ -20,6 +20,11 @@ export function bindingShapes(p: Pick<DesiredSteering, 'ports' | 'prefixes'>): A
   return p.ports.flatMap((r: Range) => prefixes.map((prefix) => ({ start: r.start, end: r.end, prefix })));
 }
 
+/** How many LPM entries {@link bindingEntries} makes for a binding (without making them). */
+export function bindingEntryCount(b: { start: number; end: number; prefix: string }): number {
+  return b.prefix === EVERY_ADDRESS ? portRangeBlocks(b.start, b.end).length : b.end - b.start + 1;
+}
+
 /** LPM entries of one binding, keys as latin1 strings (one char per key byte). */
 export function bindingEntries(
   protocol: 'tcp' | 'udp',

@@ -8,6 +8,13 @@ import { builtBpfObject } from '../../common/package-paths.js';
 /** Compiled object of bpf/dispatcher.c. */
 export const DISPATCHER_OBJECT = builtBpfObject('dispatcher.o');
 /** The dispatcher built with -DVARIANT: same behaviour, other bytecode (upgrade tests and benchmarks). */
+/**
+ * What one dispatcher holds (bpf/dispatcher.h): LPM entries (MAX_BINDINGS),
+ * binding ids 0..65535 (MAX_BINDING_IDS, one hit counter each) and
+ * destinations 1..65535 (MAX_DESTINATIONS: sockmap slots, 0 unused).
+ */
+export const DISPATCHER_LIMITS = { entries: 1_048_576, bindings: 65_536, destinations: 65_535 } as const;
+
 export const DISPATCHER_VARIANT_OBJECT = builtBpfObject('dispatcher_variant.o');
 /** Compiled object of bpf/test_counter.c (a second sk_lookup program, for upgrade tests). */
 export const TEST_COUNTER_OBJECT = builtBpfObject('test_counter.o');

@@ -7,7 +7,8 @@
  * policy's steps (which also name their dispatcher's domain, so a failed
  * dispatcher skips its policies).
  */
-import { allocate, bindingEntries, bindingShapes } from './bindings.js';
+import { allocate, bindingEntries, bindingEntryCount, bindingShapes } from './bindings.js';
+import { DISPATCHER_LIMITS } from './layout.js';
 import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
 import type { DesiredSteering, ObservedDispatcherState, PolicyRecord, RecordedBinding, SteeringDesired, SteeringObserved, SteeringOperation } from './model.js';
@@ -77,14 +78,14 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
 
   for (const key of keys) {
     const obs = observedByKey.get(key);
-    const wanted = applicable.get(key) ?? [];
+    const candidates = applicable.get(key) ?? [];
     const dir = obs?.dir ?? dispatcherDir(env.root, key);
     const dispatcherObject = `dispatcher ${key}`;
     const domain = dispatcherObject;
 
     // Pins that cannot be read (an error other than ENOENT): nothing is known, so nothing is touched.
     if (obs?.error) {
-      for (const p of wanted)
+      for (const p of candidates)
         problems.push({ policy: p.name, sourceFile: p.sourceFile, condition: 'Failed', reason: 'PinsUnreadable', message: `${dispatcherObject} (${obs.dir}): ${obs.error}` });
       add({ kind: 'noop', phase: 'add', object: dispatcherObject, domain, code: 'PinsUnreadable', reason: `its pins cannot be read (${obs.error}): left as it is`, op: { type: 'none' } });
       continue;
@@ -92,13 +93,45 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
 
     // Records to keep as they are: their policy is defined in a file that failed (or, defined in no
     // loaded file, came from one that failed), or its namespace cannot be resolved right now.
-    const retained: Array<{ record: PolicyRecord; failedFile?: string }> = [];
+    const retained: Array<{ record: PolicyRecord; failedFile?: string; atLimit?: boolean }> = [];
     for (const r of obs?.records ?? []) {
       const d = desiredByName.get(r.name);
       if (!d) {
         if (failedFiles.has(r.sourceFile)) retained.push({ record: r, failedFile: r.sourceFile });
       } else if (failedFiles.has(d.sourceFile)) retained.push({ record: r, failedFile: d.sourceFile });
       else if (!d.netnsKey.ok) retained.push({ record: r });
+    }
+
+    // Capacity (DISPATCHER_LIMITS): the policies, by name, that would not fit fail naming the limit; the
+    // others converge; one that was applied before keeps its last applied state.
+    const wanted: DesiredSteering[] = [];
+    const used = { entries: 0, bindings: 0, destinations: 0 };
+    for (const { record } of retained) {
+      used.entries += record.bindings.reduce((n, b) => n + bindingEntryCount(b), 0);
+      used.bindings += record.bindings.length;
+      used.destinations += 1;
+    }
+    for (const p of [...candidates].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      const shapes = bindingShapes(p);
+      const need = { entries: shapes.reduce((n, b) => n + bindingEntryCount(b), 0), bindings: shapes.length, destinations: 1 };
+      const over = (['entries', 'bindings', 'destinations'] as const).find((k) => used[k] + need[k] > DISPATCHER_LIMITS[k]);
+      if (over) {
+        const what = { entries: 'binding entries', bindings: 'bindings (port ranges times prefixes)', destinations: 'target sockets' }[over];
+        problems.push({
+          policy: p.name,
+          sourceFile: p.sourceFile,
+          condition: 'Failed',
+          reason: 'DispatcherFull',
+          message: `policy ${p.name} needs ${need[over]} ${what}, but the dispatcher of network namespace ${p.netns ?? '(own)'} holds at most ${DISPATCHER_LIMITS[over]} and the policies before it (by name) take ${used[over]}`,
+        });
+        const previous = obs?.records.find((r) => r.name === p.name);
+        if (previous) retained.push({ record: previous, atLimit: true });
+        continue;
+      }
+      used.entries += need.entries;
+      used.bindings += need.bindings;
+      used.destinations += need.destinations;
+      wanted.push(p);
     }
     const namespaceGone = obs?.link !== undefined && !obs.link.attached && wanted.length === 0;
 
@@ -117,17 +150,19 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       }
       continue;
     }
-    for (const { record: r, failedFile } of retained)
+    for (const { record: r, failedFile, atLimit } of retained)
       add({
         kind: 'noop',
         phase: 'add',
         object: `policy ${r.name}`,
         policy: r.name,
         domain,
-        code: failedFile ? 'KeptForInvalidFile' : 'KeptForUnresolvedNamespace',
+        code: failedFile ? 'KeptForInvalidFile' : atLimit ? 'KeptAtLimit' : 'KeptForUnresolvedNamespace',
         reason: failedFile
           ? `${failedFile} failed to validate: keeping the last applied state`
-          : `its network namespace cannot be resolved: keeping the last applied state`,
+          : atLimit
+            ? 'it no longer fits in the dispatcher: keeping the last applied state'
+            : `its network namespace cannot be resolved: keeping the last applied state`,
         op: { type: 'none' },
       });
 
