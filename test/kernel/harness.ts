@@ -4,7 +4,7 @@
  * fd-owning object or a BPF/pidfd/netns fd behind. Kernel tests never skip:
  * a machine that cannot run them fails them.
  */
-import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
+import { runBounded, scaled, sleep } from '../../src/sandbox/bounded-wait.js';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -80,9 +80,9 @@ export function bpftoolIds(kind: 'prog' | 'map' | 'link'): Set<number> {
   return new Set((list ?? []).map((o) => o.id));
 }
 
-/** Polls `cond` every 20 ms until it holds or `ms` pass; returns whether it held. */
+/** Polls `cond` every 20 ms until it holds or `ms` (scaled, see TIME_SCALE) pass; returns whether it held. */
 export async function eventually(cond: () => boolean, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms;
+  const end = Date.now() + scaled(ms);
   for (;;) {
     if (cond()) return true;
     if (Date.now() > end) return false;
