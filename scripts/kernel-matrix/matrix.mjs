@@ -419,7 +419,7 @@ function collect(checks, resultsDir, runInfo) {
     const outFile = join(resultsDir, `${id}.out`);
     const output = existsSync(outFile) ? readFileSync(outFile, 'utf8') : '';
     if (!existsSync(rcFile)) {
-      const why = runInfo.timedOut ? `not run: the VM ran past its deadline and was killed` : `not run: the ${runInfo.native ? 'runner' : 'VM'} stopped (exit ${runInfo.code})`;
+      const why = runInfo.timedOut ? `the VM ran past its deadline and was killed` : `the ${runInfo.native ? 'runner' : 'VM'} stopped (exit ${runInfo.code})`;
       return { name: c.name, status: 'not run', seconds: 0, failures: [], error: output ? `${why}; partial output: ${lastLines(output, 3)}` : why };
     }
     const [rc, ms] = readFileSync(rcFile, 'utf8').trim().split(/\s+/).map(Number);
