@@ -36,27 +36,38 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* IPv6 extension headers walked before giving up on the L4 header. */
 #define MAX_EXT_HEADERS 6
 
+/*
+ * Templates of the inner maps. User space creates every generation's inner
+ * maps itself (src/bpf/filter-store.ts, BPF_MAP_CREATE without BTF), and the
+ * kernel only accepts an inner map whose metadata equals the template's
+ * (bpf_map_meta_equal). Before Linux 6.2 that comparison includes
+ * `timer_off`, which is -EINVAL for a map created without BTF but -ENOENT for
+ * a map whose BTF value type is a struct without a bpf_timer: with
+ * `__type(value, struct pf_decision)` here, every update of decision_tables
+ * failed with EINVAL on 6.1. So the templates give sizes, not BTF types, and
+ * are created without BTF exactly like the maps put into them.
+ */
 struct addr_table {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pf_addr_key);
-	__type(value, __u32);
+	__uint(key_size, sizeof(struct pf_addr_key));
+	__uint(value_size, sizeof(__u32));
 	__uint(max_entries, 1);
 };
 
 struct port_table {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pf_port_key);
-	__type(value, __u32);
+	__uint(key_size, sizeof(struct pf_port_key));
+	__uint(value_size, sizeof(__u32));
 	__uint(max_entries, 1);
 };
 
 struct decision_table {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pf_decision_key);
-	__type(value, struct pf_decision);
+	__uint(key_size, sizeof(struct pf_decision_key));
+	__uint(value_size, sizeof(struct pf_decision));
 	__uint(max_entries, 1);
 };
 

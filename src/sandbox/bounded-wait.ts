@@ -9,6 +9,23 @@ import { spawnSync, type ChildProcess, type SpawnSyncOptionsWithStringEncoding, 
 /** How long a wait may take unless the caller says otherwise. */
 export const DEFAULT_WAIT_MS = 30_000;
 
+/**
+ * Multiplier of every bound and pause below, from EBPF_POLICY_TIME_SCALE
+ * (default 1). The bounds are chosen for a real machine; the kernel matrix
+ * (scripts/kernel-matrix) runs the same suite under CPU emulation, 10 to 30
+ * times slower, and sets it there so waits stay proportional. Native runs
+ * keep the bounds as written.
+ */
+export const TIME_SCALE = ((): number => {
+  const v = Number(process.env.EBPF_POLICY_TIME_SCALE ?? 1);
+  return Number.isFinite(v) && v >= 1 ? v : 1;
+})();
+
+/** `ms` times {@link TIME_SCALE}. */
+export function scaled(ms: number): number {
+  return Math.round(ms * TIME_SCALE);
+}
+
 /** Thrown when a bounded wait runs out; `what` names what was awaited. */
 export class WaitTimeoutError extends Error {
   constructor(
@@ -20,16 +37,17 @@ export class WaitTimeoutError extends Error {
   }
 }
 
-/** Resolves after `ms`. */
+/** Resolves after `ms` (scaled). */
 export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+  return new Promise((r) => setTimeout(r, scaled(ms)));
 }
 
 /**
  * Resolves or rejects as `promise` does, or rejects with a `WaitTimeoutError`
  * naming `what` after `ms`. The timer never keeps the process alive.
  */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export function withTimeout<T>(promise: Promise<T>, boundMs: number, what: string): Promise<T> {
+  const ms = scaled(boundMs);
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new WaitTimeoutError(what, ms)), ms);
@@ -93,8 +111,9 @@ export function runBounded(
   cmd: string,
   args: readonly string[],
   options: Omit<SpawnSyncOptionsWithStringEncoding, 'encoding' | 'timeout' | 'killSignal'> = {},
-  ms = DEFAULT_WAIT_MS,
+  boundMs = DEFAULT_WAIT_MS,
 ): SpawnSyncReturns<string> {
+  const ms = scaled(boundMs);
   const r = spawnSync(cmd, args, { maxBuffer: 64 << 20, ...options, encoding: 'utf8', timeout: ms, killSignal: 'SIGKILL' });
   const what = `${cmd} ${args.join(' ')}`.slice(0, 300);
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') throw new WaitTimeoutError(`${what} to finish`, ms);

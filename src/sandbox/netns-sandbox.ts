@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
-import { killAndWait, runBounded } from './bounded-wait.js';
+import { killAndWait, runBounded, scaled } from './bounded-wait.js';
 
 /** Prefix of every namespace a sandbox creates, so leftovers are easy to find. */
 export const SANDBOX_PREFIX = 'ebpf-policy-';
@@ -118,7 +118,7 @@ export class NetnsSandbox implements AsyncDisposable {
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     const lines = createInterface({ input: child.stdout! });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => child.kill('SIGKILL'), scaled(timeoutMs));
     try {
       const ready = await Promise.race([
         once(lines, 'line').then(([l]) => String(l)),

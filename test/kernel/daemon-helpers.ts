@@ -1,5 +1,5 @@
 /** Helpers of the daemon's end-to-end tests: the daemon as a child process, its JSON logs, HTTP inside the sandbox. */
-import { runBounded, withTimeout } from '../../src/sandbox/bounded-wait.js';
+import { runBounded, scaled, withTimeout } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -67,7 +67,8 @@ export class DaemonProcess {
   }
 
   /** Waits for a log line from index `from` on that matches; fails with the log when none comes in `ms`. */
-  async waitFor(what: string, match: (l: LogLine) => boolean, from = 0, ms = 15_000): Promise<LogLine> {
+  async waitFor(what: string, match: (l: LogLine) => boolean, from = 0, boundMs = 15_000): Promise<LogLine> {
+    const ms = scaled(boundMs);
     const end = Date.now() + ms;
     for (;;) {
       const hit = this.lines.slice(from).find(match);
@@ -96,7 +97,7 @@ export class DaemonProcess {
   /** SIGTERM, then the exit code (SIGKILL after `ms`). */
   async stop(ms = 10_000): Promise<number | null> {
     if (!this.exited) this.#child.kill('SIGTERM');
-    const t = setTimeout(() => this.#child.kill('SIGKILL'), ms);
+    const t = setTimeout(() => this.#child.kill('SIGKILL'), scaled(ms));
     try {
       return await withTimeout(this.#closed, ms + 10_000, `the daemon (pid ${this.pid}) to stop after SIGTERM`);
     } finally {

@@ -4,7 +4,7 @@
  * fd-owning object or a BPF/pidfd/netns fd behind. Kernel tests never skip:
  * a machine that cannot run them fails them.
  */
-import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
+import { runBounded, scaled, sleep } from '../../src/sandbox/bounded-wait.js';
 import { readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { DEFAULT_REPORT_DIR, lastPassFile } from '../../src/reconciler/last-pass.js';
 import { DaemonLock } from '../../src/bpf/root-lock.js';
@@ -51,7 +51,7 @@ export const KERNEL_TEST_TIMEOUT_MS = 120_000;
  * It fails after `timeoutMs` (default {@link KERNEL_TEST_TIMEOUT_MS}); a test known to be long sets a larger bound.
  */
 export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<void> | void, timeoutMs = KERNEL_TEST_TIMEOUT_MS): void {
-  test(name, { timeout: timeoutMs }, async () => {
+  test(name, { timeout: scaled(timeoutMs) }, async () => {
     requireRoot();
     const before = kernelFds();
     const pinDir = `/sys/fs/bpf/ebpf-policy-test-${process.pid}-${counter++}`;
@@ -97,9 +97,9 @@ export function bpftoolIds(kind: 'prog' | 'map' | 'link'): Set<number> {
   return new Set((list ?? []).map((o) => o.id));
 }
 
-/** Polls `cond` every 20 ms until it holds or `ms` pass; returns whether it held. */
+/** Polls `cond` every 20 ms until it holds or `ms` (scaled, see TIME_SCALE) pass; returns whether it held. */
 export async function eventually(cond: () => boolean, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms;
+  const end = Date.now() + scaled(ms);
   for (;;) {
     if (cond()) return true;
     if (Date.now() > end) return false;

@@ -3,7 +3,7 @@
  * throwaway namespaces, real UDP and TCP traffic with python3 sockets, and
  * PacketFilter policy files.
  */
-import { childClosed, runBounded, withTimeout } from '../../src/sandbox/bounded-wait.js';
+import { childClosed, runBounded, scaled, withTimeout } from '../../src/sandbox/bounded-wait.js';
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import type { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
@@ -36,13 +36,18 @@ export function vethPair(sandbox: NetnsSandbox, peer: NetnsSandbox, local = 'vb'
   ip('-n', sandbox.name, 'link', 'set', local, 'up');
 }
 
-// Binds UDP ports on "::" (IPv4 too), prints "ready", counts datagrams per port
-// until a line arrives on stdin (the sender is done), drains what is still
-// queued, and prints the counts as JSON. No timing guess: a busy machine that
-// starts the sender late loses nothing. 60 s at most.
+// Binds UDP ports on "::" (IPv4 too), prints "ready", counts datagrams per port,
+// and, once told the sender has finished (SIGUSR1) and nothing more arrived for
+// QUIET s, prints the counts as JSON. Arguments: QUIET PORT...
 const RECEIVER_PY = `
-import json, select, socket, sys, time
-ports = [int(p) for p in sys.argv[1:]]
+import json, select, signal, socket, sys, time
+quiet_s = float(sys.argv[1])
+ports = [int(p) for p in sys.argv[2:]]
+done_at = None
+def finished(*_):
+    global done_at
+    done_at = time.monotonic()
+signal.signal(signal.SIGUSR1, finished)
 socks = {}
 for p in ports:
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -51,21 +56,9 @@ for p in ports:
     socks[s] = p
 counts = {p: 0 for p in ports}
 print("ready", flush=True)
-start = time.monotonic()
-done = False
-while not done and time.monotonic() - start < 60:
-    r, _, _ = select.select(list(socks) + [sys.stdin], [], [], 1.0)
-    for s in r:
-        if s is sys.stdin:
-            sys.stdin.readline()
-            done = True
-        else:
-            s.recv(2048)
-            counts[socks[s]] += 1
-while True:
-    r, _, _ = select.select(list(socks), [], [], 0.2)
-    if not r:
-        break
+last = time.monotonic()
+while done_at is None or time.monotonic() - max(last, done_at) < quiet_s:
+    r, _, _ = select.select(list(socks), [], [], 0.05)
     for s in r:
         s.recv(2048)
         counts[socks[s]] += 1
@@ -99,13 +92,14 @@ export interface UdpSend {
  */
 export async function udpExchange(receiver: NetnsSandbox, sender: NetnsSandbox, sends: UdpSend[]): Promise<Record<number, number>> {
   const ports = [...new Set(sends.map((s) => s.port))];
-  const child = receiver.spawn(['python3', '-c', RECEIVER_PY, ...ports.map(String)], { stdin: 'pipe' });
+  const child = receiver.spawn(['python3', '-c', RECEIVER_PY, String(scaled(200) / 1000), ...ports.map(String)]);
   const lines = createInterface({ input: child.stdout! });
   const it = lines[Symbol.asyncIterator]();
   const first = await withTimeout(it.next(), 10_000, `the UDP receiver in ${receiver.name} to be ready`);
   assert.equal(first.value, 'ready');
   sender.exec(['python3', '-c', SENDER_PY, JSON.stringify(sends)]);
-  child.stdin!.end('done\n'); // everything is sent: count what arrived
+  // `ip netns exec` execs python3 in place, so the child's pid is the receiver's.
+  child.kill('SIGUSR1');
   const result = await withTimeout(it.next(), 20_000, `the UDP receiver in ${receiver.name} to report what arrived`);
   lines.close();
   await childClosed(child, `the UDP receiver in ${receiver.name}`);

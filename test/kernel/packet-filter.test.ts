@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, Link, Netns, loadObject } from '../../src/bpf/index.js';
+import { BpfMap, Features, Link, Netns, hasFeature, loadObject, unpin } from '../../src/bpf/index.js';
 import { FilterEventStream, type FilterEvent } from '../../src/kinds/packet-filter/events.js';
 import { FILTER_TABLES, FILTER_VARIANT_OBJECT, u32 } from '../../src/kinds/packet-filter/layout.js';
 import { readFilterCounters, type ObservedFilter } from '../../src/kinds/packet-filter/store.js';
@@ -126,6 +126,7 @@ kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters mat
 
   using events = FilterEventStream.open(pinDir, 'guard');
   assert.equal(events.filterCount, 1);
+  const sentAt = Date.now();
   const got = await udpExchange(sandbox, peer, [
     { dst: NET.local4, port: 9999, count: 5, sport: 40001 },
     { dst: NET.local4, port: 5353, count: 7 },
@@ -153,7 +154,8 @@ kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters mat
     { ...udp[0]!, time: undefined },
     { time: undefined, interface: 'vb', ifindex: f.ifindex, netns: sandbox.path, hook: 'xdp', action: 'drop', family: 4, protocol: 'udp', src: NET.peer4, srcPort: 40001, dst: NET.local4, dstPort: 9999, policy: 'guard', rule: 'block-udp', length: V4_BYTES(10) },
   );
-  assert.ok(Math.abs(udp[0]!.time.getTime() - Date.now()) < 10_000, 'the event time is now');
+  const eventAt = udp[0]!.time.getTime();
+  assert.ok(eventAt >= sentAt - 1000 && eventAt <= Date.now() + 1000, `the event time is when the datagram was sent (${udp[0]!.time.toISOString()})`);
   assert.deepEqual(
     udp.filter((e) => e.family === 6).map((e) => `${e.src} -> [${e.dst}]:${e.dstPort} ${e.rule}`),
     Array(6).fill(`${NET.peer6} -> [${NET.local6}]:7000 bad-net6`),
@@ -217,15 +219,31 @@ for seq in range(n):
 print(replies)
 `;
 
-kernelTest('tc ingress (tcx): coexists with another tool\'s tcx program; rule changes update maps in place; a program change is an atomic link update', async ({ pinDir, sandbox }) => {
+/** `tc ARGS` inside the sandbox (through nsenter: `ip netns exec` remounts /sys, hiding bpffs pins); fails the test on error. */
+function tcIn(sandbox: NetnsSandbox, ...args: string[]): string {
+  const r = runBounded('nsenter', [`--net=${sandbox.path}`, 'tc', ...args]);
+  assert.equal(r.status, 0, `tc ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+kernelTest('tc ingress (tcx; cls_bpf before Linux 6.6): coexists with another tool\'s program; rule changes update maps in place; a program change is an atomic link update (tc filter replace with cls_bpf)', async ({ pinDir, sandbox }) => {
   await using peer = NetnsSandbox.create('peer');
   vethPair(sandbox, peer);
   const vb = ifindexIn(sandbox.name, 'vb');
-  // Another tool's tcx program on the same hook, attached before ours: ours goes in front of it
-  // (its tc_count returns TCX_PASS, which would end the chain), and what we pass still reaches it.
+  const tcx = hasFeature(Features.tcx);
+  // Another tool's program on the same hook; its tc_count returns TCX_PASS (TC_ACT_OK), which ends the chain.
+  // With tcx it is a tcx link attached before ours: ours goes in front of it. Without tcx (the reconciler
+  // uses cls_bpf there) it is a cls_bpf filter of its own on the clsact qdisc, with a later priority than
+  // ours (pref 65000 > 60319). Either way what we pass (TC_ACT_UNSPEC = TCX_NEXT) still reaches it.
   using other = loadObject(HOOKS);
   using ns = Netns.open(sandbox.path);
-  using otherLink = ns.enter(() => Link.attachTcx(other.program('tc_count'), vb, 'ingress'));
+  const otherPin = join(pinDir, 'other_tc_count');
+  using otherLink = tcx ? ns.enter(() => Link.attachTcx(other.program('tc_count'), vb, 'ingress')) : undefined;
+  if (!tcx) {
+    other.program('tc_count').pin(otherPin);
+    tcIn(sandbox, 'qdisc', 'add', 'dev', 'vb', 'clsact');
+    tcIn(sandbox, 'filter', 'add', 'dev', 'vb', 'ingress', 'protocol', 'all', 'pref', '65000', 'bpf', 'direct-action', 'object-pinned', otherPin);
+  }
   const otherHits = () => other.map('hits').lookup(u32(1))!.readBigUInt64LE(0);
 
   using dir = new PolicyDir();
@@ -234,7 +252,8 @@ kernelTest('tc ingress (tcx): coexists with another tool\'s tcx program; rule ch
   const opts = { root: pinDir, policyPaths: [dir.path] };
   const first = await reconciled(opts);
   const f1 = filterOf(first.result ? await reconcileOnce({ ...opts, dryRun: true }) : first, 'vb', 'tc-ingress');
-  assert.equal(f1.link?.method, 'tcx');
+  assert.equal(f1.link?.method, tcx ? 'tcx' : 'cls_bpf');
+  assert.equal(f1.link?.progId, f1.program?.id);
 
   const beforeOther = otherHits();
   assert.equal(peer.exec(['python3', '-c', ICMP_PY, NET.local4, '3']).trim(), '0', 'ICMP echo requests are dropped');
@@ -266,6 +285,7 @@ kernelTest('tc ingress (tcx): coexists with another tool\'s tcx program; rule ch
   const f3 = filterOf(await reconcileOnce({ ...opts, dryRun: true, kindOptions: { PacketFilter: { objectPath: FILTER_VARIANT_OBJECT } } }), 'vb', 'tc-ingress');
   assert.equal(f3.link?.id, f1.link?.id, 'same link');
   assert.notEqual(f3.program?.id, f1.program?.id, 'new program');
+  assert.equal(f3.link?.progId, f3.program?.id, 'the hook runs the new program');
   assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9002, count: 2 }]), { 9002: 0 });
   assert.equal(counters(f3, 'ingress')['block-b']?.packets, 5, 'the counters carried over');
   await reconciled(opts); // back to the shipped program
@@ -274,8 +294,13 @@ kernelTest('tc ingress (tcx): coexists with another tool\'s tcx program; rule ch
   rmSync(join(dir.path, 'ingress.yaml'));
   await reconciled(opts);
   await assertNoneLeft(ids);
-  assert.equal(otherLink.info().target.attached, true, 'the other tool\'s link is untouched');
+  if (otherLink) assert.equal(otherLink.info().target.attached, true, 'the other tool\'s link is untouched');
+  else assert.match(tcIn(sandbox, 'filter', 'show', 'dev', 'vb', 'ingress'), /pref 65000 bpf/, 'the other tool\'s filter is untouched');
   assert.equal(peer.exec(['python3', '-c', ICMP_PY, NET.local4, '2']).trim(), '2', 'ping works again');
+  if (!tcx) {
+    tcIn(sandbox, 'filter', 'del', 'dev', 'vb', 'ingress', 'pref', '65000');
+    unpin(otherPin);
+  }
 });
 
 kernelTest('tc egress: packets sent through the interface are filtered and counted; events name the hook', async ({ pinDir, sandbox }) => {
@@ -431,7 +456,7 @@ kernelTest('PortSteering and PacketFilter share a pin root: reconciling one kind
   await reconciled(opts);
 });
 
-kernelTest('the cls_bpf fallback (forced here: this kernel has tcx) filters, and moves to tcx once allowed', async ({ pinDir, sandbox }) => {
+kernelTest('the cls_bpf fallback (forced where the kernel has tcx) filters, and moves to tcx once allowed (stays without tcx)', async ({ pinDir, sandbox }) => {
   await using peer = NetnsSandbox.create('peer');
   vethPair(sandbox, peer);
   using dir = new PolicyDir();
@@ -449,12 +474,20 @@ kernelTest('the cls_bpf fallback (forced here: this kernel has tcx) filters, and
   assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 3 }, { dst: NET.local4, port: 9998, count: 2 }]), { 9999: 0, 9998: 2 });
   assert.equal(counters(f, 'old-kernel').block?.packets, 3);
 
-  // Allowed to use tcx: the filter is attached with a tcx link, then the cls_bpf filter is removed.
-  const moved = await reconciled(opts);
-  assert.deepEqual(changes(moved.plan).map((a) => `${a.kind} ${a.op.type}`), ['replace attachFilter']);
-  assert.match(changes(moved.plan)[0]!.reason, /attached with cls_bpf, but this kernel wants tcx/);
-  assert.doesNotMatch(tc(), /pref 60319/);
-  assert.equal(filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'tc-ingress').link?.method, 'tcx');
+  if (hasFeature(Features.tcx)) {
+    // Allowed to use tcx: the filter is attached with a tcx link, then the cls_bpf filter is removed.
+    const moved = await reconciled(opts);
+    assert.deepEqual(changes(moved.plan).map((a) => `${a.kind} ${a.op.type}`), ['replace attachFilter']);
+    assert.match(changes(moved.plan)[0]!.reason, /attached with cls_bpf, but this kernel wants tcx/);
+    assert.doesNotMatch(tc(), /pref 60319/);
+    assert.equal(filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'tc-ingress').link?.method, 'tcx');
+  } else {
+    // Without tcx (before Linux 6.6) cls_bpf is what the kernel wants: the unforced run changes nothing.
+    const stays = await reconcileOnce({ ...opts, dryRun: true });
+    assert.deepEqual(changes(stays.plan), []);
+    assert.equal(filterOf(stays, 'vb', 'tc-ingress').link?.method, 'cls_bpf');
+    assert.match(tc(), /pref 60319 bpf/);
+  }
   assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2 }]), { 9999: 0 });
 
   // Back to cls_bpf, then removed: the tc filter goes with the pins.
