@@ -431,6 +431,62 @@ function collect(checks, resultsDir, runInfo) {
   });
 }
 
+/** The `# verifier-report {json}` lines the compatibility suite printed (one per program). */
+function verifierLines(resultsDir) {
+  const out = [];
+  if (!existsSync(resultsDir)) return out;
+  for (const f of readdirSync(resultsDir).filter((n) => n.endsWith('.out')))
+    for (const m of readFileSync(join(resultsDir, f), 'utf8').matchAll(/# verifier-report (\{.*\})/g)) {
+      try {
+        out.push(JSON.parse(m[1]));
+      } catch {
+        // a line cut short: left out
+      }
+    }
+  return out;
+}
+
+/** The verifier report: per program and kernel, verified instructions, JIT size, and the object's load time. */
+function printVerifierReport(columns) {
+  const programs = [...new Set(columns.flatMap((c) => (c.verifier ?? []).map((v) => v.program)))].sort();
+  if (programs.length === 0) return;
+  const head = ['program', ...columns.map((c) => `${c.kernel.id} (${c.kver ?? '?'})`)];
+  const rows = programs.map((p) => [
+    p,
+    ...columns.map((c) => {
+      const v = (c.verifier ?? []).find((x) => x.program === p);
+      return v ? `${v.verifiedInsns} insns, JIT ${v.jitedBytes} B, load ${v.objectLoadMs} ms` : '-';
+    }),
+  ]);
+  console.log('\nverifier report (verified instructions, JIT-compiled size, load time of the whole object):\n');
+  console.log(`| ${head.join(' | ')} |`);
+  console.log(`| ${head.map(() => '---').join(' | ')} |`);
+  for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+}
+
+/** The README's table of supported kernels, from the compatibility suite's results: each kind and hook, ✓ (and how it attached) or why not. */
+function printSupportTable(columns) {
+  const rows = columns.filter((c) => c.compatOut);
+  if (rows.length === 0) return;
+  const result = (out, prefix) => {
+    const m = out.match(new RegExp(`^(ok|not ok) \\d+ - ${prefix}.*$`, 'm'));
+    return m ? m[1] === 'ok' : undefined;
+  };
+  const attached = (out) => Object.fromEntries((out.match(/# filters attached: (.*)/)?.[1] ?? '').split(' ').filter(Boolean).map((x) => x.split(':')));
+  console.log('\nsupported kernels (from the compatibility suite):\n');
+  console.log('| kernel | shipped objects load | PortSteering (TCP, UDP) | PacketFilter XDP | PacketFilter tc ingress | PacketFilter tc egress |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const c of rows) {
+    const out = c.compatOut;
+    const mark = (ok, how = '') => (ok === undefined ? 'not run' : ok ? `✓${how ? ` (${how})` : ''}` : '✗ (see the matrix)');
+    const objects = result(out, 'compat: every shipped object');
+    const steer = result(out, 'compat: PortSteering');
+    const filter = result(out, 'compat: PacketFilter');
+    const a = attached(out);
+    console.log(`| ${c.kver ?? c.kernel.id} | ${mark(objects)} | ${mark(steer)} | ${mark(filter, a.xdp)} | ${mark(filter, a['tc-ingress'])} | ${mark(filter, a['tc-egress'])} |`);
+  }
+}
+
 function lastLines(text, n) {
   return text
     .trim()
@@ -528,6 +584,8 @@ async function main() {
     col.kver = r.kver;
     col.seconds = r.seconds;
     col.results = collect(checks, r.resultsDir, { ...r, native: kernel.native });
+    col.verifier = verifierLines(r.resultsDir);
+    col.compatOut = existsSync(join(r.resultsDir, 'compat.out')) ? readFileSync(join(r.resultsDir, 'compat.out'), 'utf8') : '';
     if (!kernel.native && !r.poweredOff) {
       col.note = r.timedOut ? '(VM killed at its deadline)' : '(VM did not power off)';
       // eslint-disable-next-line no-control-regex -- ANSI escapes of the serial console
@@ -549,10 +607,27 @@ async function main() {
   }));
 
   printMatrix(columns, checks);
+  printVerifierReport(columns);
+  printSupportTable(columns);
   const total = (Date.now() - t0) / 1000;
   console.log(`\nprepare ${prepared.toFixed(0)} s, total ${total.toFixed(0)} s; logs in ${OUT}/<kernel>/ (console.log, job/results/*.out)`);
   writeFileSync(join(OUT, 'summary.json'), JSON.stringify({ prepareSeconds: prepared, totalSeconds: total, columns: columns.map((c) => ({ kernel: c.kernel.id, kver: c.kver, package: c.k?.deb, seconds: c.seconds, prepareSeconds: c.prepareSeconds, error: c.error, results: c.results })) }, null, 2));
   const ok = columns.every((c) => !c.error && c.results?.every((r) => r.status === 'pass'));
+  // One closing line with the tests of every kernel (a check without TAP counts as one test).
+  let passed = 0;
+  let failed = 0;
+  for (const c of columns)
+    for (const r of c.results ?? (c.error ? [{ status: 'fail' }] : [])) {
+      const n = r.counts && Number.isFinite(r.counts.tests) ? r.counts : undefined;
+      if (n && r.status === 'pass') passed += n.pass;
+      else if (n && Number.isFinite(n.fail)) {
+        passed += n.pass || 0;
+        failed += Math.max(1, n.fail);
+      } else if (r.status === 'pass') passed++;
+      else failed++;
+    }
+  if (!ok && failed === 0) failed = 1;
+  console.log(`\nkernels: ${passed} passed, ${failed} failed`);
   return ok ? 0 : 1;
 }
 

@@ -16,6 +16,11 @@ export interface ProgramInfo {
   /** Hash of the translated instructions, hex; equal tags mean equal bytecode. */
   tag: string;
   mapIds: number[];
+  /** Instructions the verifier processed to accept it (`verified_insns`, Linux 5.16+; 0 before). */
+  verifiedInsns: number;
+  /** Size of the translated (xlated) and of the JIT-compiled program, in bytes. */
+  xlatedBytes: number;
+  jitedBytes: number;
   /** Boot-time nanoseconds at load. */
   loadTime: bigint;
   btfId: number;
@@ -89,6 +94,10 @@ export function programInfo(fd: number): ProgramInfo {
     name: cString(first, 64, BPF_OBJ_NAME_LEN),
     btfId: first.readUInt32LE(128),
     mapIds,
+    // Offsets of struct bpf_prog_info (linux/bpf.h), read with offsetof by a compiled program.
+    jitedBytes: first.readUInt32LE(16),
+    xlatedBytes: first.readUInt32LE(20),
+    verifiedInsns: first.readUInt32LE(216),
   };
 }
 

@@ -9,7 +9,8 @@
  * costs seconds; the full suite runs natively in `npm test`.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { Features, hasFeature, listPins, loadObject } from '../../src/bpf/index.js';
 import { builtBpfObject, PACKAGE_ROOT } from '../../src/common/package-paths.js';
@@ -30,12 +31,43 @@ async function converge(opts: ReconcileOptions): Promise<void> {
   assert.deepEqual(changes(again.plan).map((a) => `${a.kind} ${a.object}: ${a.reason}`), [], 'a second plan is empty');
 }
 
-kernelTest('compat: every shipped object loads through this kernel\'s verifier; the feature probes answer', () => {
+/** The recorded verifier figures (bpf/verifier-budget.json): a reviewed change updates them. */
+interface VerifierBudget {
+  /** A program may take at most this share of the kernel's 1,000,000-instruction limit. */
+  maxShareOfLimit: number;
+  /** …and grow at most this much over its recorded figure. */
+  maxGrowth: number;
+  /** Recorded verified instructions by kernel series (e.g. "6.1") and `object/program`. */
+  kernels: Record<string, Record<string, number>>;
+}
+
+const VERIFIER_LIMIT = 1_000_000;
+
+kernelTest('compat: every shipped object loads through this kernel\'s verifier within its budget; the feature probes answer', () => {
+  const budget = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'bpf', 'verifier-budget.json'), 'utf8')) as VerifierBudget;
+  const series = release().split('.').slice(0, 2).join('.');
+  const recorded = budget.kernels[series];
+  const over: string[] = [];
   for (const file of SHIPPED) {
+    const t0 = performance.now();
     using obj = loadObject(builtBpfObject(file));
+    const loadMs = performance.now() - t0;
     assert.ok(obj.programs.size > 0, `${file} has programs`);
-    for (const [name, prog] of obj.programs) console.log(`# ${file} ${name}: program ${prog.info().id} tag ${prog.info().tag}`);
+    for (const [name, prog] of obj.programs) {
+      const i = prog.info();
+      const key = `${file}/${name}`;
+      // One JSON line per program: the kernel matrix gathers them into the verifier report.
+      console.log(`# verifier-report ${JSON.stringify({ kernel: release(), series, program: key, verifiedInsns: i.verifiedInsns, xlatedBytes: i.xlatedBytes, jitedBytes: i.jitedBytes, objectLoadMs: Math.round(loadMs) })}`);
+      assert.ok(i.verifiedInsns > 0, `${key}: the kernel reports verified_insns`);
+      if (i.verifiedInsns > VERIFIER_LIMIT * budget.maxShareOfLimit)
+        over.push(`${key}: ${i.verifiedInsns} verified instructions, more than ${budget.maxShareOfLimit * 100} % of the kernel's ${VERIFIER_LIMIT}`);
+      const was = recorded?.[key];
+      if (was !== undefined && i.verifiedInsns > was * (1 + budget.maxGrowth))
+        over.push(`${key}: ${i.verifiedInsns} verified instructions on ${series}, more than ${budget.maxGrowth * 100} % over the recorded ${was} (bpf/verifier-budget.json: raise it in a reviewed change)`);
+      if (was === undefined) console.log(`# no recorded verifier figure for ${key} on ${series}`);
+    }
   }
+  assert.deepEqual(over, [], 'every program within its verifier budget');
   const report = Object.entries(Features).map(([key, f]) => `${key}=${hasFeature(f) ? 'yes' : `no (needs ${f.minimumKernel})`}`);
   console.log(`# features: ${report.join(' ')}`);
   for (const must of [Features.skLookup, Features.xdp, Features.lpmTrie, Features.sockmap, Features.ringbuf]) assert.ok(hasFeature(must), `${must.name} is supported`);
