@@ -151,14 +151,13 @@ function innerEntries(outer: BpfMap, gen: number): Array<[Buffer, Buffer]> | und
   return inner?.entries();
 }
 
-/** Reads one filter directory. Never throws for missing pieces: they are reported as missing. */
-export function observeFilter(root: string, netnsKey: string, name: string): ObservedFilter {
+/** A filter directory as observed before anything in it is read. */
+function blankFilter(root: string, netnsKey: string, name: string): ObservedFilter {
   const parsed = parseFilterDirName(name)!;
-  const dir = join(root, FILTERS_DIR, netnsKey, name);
-  const obs: ObservedFilter = {
+  return {
     key: `${netnsKey}/${name}`,
     netnsKey,
-    dir,
+    dir: join(root, FILTERS_DIR, netnsKey, name),
     hook: parsed.hook,
     ifindex: parsed.ifindex,
     missingMaps: [],
@@ -169,6 +168,12 @@ export function observeFilter(root: string, netnsKey: string, name: string): Obs
     slots: [],
     stray: [],
   };
+}
+
+/** Reads one filter directory. Never throws for missing pieces: they are reported as missing. */
+export function observeFilter(root: string, netnsKey: string, name: string): ObservedFilter {
+  const obs = blankFilter(root, netnsKey, name);
+  const dir = obs.dir;
   const known = new Set(['program', 'link', ...FILTER_MAPS.map((m) => `map_${m}`)]);
   for (const e of readdirSync(dir)) if (!known.has(e)) obs.stray.push(join(dir, e));
   Object.assign(obs, observePrograms(dir));
@@ -248,22 +253,7 @@ export function observeFilters(root: string): ObservedFilters {
         try {
           out.filters.push(observeFilter(root, ns, name));
         } catch (err) {
-          const parsed = parseFilterDirName(name)!;
-          out.filters.push({
-            key: `${ns}/${name}`,
-            netnsKey: ns,
-            dir: path,
-            hook: parsed.hook,
-            ifindex: parsed.ifindex,
-            missingMaps: [],
-            layoutMismatch: [],
-            policies: [],
-            badRecords: [],
-            activeGen: 0,
-            slots: [],
-            stray: [],
-            error: (err as Error).message,
-          });
+          out.filters.push({ ...blankFilter(root, ns, name), error: (err as Error).message });
         }
       }
     }
