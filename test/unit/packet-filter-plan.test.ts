@@ -318,3 +318,26 @@ test('a filter kept for a policy of a failed file whose link is detached is atta
     assert.deepEqual(changes(planOf(kit, d, after, env)), []);
   }
 });
+
+test('a filter full: the policy (by name) whose rules would exceed what a filter holds fails naming the limit; the others converge', () => {
+  const rules = (prefix: string, n: number): PacketFilterRule[] =>
+    Array.from({ length: n }, (_, i) => ({
+      name: `${prefix}${i}`,
+      protocol: 'tcp',
+      srcPrefixes: undefined,
+      dstPrefixes: undefined,
+      srcPorts: undefined,
+      dstPorts: [{ start: 1 + (i % 60000), end: 1 + (i % 60000) }],
+      action: 'drop',
+    }));
+  const desired = desiredFilters([policy('a', rules('a', 10_000)), policy('b', rules('b', 7_000)), policy('c', rules('c', 3))]);
+  const full = desired.problems.find((p) => p.reason === 'FilterFull');
+  assert.ok(full, JSON.stringify(desired.problems));
+  assert.equal(full.policy, 'b');
+  assert.match(full.message, /the policies a, b have 17000 rules on xdp of eth0, more than the 16383 a filter holds; b is not applied there/);
+  assert.deepEqual(
+    desired.filters.map((f) => f.policies.map((p) => p.name)),
+    [['a', 'c']],
+    'a and c share the filter; b is left out',
+  );
+});

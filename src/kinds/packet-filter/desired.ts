@@ -138,6 +138,7 @@ export function buildDesiredFilters(
       const first = accepted[0];
       const where = `on ${filter.hook} of ${filter.ifname}`;
       let conflict: string | undefined;
+      let reason = 'Conflict';
       if (first && first.defaultAction !== p.defaultAction)
         conflict = `policy "${p.name}" (defaultAction ${p.defaultAction}) and policy "${first.name}" (defaultAction ${first.defaultAction}) both filter ${where}: they disagree on the default action`;
       for (const r of p.rules) {
@@ -146,10 +147,12 @@ export function buildDesiredFilters(
         if (other && other.policy !== p.name && other.action !== r.action)
           conflict = `rule "${r.name}" of policy "${p.name}" ${r.action === 'pass' ? 'passes' : 'drops'} ${describeMatch(r)}, but rule "${other.rule}" of policy "${other.policy}" ${other.action === 'pass' ? 'passes' : 'drops'} the same packets ${where}`;
       }
-      if (!conflict && slots + p.rules.length > MAX_SLOTS)
-        conflict = `the policies ${[...accepted, p].map((x) => x.name).join(', ')} have ${slots - 1 + p.rules.length} rules ${where}, more than ${MAX_SLOTS - 1}`;
+      if (!conflict && slots + p.rules.length > MAX_SLOTS) {
+        reason = 'FilterFull';
+        conflict = `the policies ${[...accepted, p].map((x) => x.name).join(', ')} have ${slots - 1 + p.rules.length} rules ${where}, more than the ${MAX_SLOTS - 1} a filter holds`;
+      }
       if (conflict) {
-        out.problems.push({ policy: p.name, sourceFile, condition: 'Failed', reason: 'Conflict', message: `${conflict}; ${p.name} is not applied there` });
+        out.problems.push({ policy: p.name, sourceFile, condition: 'Failed', reason, message: `${conflict}; ${p.name} is not applied there` });
         continue;
       }
       accepted.push(p);
