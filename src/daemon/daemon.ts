@@ -274,7 +274,7 @@ export class Daemon {
     }
     this.#retryMs = 1000;
     // Conditions only: counters are read at scrape time.
-    const statuses = computeStatuses(report, false);
+    const statuses = report.conditionStatuses ?? computeStatuses(report, false);
     const fingerprint = inputFingerprint(report);
     const summary = summarizePass(report, statuses, fingerprint === this.#fingerprint);
     summary.durationMs = performance.now() - started;

@@ -66,6 +66,8 @@ export interface ReconcileReport {
   failures: RecordedFailure[];
   /** Conditions of the last pass (for transition times), keyed `KIND/NAME`. */
   previousConditions: Record<string, Condition[]>;
+  /** The statuses (conditions only) this pass computed for its report, when it wrote one. */
+  conditionStatuses?: PolicyStatus[];
   durationMs: number;
 }
 
@@ -164,8 +166,12 @@ export async function reconcileOnce(engine: Engine, opts: ReconcileOptions = {})
         const again = reobserve(kinds, root);
         report.settled = { kinds: again, plan: planKinds(again, rootStrayOf(engine, root), { root, failedFiles: failedSet }) };
       }
-      if (reportDir !== null) {
+      // The report is rewritten when this pass changed or failed anything, or the last one had failures to
+      // clear; a pass that found nothing to do leaves it (a no-op pass stays cheap with thousands of policies).
+      const quiet = result.applied.length + result.failed.length === 0 && last !== undefined && last.failures.length === 0;
+      if (reportDir !== null && !quiet) {
         const statuses = computeStatuses(report, false);
+        report.conditionStatuses = statuses;
         writeLastPass(reportDir, {
           v: 1,
           root,

@@ -36,17 +36,43 @@ export function statusesOf(views: readonly PolicyView[], input: ConditionInput):
   // A file below a failed directory (a --policies directory that vanished) failed with it.
   const loadErrorOf = (file: string): string | undefined =>
     loadErrors.get(file) ?? [...loadErrors].find(([path]) => file.startsWith(path.endsWith(sep) ? path : path + sep))?.[1];
+  // Indexed once: a pass may hold thousands of policies, problems and actions.
+  const group = <T>(items: readonly T[], key: (t: T) => string | null | undefined): Map<string, T[]> => {
+    const m = new Map<string, T[]>();
+    for (const t of items) {
+      const k = key(t);
+      if (k === null || k === undefined) continue;
+      const list = m.get(k);
+      if (list) list.push(t);
+      else m.set(k, [t]);
+    }
+    return m;
+  };
   const mine = input.actions.filter((a) => a.owner === input.kind && a.kind !== 'noop');
+  const actionsOfPolicy = group(mine, (a) => a.policy);
+  const actionsOfDomain = group(
+    mine.filter((a) => !a.policy),
+    (a) => a.domain,
+  );
   const failures = input.failures.filter((f) => f.kind === input.kind);
+  const failuresOfPolicy = group(failures, (f) => f.policy);
+  const failuresOfDomain = group(
+    failures.filter((f) => !f.policy),
+    (f) => f.domain,
+  );
+  const problemsOf = group(input.problems, (p) => p.policy);
   return [...views]
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .map((v) => {
-      const concerns = (policy: string | null | undefined, domain: string | null | undefined) =>
-        policy === v.name || (!policy && domain !== undefined && domain !== null && v.domains.includes(domain));
+      // What concerns this policy: what names it, and what names none but one of its failure domains.
+      const concerning = <T>(ofPolicy: Map<string, T[]>, ofDomain: Map<string, T[]>): T[] => [
+        ...(ofPolicy.get(v.name) ?? []),
+        ...v.domains.flatMap((d) => ofDomain.get(d) ?? []),
+      ];
       const conditions: Condition[] = [];
       const loadError = v.sourceFile ? loadErrorOf(v.sourceFile) : undefined;
-      const failed = failures.filter((f) => concerns(f.policy, f.domain));
-      const problems = input.problems.filter((p) => p.policy === v.name);
+      const failed = concerning(failuresOfPolicy, failuresOfDomain);
+      const problems = problemsOf.get(v.name) ?? [];
       const failedProblems = problems.filter((p) => p.condition === 'Failed');
       const degraded = problems.filter((p) => p.condition === 'Degraded');
       if (loadError) conditions.push({ type: 'Failed', status: true, reason: 'InvalidPolicy', message: loadError });
@@ -56,7 +82,7 @@ export function statusesOf(views: readonly PolicyView[], input: ConditionInput):
       else if (!v.desired)
         conditions.push({ type: 'Failed', status: true, reason: 'Removed', message: 'no policy file defines it any more; the next reconcile removes it' });
       if (degraded.length) conditions.push({ type: 'Degraded', status: true, reason: degraded[0]!.reason, message: degraded.map((p) => p.message).join('; ') });
-      const todo = mine.filter((a) => concerns(a.policy, a.domain)).map((a) => `${a.kind} ${a.object}`);
+      const todo = concerning(actionsOfPolicy, actionsOfDomain).map((a) => `${a.kind} ${a.object}`);
       const ready = !conditions.some((c) => c.type === 'Failed') && todo.length === 0 && !v.notReady;
       conditions.unshift({
         type: 'Ready',
