@@ -254,6 +254,7 @@ export class Daemon {
         policyPaths: this.#o.policyPaths,
         insecurePermissions: this.#o.insecurePermissions,
         kindOptions: this.#o.kindOptions,
+        settle: true,
         lockTimeoutMs: this.#o.lockTimeoutMs,
         onAction: (a, error) => {
           if (error) this.#log.error('action failed', { ...actionFields(pass, a), error: error.message });

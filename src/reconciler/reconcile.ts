@@ -45,6 +45,12 @@ export interface ReconcileOptions {
   kindOptions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** Where the last-pass report lives (default /run/ebpf-policy); null: neither read nor written. */
   reportDir?: string | null;
+  /**
+   * After an apply that touched anything, read every kind's pins again and plan again, so `settled` is the
+   * kernel as it is now (the daemon wants that for its drift expectation and metrics). Otherwise `settled`
+   * keeps the observed state and drops the actions that ran: cheaper, for one-shot runs.
+   */
+  settle?: boolean;
 }
 
 /** Everything a pass learned and did. */
@@ -60,7 +66,7 @@ export interface ReconcileReport {
   plan: Plan;
   /** Absent on a dry run. */
   result?: ApplyResult;
-  /** The state after the apply: re-observed and re-planned when the apply touched anything, else the same as planned. */
+  /** The state after the apply: re-observed and re-planned (with `settle`) or the plan less what ran, when the apply touched anything; else the same as planned. */
   settled: { kinds: KindState[]; plan: Plan };
   /** The failures statuses show: this pass's, or on a dry run those of the last pass that ran. */
   failures: RecordedFailure[];
@@ -163,8 +169,14 @@ export async function reconcileOnce(engine: Engine, opts: ReconcileOptions = {})
       const at = new Date().toISOString();
       report.failures = result.failed.map((f) => recordFailure(f, at));
       if (result.applied.length + result.failed.length > 0) {
-        const again = reobserve(kinds, root);
-        report.settled = { kinds: again, plan: planKinds(again, rootStrayOf(engine, root), { root, failedFiles: failedSet }) };
+        if (opts.settle) {
+          const again = reobserve(kinds, root);
+          report.settled = { kinds: again, plan: planKinds(again, rootStrayOf(engine, root), { root, failedFiles: failedSet }) };
+        } else {
+          // Without reading the pins again: what remains of the plan is what did not run (failed or skipped).
+          const ran = new Set(result.applied);
+          report.settled = { kinds, plan: { ...plan, actions: plan.actions.filter((a) => !ran.has(a)) } };
+        }
       }
       // The report is rewritten when this pass changed or failed anything, or the last one had failures to
       // clear; a pass that found nothing to do leaves it (a no-op pass stays cheap with thousands of policies).
