@@ -9,22 +9,36 @@
 export interface JsonSyntaxError {
   readonly offset: number;
   readonly message: string;
+  /** "syntax" for text that is not JSON; "nesting" and "duplicate-key" for the optional limits of {@link JsonCheckOptions}. */
+  readonly category: 'syntax' | 'nesting' | 'duplicate-key';
 }
 
-/** Deeper nesting is refused rather than risking the stack. */
-const MAX_DEPTH = 512;
+/** Limits beyond RFC 8259 (which JSON.parse does not check either). */
+export interface JsonCheckOptions {
+  /** Deepest nesting of arrays and objects accepted. Default 512 (deeper is refused rather than risking the stack). */
+  readonly maxDepth?: number;
+  /** Refuse an object with two members of the same name (after unescaping). Default false. */
+  readonly uniqueKeys?: boolean;
+}
+
+const DEFAULT_MAX_DEPTH = 512;
 
 const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 const HEX4 = /^[0-9A-Fa-f]{4}$/;
+/** Characters of a string that end nothing and need no escape (control characters must be escaped, so they are matched here on purpose). */
+// eslint-disable-next-line no-control-regex
+const PLAIN_CHARS = /[^"\\\u0000-\u001f]+/y;
 
 /**
  * Checks that `text` is exactly one JSON value (surrounded by optional white
  * space). Never throws.
  * @returns undefined if it is valid JSON, else the first error.
  */
-export function findJsonSyntaxError(text: string): JsonSyntaxError | undefined {
+export function findJsonSyntaxError(text: string, options: JsonCheckOptions = {}): JsonSyntaxError | undefined {
+  const maxDepth = Math.min(options.maxDepth ?? DEFAULT_MAX_DEPTH, DEFAULT_MAX_DEPTH);
+  const uniqueKeys = options.uniqueKeys === true;
   let pos = 0;
-  const fail = (message: string): JsonSyntaxError => ({ offset: pos, message });
+  const fail = (message: string, category: JsonSyntaxError['category'] = 'syntax'): JsonSyntaxError => ({ offset: pos, message, category });
   const describe = (): string => (pos >= text.length ? 'end of file' : JSON.stringify(text[pos]));
   const skipSpace = (): void => {
     while (pos < text.length && ' \t\n\r'.includes(text[pos] as string)) pos++;
@@ -38,6 +52,9 @@ export function findJsonSyntaxError(text: string): JsonSyntaxError | undefined {
   const string = (): JsonSyntaxError | undefined => {
     pos++; // opening quote
     while (pos < text.length) {
+      PLAIN_CHARS.lastIndex = pos;
+      if (PLAIN_CHARS.test(text)) pos = PLAIN_CHARS.lastIndex; // a run of characters that need no check
+      if (pos >= text.length) break;
       const code = text.charCodeAt(pos);
       if (code === 0x22) {
         pos++;
@@ -57,12 +74,13 @@ export function findJsonSyntaxError(text: string): JsonSyntaxError | undefined {
   };
 
   const value = (depth: number): JsonSyntaxError | undefined => {
-    if (depth > MAX_DEPTH) return fail(`nesting deeper than ${MAX_DEPTH} levels`);
     skipSpace();
     const c = text[pos];
     if (c === '"') return string();
     if (c === '{' || c === '[') {
+      if (depth >= maxDepth) return fail(`nested more than ${maxDepth} levels deep`, 'nesting');
       const close = c === '{' ? '}' : ']';
+      const names = uniqueKeys && c === '{' ? new Set<string>() : undefined;
       pos++;
       skipSpace();
       if (text[pos] === close) {
@@ -73,8 +91,17 @@ export function findJsonSyntaxError(text: string): JsonSyntaxError | undefined {
         if (c === '{') {
           skipSpace();
           if (text[pos] !== '"') return fail(`expected a property name in double quotes, found ${describe()}`);
+          const keyStart = pos;
           const key = string();
           if (key !== undefined) return key;
+          if (names !== undefined) {
+            const name = JSON.parse(text.slice(keyStart, pos)) as string;
+            if (names.has(name)) {
+              pos = keyStart;
+              return fail(`duplicate key ${JSON.stringify(name)}: keys must be unique`, 'duplicate-key');
+            }
+            names.add(name);
+          }
           const colon = expect(':', '":"');
           if (colon !== undefined) return colon;
         }

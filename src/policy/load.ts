@@ -3,7 +3,8 @@
  * parse them and validate every document, collecting all problems of all
  * files in one pass.
  */
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { DEFAULT_POLICY_DIRECTORY, discoverPolicyFiles, type PolicyFile } from './discover.js';
 import type { DesiredPolicyBase } from './kind.js';
 import type { KindRegistry } from './kind-registry.js';
@@ -47,16 +48,99 @@ export interface PolicyLoadResult {
   readonly problems: PolicyProblem[];
 }
 
-/** Reads a policy file's text, or explains why it cannot be read. */
-function readPolicyFile(file: PolicyFile): { text: string } | { error: string } {
+/** Why a file's text could not be read; at a position when the problem is in the bytes. */
+interface ReadFailure {
+  readonly error: string;
+  readonly line?: number;
+  readonly column?: number;
+}
+
+/**
+ * Offset of the first byte of `bytes` that is not part of well-formed UTF-8
+ * (WHATWG: no overlong forms, surrogates or code points above U+10FFFF), or
+ * undefined if it is all well-formed.
+ */
+export function firstInvalidUtf8(bytes: Uint8Array): number | undefined {
+  if (isUtf8(bytes)) return undefined;
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i] as number;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) need = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      need = 2;
+      if (b === 0xe0) low = 0xa0;
+      if (b === 0xed) high = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3;
+      if (b === 0xf0) low = 0x90;
+      if (b === 0xf4) high = 0x8f;
+    } else return i;
+    for (let k = 1; k <= need; k++) {
+      const c = bytes[i + k];
+      if (c === undefined || c < (k === 1 ? low : 0x80) || c > (k === 1 ? high : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return undefined; // isUtf8 and this loop disagree: trust the decoder's replacement
+}
+
+/**
+ * 1-based line and column of byte `offset`, counted as the parser counts
+ * (lines end at "\n"; columns in UTF-16 code units, a leading byte order
+ * mark not counted).
+ */
+function bytePosition(bytes: Buffer, offset: number): { line: number; column: number } {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = bytes.indexOf(0x0a); i !== -1 && i < offset; i = bytes.indexOf(0x0a, i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  if (lineStart === 0 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf && offset >= 3) lineStart = 3;
+  return { line, column: bytes.toString('utf8', lineStart, offset).length + 1 };
+}
+
+/**
+ * Reads a policy file's text, or explains why it cannot be read. The file
+ * is opened without blocking (a file replaced by a FIFO since it was listed
+ * must not wait for a writer), must still be a regular file, is read up to
+ * {@link MAX_POLICY_FILE_BYTES} (whatever size it claims: procfs files claim
+ * 0) and must be UTF-8, as JSON (RFC 8259) and YAML require: bytes that are
+ * not would be read as U+FFFD and could silently change a value, such as a
+ * namespace path.
+ */
+function readPolicyFile(file: PolicyFile): { text: string } | ReadFailure {
   let fd: number | undefined;
   try {
-    fd = openSync(file.realPath, 'r');
-    const size = fstatSync(fd).size;
-    if (size > MAX_POLICY_FILE_BYTES) {
-      return { error: `file is too large: ${size} bytes, at most ${MAX_POLICY_FILE_BYTES} allowed` };
+    fd = openSync(file.realPath, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) return { error: 'not a regular file' };
+    const tooLarge = (size: number): ReadFailure => ({ error: `file is too large: ${size} bytes, at most ${MAX_POLICY_FILE_BYTES} allowed` });
+    if (stat.size > MAX_POLICY_FILE_BYTES) return tooLarge(stat.size);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.max(64 * 1024, Math.min(stat.size + 1, MAX_POLICY_FILE_BYTES + 1) - total));
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+      if (total > MAX_POLICY_FILE_BYTES) return tooLarge(Math.max(total, stat.size));
     }
-    return { text: readFileSync(fd, 'utf8') };
+    const bytes = Buffer.concat(chunks, total);
+    const bad = firstInvalidUtf8(bytes);
+    if (bad !== undefined) {
+      const hex = (bytes[bad] as number).toString(16).toUpperCase().padStart(2, '0');
+      return { error: `not valid UTF-8 (byte 0x${hex}); policy files must be encoded in UTF-8`, ...bytePosition(bytes, bad) };
+    }
+    return { text: bytes.toString('utf8') };
   } catch (error) {
     return { error: `cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
   } finally {
@@ -84,7 +168,7 @@ export function readPolicyDocuments(files: readonly PolicyFile[]): { documents: 
   for (const file of files) {
     const read = readPolicyFile(file);
     if ('error' in read) {
-      problems.push({ file: file.path, line: 0, column: 0, path: '', message: read.error, severity: 'error' });
+      problems.push({ file: file.path, line: read.line ?? 0, column: read.column ?? 0, path: '', message: read.error, severity: 'error' });
       continue;
     }
     const hit = parseCache.get(file.path);

@@ -2,7 +2,7 @@
  * Maps paths in a parsed YAML/JSON document back to line and column in the
  * source text, using the node ranges kept by the `yaml` parser.
  */
-import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { PathSegment } from './json-path.js';
 
 /** A 1-based line and column. */
@@ -16,6 +16,27 @@ function positionOf(node: Node | null | undefined, lineCounter: LineCounter): Po
   if (offset === undefined) return undefined;
   const { line, col } = lineCounter.linePos(offset);
   return { line, column: col };
+}
+
+/**
+ * The pairs of a mapping by key text (the first of equal keys), built once
+ * per mapping: looking each key up by a linear search made locating every
+ * problem of a mapping with many keys quadratic.
+ */
+const pairIndexes = new WeakMap<YAMLMap, Map<string, Pair>>();
+
+function pairOf(map: YAMLMap, key: string): Pair | undefined {
+  let index = pairIndexes.get(map);
+  if (index === undefined) {
+    index = new Map();
+    for (const pair of map.items) {
+      if (!isScalar(pair.key)) continue;
+      const text = String(pair.key.value);
+      if (!index.has(text)) index.set(text, pair);
+    }
+    pairIndexes.set(map, index);
+  }
+  return index.get(key);
 }
 
 /**
@@ -38,7 +59,7 @@ export function locateInDocument(
     let keyNode: Node | null | undefined;
     let next: Node | null | undefined;
     if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
+      const pair = pairOf(node as YAMLMap, String(segment));
       if (pair === undefined) return best;
       keyNode = pair.key as Node;
       next = pair.value as Node | null;
