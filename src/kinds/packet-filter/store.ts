@@ -58,15 +58,9 @@ import { Program } from '../../bpf/program.js';
 
 export { filterDir, parseFilterDirName, type FilterAttachMethod, type FilterHookName } from './layout.js';
 
-/** The record of the attachment itself (key "@attachment" of map_records). */
-export interface AttachmentRecord {
+/** The record of the attachment itself (key "@attachment" of map_records): how it was attached. */
+export interface AttachmentRecord extends AttachSpec {
   v: 1;
-  netns: string | null;
-  netnsPath: string;
-  ifname: string;
-  ifindex: number;
-  hook: FilterHookName;
-  method: FilterAttachMethod;
   /** XDP: the mode the link was created in, and why native was refused. */
   xdpMode?: 'native' | 'generic';
   nativeRefused?: string;
