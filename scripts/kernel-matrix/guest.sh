@@ -13,7 +13,15 @@ off() { sync; echo "KM-POWEROFF"; /bin/busybox poweroff -f; sleep 5; echo o > /p
 trap off EXIT
 
 mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/netns /run/lock /run/user
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# A fresh /tmp for the tests; a checkout that lives under /tmp (CI clones can) is carried over by a bind mount.
+case "$CHECKOUT/" in
+  /tmp/*)
+    mkdir -p /km-checkout && mount --bind "$CHECKOUT" /km-checkout
+    mount -t tmpfs -o mode=1777 tmpfs /tmp
+    mkdir -p "$CHECKOUT" && mount --bind /km-checkout "$CHECKOUT"
+    ;;
+  *) mount -t tmpfs -o mode=1777 tmpfs /tmp ;;
+esac
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
