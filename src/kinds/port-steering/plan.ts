@@ -14,6 +14,7 @@ import type { Action, PlanProblem } from '../../reconciler/model.js';
 import type { DesiredSteering, ObservedDispatcherState, PolicyRecord, RecordedBinding, SteeringDesired, SteeringObserved, SteeringOperation } from './model.js';
 import { dispatcherDir } from './store.js';
 import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
+import { OWN_NETNS } from '../../bpf/netns.js';
 
 const MAX_DEST_ID = 65535;
 const MAX_BINDING_ID = 65535;
@@ -167,7 +168,7 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       });
 
     // The dispatcher itself.
-    const netnsPath = wanted[0]?.netnsPath ?? '/proc/self/ns/net';
+    const netnsPath = wanted[0]?.netnsPath ?? OWN_NETNS;
     const broken = !obs || !obs.program || obs.missingMaps.length > 0;
     const missing = obs ? `${obs.program ? '' : 'program '}${obs.missingMaps.map((m) => `map ${m}`).join(', ')}`.trim() : '';
     let view: ObservedDispatcherState | undefined = obs;
