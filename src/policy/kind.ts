@@ -3,6 +3,7 @@
  * (PortSteering, ...). Adding a kind means adding a schema file in schemas/
  * and a module implementing {@link PolicyKind}, listed in kinds/index.ts.
  */
+import { posix } from 'node:path';
 import type { PathSegment } from './json-path.js';
 import type { Severity } from './problem.js';
 
@@ -70,3 +71,22 @@ export interface PolicyKind<TDocument, TDesired extends DesiredPolicyBase> {
 
 /** A policy kind with its document type erased, as held by the registry. */
 export type AnyPolicyKind = PolicyKind<unknown, DesiredPolicyBase>;
+
+/** The metadata every kind's document has, as the schema's envelope defines it. */
+export interface DocumentEnvelope {
+  readonly metadata: { readonly name: string; readonly labels?: Readonly<Record<string, string>> };
+}
+
+/**
+ * The fields every normalized policy shares, from a validated document: kind,
+ * name, labels ({} if none) and source. Each kind's `normalize` spreads this
+ * and adds its spec.
+ */
+export function normalizeBase<K extends string>(kind: K, document: DocumentEnvelope, source: PolicySource): DesiredPolicyBase & { readonly kind: K } {
+  return { kind, name: document.metadata.name, labels: { ...(document.metadata.labels ?? {}) }, source };
+}
+
+/** A `spec.netns` path normalized (`/run/netns/./web` is `/run/netns/web`), or undefined for the own namespace. */
+export function normalizeNetnsPath(netns: string | undefined): string | undefined {
+  return netns === undefined ? undefined : posix.normalize(netns);
+}

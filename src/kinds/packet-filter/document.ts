@@ -3,9 +3,8 @@
  * namespace (XDP, TC ingress or TC egress) by ordered rules, with per-rule
  * counters and sampled drop events.
  */
-import { posix } from 'node:path';
 import type { FilterPortSpec, PacketFilter, PacketFilterRule as RuleDocument } from '../../types/generated/packet-filter.js';
-import type { DesiredPolicyBase, Finding, PolicyConflict, PolicyKind, PolicySource } from '../../policy/kind.js';
+import { normalizeBase, normalizeNetnsPath, type DesiredPolicyBase, type Finding, type PolicyConflict, type PolicyKind, type PolicySource } from '../../policy/kind.js';
 import { aggregatePrefixes, formatPrefix, parseCidr, prefixContains, type IpPrefix } from '../../policy/net/cidr.js';
 import { patternsOverlap } from '../../policy/net/interface-pattern.js';
 import { formatPortRanges, mergePortRanges, parseFilterPort, type PortRange } from '../../policy/net/ports.js';
@@ -258,13 +257,10 @@ export const packetFilterKind: PolicyKind<PacketFilter, PacketFilterPolicy> = {
   },
 
   normalize(document, source) {
-    const { spec, metadata } = document;
+    const { spec } = document;
     return {
-      kind: KIND,
-      name: metadata.name,
-      labels: { ...(metadata.labels ?? {}) },
-      source,
-      netns: spec.netns === undefined ? undefined : posix.normalize(spec.netns),
+      ...normalizeBase(KIND, document, source),
+      netns: normalizeNetnsPath(spec.netns),
       interfaces: [...new Set(spec.interfaces)],
       hook: spec.hook,
       defaultAction: spec.defaultAction ?? 'pass',

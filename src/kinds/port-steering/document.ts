@@ -2,9 +2,8 @@
  * The PortSteering kind: steer connections to some ports (and destination
  * prefixes) of a network namespace to one socket.
  */
-import { posix } from 'node:path';
 import type { PortSteering, PortSteeringTarget } from '../../types/generated/port-steering.js';
-import type { DesiredPolicyBase, Finding, PolicyConflict, PolicyKind, PolicySource } from '../../policy/kind.js';
+import { normalizeBase, normalizeNetnsPath, type DesiredPolicyBase, type Finding, type PolicyConflict, type PolicyKind, type PolicySource } from '../../policy/kind.js';
 import {
   aggregatePrefixes,
   ALL_ADDRESSES,
@@ -194,13 +193,10 @@ export const portSteeringKind: PolicyKind<PortSteering, PortSteeringPolicy> = {
   },
 
   normalize(document, source) {
-    const { spec, metadata } = document;
+    const { spec } = document;
     return {
-      kind: KIND,
-      name: metadata.name,
-      labels: { ...(metadata.labels ?? {}) },
-      source,
-      netns: spec.netns === undefined ? undefined : posix.normalize(spec.netns),
+      ...normalizeBase(KIND, document, source),
+      netns: normalizeNetnsPath(spec.netns),
       protocol: spec.protocol,
       ports: mergePortRanges(spec.ports.map(portSpecToRange)),
       prefixes: aggregatePrefixes(parsedPrefixes(spec.addresses)).map(formatPrefix),
