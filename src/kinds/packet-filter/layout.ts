@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { builtBpfObject } from '../../common/package-paths.js';
+import { decodeLengthPrefixed, encodeLengthPrefixed } from '../../common/length-prefixed.js';
 
 /** Compiled object of bpf/packet_filter.c. */
 export const FILTER_OBJECT = builtBpfObject('packet_filter.o');
@@ -244,18 +245,12 @@ export function decodeRecordKey(k: Buffer): string {
 
 /** Encodes a record (JSON, length-prefixed). Throws RangeError when too large. */
 export function encodeRecord(json: string): Buffer {
-  const v = Buffer.alloc(RECORD_LEN);
-  const len = Buffer.byteLength(json);
-  if (len > RECORD_LEN - 4) throw new RangeError(`filter record of ${len} bytes exceeds ${RECORD_LEN - 4}`);
-  v.writeUInt32LE(len, 0);
-  v.write(json, 4, 'utf8');
-  return v;
+  return encodeLengthPrefixed(json, RECORD_LEN, 'filter record');
 }
 
 /** Decodes a record into its JSON text. */
 export function decodeRecord(v: Buffer): string {
-  const len = Math.min(v.readUInt32LE(0), v.length - 4);
-  return v.toString('utf8', 4, 4 + len);
+  return decodeLengthPrefixed(v);
 }
 
 /** A sampled drop as the BPF program reports it. */

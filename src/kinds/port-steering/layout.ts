@@ -4,6 +4,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { builtBpfObject } from '../../common/package-paths.js';
+import { decodeLengthPrefixed, encodeLengthPrefixed } from '../../common/length-prefixed.js';
 
 /** Compiled object of bpf/dispatcher.c. */
 export const DISPATCHER_OBJECT = builtBpfObject('dispatcher.o');
@@ -140,16 +141,10 @@ export function decodePolicyKey(k: Buffer): string {
 
 /** Encodes a policy record (JSON text, length-prefixed). Throws RangeError when it is too large. */
 export function encodePolicyRecord(json: string): Buffer {
-  const v = Buffer.alloc(POLICY_RECORD_LEN);
-  const len = Buffer.byteLength(json);
-  if (len > POLICY_RECORD_LEN - 4) throw new RangeError(`policy record of ${len} bytes exceeds ${POLICY_RECORD_LEN - 4}`);
-  v.writeUInt32LE(len, 0);
-  v.write(json, 4, 'utf8');
-  return v;
+  return encodeLengthPrefixed(json, POLICY_RECORD_LEN, 'policy record');
 }
 
 /** Decodes a policy record into its JSON text. */
 export function decodePolicyRecord(v: Buffer): string {
-  const len = Math.min(v.readUInt32LE(0), v.length - 4);
-  return v.toString('utf8', 4, 4 + len);
+  return decodeLengthPrefixed(v);
 }

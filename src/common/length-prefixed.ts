@@ -1,0 +1,23 @@
+/**
+ * The record layout both kinds keep their JSON records in, inside map values
+ * of a fixed size: a little-endian u32 byte length, then the UTF-8 text.
+ */
+
+/**
+ * Encodes `text` into a buffer of `size` bytes. Throws RangeError naming
+ * `what` when it does not fit.
+ */
+export function encodeLengthPrefixed(text: string, size: number, what: string): Buffer {
+  const v = Buffer.alloc(size);
+  const len = Buffer.byteLength(text);
+  if (len > size - 4) throw new RangeError(`${what} of ${len} bytes exceeds ${size - 4}`);
+  v.writeUInt32LE(len, 0);
+  v.write(text, 4, 'utf8');
+  return v;
+}
+
+/** Decodes what {@link encodeLengthPrefixed} wrote (a length past the buffer is cut to it). */
+export function decodeLengthPrefixed(v: Buffer): string {
+  const len = Math.min(v.readUInt32LE(0), v.length - 4);
+  return v.toString('utf8', 4, 4 + len);
+}
