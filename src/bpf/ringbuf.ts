@@ -101,3 +101,76 @@ export class RingBufferReader implements Disposable {
     this.close();
   }
 }
+
+/**
+ * A changing set of pinned ring buffers read as one (e.g. the event rings
+ * of every filter or guard under a pin root, which come and go): `set` opens
+ * the rings newly wanted and reopens the reader when the set changed. Owns
+ * the maps it opened and the reader; close() releases them (idempotent).
+ * @typeParam M what the caller keeps with each ring (names for its records).
+ */
+export class PinnedRingSet<M> implements Disposable {
+  readonly #onRecord: (meta: M, data: Buffer) => void;
+  #rings: Array<{ pin: string; meta: M; map: BpfMap }> = [];
+  #reader: RingBufferReader | undefined;
+
+  /** `onRecord` gets each record with its ring's current meta. */
+  constructor(onRecord: (meta: M, data: Buffer) => void) {
+    this.#onRecord = onRecord;
+  }
+
+  /** How many rings are read. */
+  get count(): number {
+    return this.#rings.length;
+  }
+
+  /**
+   * Reads the rings pinned at `wanted` (in that order) from now on. When the
+   * pins are the same as before only their meta is updated; else what is
+   * queued is consumed, and the rings are reopened (a pin that vanished
+   * meanwhile is skipped). Returns whether the set changed. Throws ErrnoError.
+   */
+  set(wanted: ReadonlyArray<{ pin: string; meta: M }>, open: (pin: string) => BpfMap): boolean {
+    if (wanted.length === this.#rings.length && wanted.every((w, i) => w.pin === this.#rings[i]!.pin)) {
+      wanted.forEach((w, i) => (this.#rings[i]!.meta = w.meta));
+      return false;
+    }
+    this.consume();
+    this.#closeRings();
+    for (const w of wanted) {
+      let map: BpfMap;
+      try {
+        map = open(w.pin);
+      } catch {
+        continue; // removed meanwhile
+      }
+      this.#rings.push({ pin: w.pin, meta: w.meta, map });
+    }
+    if (this.#rings.length > 0) {
+      const rings = this.#rings;
+      this.#reader = RingBufferReader.open(rings.map((r) => ({ map: r.map, onRecord: (data: Buffer) => this.#onRecord(r.meta, data) })));
+    }
+    return true;
+  }
+
+  /** Hands every record available now to the callback. Never waits. */
+  consume(): void {
+    this.#reader?.consume();
+  }
+
+  #closeRings(): void {
+    this.#reader?.close();
+    this.#reader = undefined;
+    for (const r of this.#rings) r.map.close();
+    this.#rings = [];
+  }
+
+  /** Closes the reader and the maps. Idempotent. */
+  close(): void {
+    this.#closeRings();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

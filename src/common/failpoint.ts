@@ -21,10 +21,10 @@ export const FAILPOINTS = [
   'swap-after-pin-next',
   /** An atomic program swap: after the link update, before renaming program_next over program. */
   'swap-after-update',
-  /** A new dispatcher or filter: after its maps are pinned, before its link is attached. */
+  /** A new dispatcher, filter or connect guard: after its maps are pinned, before its link is attached. */
   'create-after-maps',
-  /** A filter rule change: after the inactive generation is written, before `active` is switched. */
-  'filter-after-generation',
+  /** A rule change (filter or connect guard): after the inactive generation is written, before `active` is switched. */
+  'rules-after-generation',
 ] as const;
 
 /** A failpoint's name. */

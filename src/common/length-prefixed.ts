@@ -21,3 +21,13 @@ export function decodeLengthPrefixed(v: Buffer): string {
   const len = Math.min(v.readUInt32LE(0), v.length - 4);
   return v.toString('utf8', 4, 4 + len);
 }
+
+/** Parses a record's JSON text: the record when it is an object with `v: 1`, else why not (as text). */
+export function parseVersionedJson<T extends { v: number }>(json: string): T | string {
+  try {
+    const r = JSON.parse(json) as T;
+    return r && r.v === 1 ? r : 'unknown record format';
+  } catch (err) {
+    return `not JSON: ${(err as Error).message}`;
+  }
+}

@@ -61,6 +61,24 @@ function explainNetnsPath(value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A cgroup v2 directory, absolute or relative to the cgroup2 mount. ".."
+ * segments are refused everywhere: in a relative path they could leave the
+ * cgroup2 mount, and in an absolute one the kernel resolves them after
+ * following symbolic links, so the path would not mean what it reads as.
+ */
+function explainCgroupPath(value: string): string | undefined {
+  if (value === '') return 'must not be empty';
+  if (value.includes('\u0000')) return 'must not contain NUL characters';
+  if (value.length > 4096) return `${value.length} characters, at most 4096 allowed`;
+  if (value.split('/').includes('..')) {
+    return value.startsWith('/')
+      ? '".." segments are not allowed; write the cgroup directory\'s path without them'
+      : '".." segments are not allowed in a path relative to the cgroup2 mount (it must stay below the mount)';
+  }
+  return undefined;
+}
+
 /** The formats, keyed by the name used in the schemas' "format" keyword. */
 export const STRING_FORMATS: Readonly<Record<string, StringFormat>> = {
   'dns1123-label': { noun: 'name', explain: explainDns1123Label },
@@ -81,6 +99,7 @@ export const STRING_FORMATS: Readonly<Record<string, StringFormat>> = {
     },
   },
   'netns-path': { noun: 'network namespace path', explain: explainNetnsPath },
+  'cgroup-path': { noun: 'cgroup path', explain: explainCgroupPath },
   'interface-pattern': { noun: 'interface name or pattern', explain: explainInterfacePattern },
   'filter-port': {
     noun: 'port or port range',

@@ -216,14 +216,14 @@ kernelTest(
     const upgrade = [`PacketFilter.objectPath=${FILTER_VARIANT_OBJECT}`];
     const settle = () => noXdp(sandbox);
     const transitions: Transition[] = [
-      { kind: 'PacketFilter', name: 'nothing -> A', from: () => undefined, to: (d) => filterA(d, ns), named: ['create-after-maps', 'filter-after-generation'], check: () => expectTcp(peer, [7001, 7002], [7003]), settle },
+      { kind: 'PacketFilter', name: 'nothing -> A', from: () => undefined, to: (d) => filterA(d, ns), named: ['create-after-maps', 'rules-after-generation'], check: () => expectTcp(peer, [7001, 7002], [7003]), settle },
       {
         kind: 'PacketFilter',
         name: 'A -> B with a program upgrade',
         from: (d) => filterA(d, ns),
         to: (d) => filterB(d, ns),
         toOptions: upgrade,
-        named: ['swap-after-pin-next', 'swap-after-update', 'filter-after-generation', 'create-after-maps'],
+        named: ['swap-after-pin-next', 'swap-after-update', 'rules-after-generation', 'create-after-maps'],
         check: () => expectTcp(peer, [7003, 7004], [7001, 7002]),
         settle,
       },

@@ -12,7 +12,8 @@
  * patterns, so the per-packet work is bounded by the number of patterns
  * (at most 32), not by the number of rules.
  */
-import { portRangeBlocks, type PortRange as Range } from '../../policy/net/ports.js';
+import type { PortRange as Range } from '../../policy/net/ports.js';
+import { addressClasses, portClasses } from '../../policy/net/rule-classes.js';
 import {
   Dim,
   FilterActionCode,
@@ -24,7 +25,6 @@ import {
   type FilterConfig,
   type PortEntry,
 } from './layout.js';
-import { parseCidr, prefixMask, type IpPrefix } from '../../policy/net/cidr.js';
 
 /** What a rule matches on. Absent fields match everything. */
 export interface RuleMatch {
@@ -67,116 +67,9 @@ export function rulePattern(r: Omit<CompileRule, 'slot' | 'action' | 'sample'>):
   );
 }
 
-/** Class ids by the set of rules they stand for (a canonical text of the sorted rule indexes). */
-class ClassNumbering {
-  readonly #ids = new Map<string, number>();
-  /** For each class id (index), the rules it contains. */
-  readonly members: number[][] = [[]];
-
-  id(rules: number[]): number {
-    const key = rules.join(',');
-    let id = this.#ids.get(key);
-    if (id === undefined) {
-      id = this.members.length;
-      this.#ids.set(key, id);
-      this.members.push(rules);
-    }
-    return id;
-  }
-}
-
-function prefixKey(p: IpPrefix): string {
-  return `${p.family}/${p.length}/${p.address.toString(16)}`;
-}
-
-/**
- * Address classes of one field. Each distinct prefix gets the class of every
- * rule whose prefixes contain it (its own and its ancestors'); a prefix whose
- * class equals its nearest ancestor's needs no entry of its own.
- */
-function addressClasses(dim: 0 | 1, lists: Array<readonly string[] | undefined>): { entries: AddrEntry[]; classesOf: Map<number, number[]> } {
-  const rulesOf = new Map<string, { prefix: IpPrefix; rules: number[] }>();
-  const lengths: Record<4 | 6, Set<number>> = { 4: new Set(), 6: new Set() };
-  lists.forEach((list, rule) => {
-    for (const text of list ?? []) {
-      const parsed = parseCidr(text);
-      if (!parsed.ok) throw new CompileError(`invalid prefix "${text}": ${parsed.reason}`);
-      const key = prefixKey(parsed.prefix);
-      const entry = rulesOf.get(key) ?? { prefix: parsed.prefix, rules: [] };
-      if (entry.rules[entry.rules.length - 1] !== rule) entry.rules.push(rule);
-      rulesOf.set(key, entry);
-      lengths[parsed.prefix.family].add(parsed.prefix.length);
-    }
-  });
-  const sortedLengths = { 4: [...lengths[4]].sort((a, b) => a - b), 6: [...lengths[6]].sort((a, b) => a - b) };
-  const numbering = new ClassNumbering();
-  const entries: AddrEntry[] = [];
-  const classesOf = new Map<number, number[]>();
-  const ancestors = (prefix: IpPrefix) =>
-    sortedLengths[prefix.family]
-      .filter((len) => len < prefix.length)
-      .flatMap((len) => rulesOf.get(prefixKey({ family: prefix.family, length: len, address: prefix.address & prefixMask(prefix.family, len) })) ?? []);
-  for (const { prefix, rules: own } of rulesOf.values()) {
-    const above = ancestors(prefix);
-    const inherited = new Set(above.flatMap((a) => a.rules));
-    // Same rules as the nearest ancestor: the ancestor's entry already gives this class.
-    if (above.length > 0 && own.every((r) => inherited.has(r))) continue;
-    for (const r of own) inherited.add(r);
-    const cls = numbering.id([...inherited].sort((a, b) => a - b));
-    entries.push({ dim, family: prefix.family, address: prefix.address, length: prefix.length, cls });
-  }
-  numbering.members.forEach((rules, cls) => {
-    if (cls === 0) return;
-    for (const r of rules) classesOf.set(r, [...(classesOf.get(r) ?? []), cls]);
-  });
-  return { entries, classesOf };
-}
-
-/**
- * Port classes of one field: the ports split into maximal runs contained in
- * the same rules' ranges; each run becomes aligned port blocks.
- */
-function portClasses(dim: 0 | 1, lists: Array<readonly Range[] | undefined>): { entries: PortEntry[]; classesOf: Map<number, number[]> } {
-  const events = new Map<number, { add: number[]; remove: number[] }>();
-  const at = (port: number) => {
-    let e = events.get(port);
-    if (!e) events.set(port, (e = { add: [], remove: [] }));
-    return e;
-  };
-  lists.forEach((list, rule) => {
-    for (const r of list ?? []) {
-      at(r.start).add.push(rule);
-      at(r.end + 1).remove.push(rule);
-    }
-  });
-  const numbering = new ClassNumbering();
-  const entries: PortEntry[] = [];
-  const active = new Map<number, number>(); // rule -> how many of its ranges cover the run
-  const bounds = [...events.keys()].sort((a, b) => a - b);
-  const runs: Array<{ start: number; end: number; cls: number }> = [];
-  for (let i = 0; i < bounds.length; i++) {
-    const port = bounds[i]!;
-    const e = events.get(port)!;
-    for (const r of e.add) active.set(r, (active.get(r) ?? 0) + 1);
-    for (const r of e.remove) {
-      const n = (active.get(r) ?? 0) - 1;
-      if (n <= 0) active.delete(r);
-      else active.set(r, n);
-    }
-    const next = bounds[i + 1];
-    if (next === undefined || active.size === 0 || port > 65535) continue;
-    const cls = numbering.id([...active.keys()].sort((a, b) => a - b));
-    const last = runs[runs.length - 1];
-    if (last && last.cls === cls && last.end === port - 1) last.end = Math.min(next - 1, 65535);
-    else runs.push({ start: port, end: Math.min(next - 1, 65535), cls });
-  }
-  for (const run of runs) for (const b of portRangeBlocks(run.start, run.end)) entries.push({ dim, port: b.port, bits: b.bits, cls: run.cls });
-  const classesOf = new Map<number, number[]>();
-  numbering.members.forEach((rules, cls) => {
-    if (cls === 0) return;
-    for (const r of rules) classesOf.set(r, [...(classesOf.get(r) ?? []), cls]);
-  });
-  return { entries, classesOf };
+/** The class entries of one field, tagged with the field (source or destination). */
+function withDim<E>(dim: 0 | 1, c: { entries: E[]; classesOf: Map<number, number[]> }): { entries: Array<E & { dim: 0 | 1 }>; classesOf: Map<number, number[]> } {
+  return { entries: c.entries.map((e) => ({ ...e, dim })), classesOf: c.classesOf };
 }
 
 /**
@@ -186,10 +79,10 @@ function portClasses(dim: 0 | 1, lists: Array<readonly Range[] | undefined>): { 
  * that other rules split into many classes).
  */
 export function compileRules(rules: readonly CompileRule[], defaults: { action: 'pass' | 'drop'; sample: number }): CompiledRuleset {
-  const src = addressClasses(Dim.src, rules.map((r) => r.srcPrefixes));
-  const dst = addressClasses(Dim.dst, rules.map((r) => r.dstPrefixes));
-  const sport = portClasses(Dim.src, rules.map((r) => r.srcPorts));
-  const dport = portClasses(Dim.dst, rules.map((r) => r.dstPorts));
+  const src = withDim(Dim.src, addressClasses(rules.map((r) => r.srcPrefixes)));
+  const dst = withDim(Dim.dst, addressClasses(rules.map((r) => r.dstPrefixes)));
+  const sport = withDim(Dim.src, portClasses(rules.map((r) => r.srcPorts)));
+  const dport = withDim(Dim.dst, portClasses(rules.map((r) => r.dstPorts)));
   const decisions = new Map<string, DecisionEntry>();
   let patterns = 0;
   rules.forEach((rule, order) => {

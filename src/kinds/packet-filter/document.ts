@@ -5,9 +5,10 @@
  */
 import type { FilterPortSpec, PacketFilter, PacketFilterRule as RuleDocument } from '../../types/generated/packet-filter.js';
 import { normalizeBase, normalizeNetnsPath, type DesiredPolicyBase, type Finding, type PolicyConflict, type PolicyKind, type PolicySource } from '../../policy/kind.js';
-import { aggregatePrefixes, formatPrefix, parseCidr, prefixContains, type IpPrefix } from '../../policy/net/cidr.js';
+import { aggregatePrefixes, formatPrefix, parseCidrList } from '../../policy/net/cidr.js';
 import { patternsOverlap } from '../../policy/net/interface-pattern.js';
-import { formatPortRanges, mergePortRanges, parseFilterPort, type PortRange } from '../../policy/net/ports.js';
+import { filterPortToRange, formatPortRanges, mergePortRanges, type PortRange } from '../../policy/net/ports.js';
+import { checkPortList, checkPrefixList, checkRuleList } from '../../policy/net/rule-checks.js';
 
 /** Where a PacketFilter runs. */
 export type FilterHook = 'xdp' | 'tc-ingress' | 'tc-egress';
@@ -44,51 +45,6 @@ export interface PacketFilterPolicy extends DesiredPolicyBase {
 const KIND = 'PacketFilter';
 type Path = (string | number)[];
 
-function portRange(spec: FilterPortSpec): PortRange {
-  if (typeof spec === 'number') return { start: spec, end: spec };
-  const parsed = parseFilterPort(spec);
-  if (!parsed.ok) throw new Error(`invalid port "${spec}": ${parsed.reason}`);
-  return parsed.range;
-}
-
-function parsedPrefixes(list: readonly string[]): IpPrefix[] {
-  return list.flatMap((text) => {
-    const parsed = parseCidr(text);
-    return parsed.ok ? [parsed.prefix] : [];
-  });
-}
-
-function checkCidrs(list: readonly string[] | undefined, path: Path): Finding[] {
-  const findings: Finding[] = [];
-  const seen: (IpPrefix | undefined)[] = [];
-  (list ?? []).forEach((text, i) => {
-    const parsed = parseCidr(text);
-    seen.push(parsed.ok ? parsed.prefix : undefined);
-    if (!parsed.ok) return;
-    if (parsed.hostBitsSet)
-      findings.push({ path: [...path, i], severity: 'warning', message: `"${text}" has host bits set; it means ${formatPrefix(parsed.prefix)}` });
-    const j = seen.findIndex((other, k) => k < i && other !== undefined && prefixContains(other, parsed.prefix));
-    if (j >= 0)
-      findings.push({ path: [...path, i], severity: 'warning', message: `"${text}" is already covered by ${describePath([...path, j])} (${list![j]})` });
-  });
-  return findings;
-}
-
-function checkPorts(list: readonly FilterPortSpec[] | undefined, path: Path): Finding[] {
-  const ranges = (list ?? []).map(portRange);
-  const findings: Finding[] = [];
-  ranges.forEach((r, i) => {
-    const j = ranges.findIndex((o, k) => k < i && o.start <= r.end && r.start <= o.end);
-    if (j >= 0)
-      findings.push({ path: [...path, i], severity: 'warning', message: `${formatPortRanges([r])} overlaps ${describePath([...path, j])} (${formatPortRanges([ranges[j]!])})` });
-  });
-  return findings;
-}
-
-function describePath(path: Path): string {
-  return path.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('');
-}
-
 /** Checks of one rule document that the schema cannot express. */
 function checkRule(rule: RuleDocument, i: number): Finding[] {
   const at: Path = ['spec', 'rules', i];
@@ -99,15 +55,15 @@ function checkRule(rule: RuleDocument, i: number): Finding[] {
       findings.push({ path: [...at, field], severity: 'error', message: `${field} needs "protocol: tcp" or "protocol: udp" (ports exist only for TCP and UDP)` });
     else if (rule.protocol === 'icmp')
       findings.push({ path: [...at, field], severity: 'error', message: `ICMP has no ports: remove ${field} or use protocol tcp or udp` });
-    findings.push(...checkPorts(rule[field], [...at, field]));
+    findings.push(...checkPortList(rule[field], [...at, field]));
   }
-  findings.push(...checkCidrs(rule.srcCidrs, [...at, 'srcCidrs']), ...checkCidrs(rule.dstCidrs, [...at, 'dstCidrs']));
+  findings.push(...checkPrefixList(rule.srcCidrs, [...at, 'srcCidrs']), ...checkPrefixList(rule.dstCidrs, [...at, 'dstCidrs']));
   return findings;
 }
 
 function normalizeRule(rule: RuleDocument): PacketFilterRule {
-  const prefixes = (list: readonly string[] | undefined) => (list === undefined ? undefined : aggregatePrefixes(parsedPrefixes(list)).map(formatPrefix));
-  const ports = (list: readonly FilterPortSpec[] | undefined) => (list === undefined ? undefined : mergePortRanges(list.map(portRange)));
+  const prefixes = (list: readonly string[] | undefined) => (list === undefined ? undefined : aggregatePrefixes(parseCidrList(list)).map(formatPrefix));
+  const ports = (list: readonly FilterPortSpec[] | undefined) => (list === undefined ? undefined : mergePortRanges(list.map(filterPortToRange)));
   return {
     name: rule.name,
     protocol: rule.protocol,
@@ -231,26 +187,7 @@ export const packetFilterKind: PolicyKind<PacketFilter, PacketFilterPolicy> = {
       const j = spec.interfaces.indexOf(name);
       if (j < i) findings.push({ path: ['spec', 'interfaces', i], severity: 'warning', message: `"${name}" is already listed as spec.interfaces[${j}]` });
     });
-    const names = new Map<string, number>();
-    const matches = new Map<string, number>();
-    spec.rules.forEach((rule, i) => {
-      const first = names.get(rule.name);
-      if (first !== undefined)
-        findings.push({ path: ['spec', 'rules', i, 'name'], severity: 'error', message: `duplicate rule name "${rule.name}": also spec.rules[${first}]` });
-      else names.set(rule.name, i);
-      const ruleFindings = checkRule(rule, i);
-      findings.push(...ruleFindings);
-      if (ruleFindings.some((f) => f.severity === 'error')) return;
-      const key = matchKey(normalizeRule(rule));
-      const earlier = matches.get(key);
-      if (earlier !== undefined)
-        findings.push({
-          path: ['spec', 'rules', i],
-          severity: 'warning',
-          message: `rule "${rule.name}" never decides anything: rule "${spec.rules[earlier]!.name}" (spec.rules[${earlier}]) matches the same packets first`,
-        });
-      else matches.set(key, i);
-    });
+    findings.push(...checkRuleList(spec.rules, ['spec', 'rules'], { check: checkRule, matchKey: (rule) => matchKey(normalizeRule(rule)), matched: 'packets' }));
     if (spec.events !== undefined && spec.defaultAction !== 'drop' && !spec.rules.some((r) => r.action === 'drop'))
       findings.push({ path: ['spec', 'events'], severity: 'warning', message: 'nothing is ever dropped (no drop rule, defaultAction pass), so no event will be reported' });
     return findings;

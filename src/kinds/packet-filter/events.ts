@@ -1,7 +1,7 @@
 /**
  * Sampled drop events of the packet filters under a pin root: opens the
  * `events` ring buffer of every filter (of one policy, or all), reads them
- * with a {@link RingBufferReader}, and names each event's interface, hook
+ * with a {@link PinnedRingSet}, and names each event's interface, hook
  * and rule from the filter's records and rule_meta.
  */
 import type { EventStream } from '../../reconciler/kind.js';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { decodeEvent, decodeRuleMeta, FILTERS_DIR, parseFilterDirName, u32, type FilterHookName } from './layout.js';
 import { observeFilter, type AttachmentRecord } from './store.js';
 import { BpfMap } from '../../bpf/map.js';
-import { RingBufferReader } from '../../bpf/ringbuf.js';
+import { PinnedRingSet } from '../../bpf/ringbuf.js';
 
 /** One sampled packet, decoded and named. */
 export interface FilterEvent {
@@ -40,7 +40,6 @@ interface Source {
   dir: string;
   attachment: AttachmentRecord | undefined;
   policies: string[];
-  events: BpfMap;
   names: Map<number, { policy: string; rule: string }>;
 }
 
@@ -59,8 +58,7 @@ function wallClock(monotonicNs: bigint): Date {
 export class FilterEventStream implements Disposable {
   readonly #root: string;
   readonly #policy: string | undefined;
-  #sources: Source[] = [];
-  #reader: RingBufferReader | undefined;
+  readonly #rings = new PinnedRingSet<Source>((src, data) => this.#onRecord(src, data));
   #pending: FilterEvent[] = [];
 
   private constructor(root: string, policy: string | undefined) {
@@ -82,7 +80,7 @@ export class FilterEventStream implements Disposable {
 
   /** How many filters the stream reads. */
   get filterCount(): number {
-    return this.#sources.length;
+    return this.#rings.count;
   }
 
   /**
@@ -97,7 +95,7 @@ export class FilterEventStream implements Disposable {
       for (const ns of readdirSync(top).sort())
         for (const name of existsSync(join(top, ns)) ? readdirSync(join(top, ns)).sort() : [])
           if (parseFilterDirName(name)) dirs.push(join(top, ns, name));
-    const wanted: Array<{ dir: string; attachment: AttachmentRecord | undefined; policies: string[] }> = [];
+    const wanted: Array<{ pin: string; meta: Source }> = [];
     for (const dir of dirs) {
       const parts = dir.split('/');
       let obs;
@@ -109,40 +107,15 @@ export class FilterEventStream implements Disposable {
       const policies = obs.policies.map((p) => p.name);
       if (this.#policy !== undefined && !policies.includes(this.#policy)) continue;
       if (obs.missingMaps.includes('events')) continue;
-      wanted.push({ dir, attachment: obs.attachment, policies });
+      wanted.push({ pin: join(dir, 'map_events'), meta: { dir, attachment: obs.attachment, policies, names: new Map() } });
     }
-    const same = wanted.length === this.#sources.length && wanted.every((w, i) => w.dir === this.#sources[i]!.dir);
-    if (same) {
-      wanted.forEach((w, i) => {
-        this.#sources[i]!.attachment = w.attachment;
-        this.#sources[i]!.policies = w.policies;
-      });
-      return false;
-    }
-    this.#drain();
-    this.#closeSources();
-    for (const w of wanted) {
-      let events: BpfMap;
-      try {
-        events = BpfMap.fromPin(join(w.dir, 'map_events'));
-      } catch {
-        continue;
-      }
-      this.#sources.push({ ...w, events, names: new Map() });
-    }
-    if (this.#sources.length > 0)
-      this.#reader = RingBufferReader.open(this.#sources.map((src) => ({ map: src.events, onRecord: (data) => this.#onRecord(src, data) })));
-    return true;
+    return this.#rings.set(wanted, (pin) => BpfMap.fromPin(pin));
   }
 
   /** Every event available now (never waits). Throws ErrnoError. */
   poll(): FilterEvent[] {
-    this.#drain();
+    this.#rings.consume();
     return this.#pending.splice(0, this.#pending.length);
-  }
-
-  #drain(): void {
-    this.#reader?.consume();
   }
 
   #name(src: Source, slot: number): { policy: string; rule: string } | undefined {
@@ -185,16 +158,9 @@ export class FilterEventStream implements Disposable {
     });
   }
 
-  #closeSources(): void {
-    this.#reader?.close();
-    this.#reader = undefined;
-    for (const s of this.#sources) s.events.close();
-    this.#sources = [];
-  }
-
   /** Closes the reader and the maps. Idempotent. */
   close(): void {
-    this.#closeSources();
+    this.#rings.close();
   }
 
   [Symbol.dispose](): void {

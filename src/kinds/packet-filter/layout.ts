@@ -7,6 +7,10 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { builtBpfObject } from '../../common/package-paths.js';
 import { decodeLengthPrefixed, encodeLengthPrefixed } from '../../common/length-prefixed.js';
+import { packEntries, type PackedEntries } from '../../common/batch-entries.js';
+import { addressBytesText } from '../../policy/net/address-bytes.js';
+
+export { splitEntries } from '../../common/batch-entries.js';
 
 /** Compiled object of bpf/packet_filter.c. */
 export const FILTER_OBJECT = builtBpfObject('packet_filter.o');
@@ -270,26 +274,6 @@ export interface RawFilterEvent {
   dst: string;
 }
 
-function addressText(b: Buffer, family: 4 | 6): string {
-  if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
-  // RFC 5952: compress the longest run of two or more zero groups.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j === i ? i + 1 : j;
-  }
-  if (best < 0) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
-}
-
 /** Decodes one ring buffer record. Throws RangeError when it is too short. */
 export function decodeEvent(b: Buffer): RawFilterEvent {
   if (b.length < EVENT_SIZE) throw new RangeError(`filter event of ${b.length} bytes, expected ${EVENT_SIZE}`);
@@ -306,26 +290,22 @@ export function decodeEvent(b: Buffer): RawFilterEvent {
     noPorts: (b.readUInt8(23) & 1) === 1,
     srcPort: b.readUInt16LE(24),
     dstPort: b.readUInt16LE(26),
-    src: addressText(b.subarray(28, 44), family),
-    dst: addressText(b.subarray(44, 60), family),
+    src: addressBytesText(b.subarray(28, 44), family),
+    dst: addressBytesText(b.subarray(44, 60), family),
   };
 }
 
 /** The encoded entries of one generation, ready for batch updates. */
 export interface EncodedRuleset {
-  addr: { keys: Buffer; values: Buffer; count: number };
-  port: { keys: Buffer; values: Buffer; count: number };
-  decision: { keys: Buffer; values: Buffer; count: number };
+  addr: PackedEntries;
+  port: PackedEntries;
+  decision: PackedEntries;
   config: Buffer;
 }
 
 /** Encodes a generation's tables. Throws RangeError on out-of-range fields. */
 export function encodeRuleset(r: { addr: AddrEntry[]; port: PortEntry[]; decisions: DecisionEntry[]; config: FilterConfig }): EncodedRuleset {
-  const pack = <T>(list: T[], key: (e: T) => Buffer, value: (e: T) => Buffer) => ({
-    keys: Buffer.concat(list.map(key)),
-    values: Buffer.concat(list.map(value)),
-    count: list.length,
-  });
+  const pack = packEntries;
   return {
     addr: pack(r.addr, encodeAddrKey, (e) => encodeClass(e.cls)),
     port: pack(r.port, encodePortKey, (e) => encodeClass(e.cls)),
@@ -361,10 +341,3 @@ export function rulesetFingerprint(parts: {
   return h.digest('hex').slice(0, 32);
 }
 
-/** Splits back-to-back entries into [key, value] pairs (views, no copies). */
-export function* splitEntries(e: { keys: Buffer; values: Buffer; count: number }): Generator<[Buffer, Buffer]> {
-  if (e.count === 0) return;
-  const ks = e.keys.length / e.count;
-  const vs = e.values.length / e.count;
-  for (let i = 0; i < e.count; i++) yield [e.keys.subarray(i * ks, (i + 1) * ks), e.values.subarray(i * vs, (i + 1) * vs)];
-}

@@ -12,6 +12,7 @@
  * The inner maps of the rule tables are not pinned: the outer maps hold them.
  */
 import { failpoint } from '../../common/failpoint.js';
+import { parseVersionedJson } from '../../common/length-prefixed.js';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BPF_F_NO_PREALLOC, MapType, Errno } from '../../bpf/constants.js';
@@ -128,15 +129,6 @@ function withMaps<T>(dir: string, names: readonly FilterMapName[], fn: (maps: Re
   }
 }
 
-function parseJson<T extends { v: number }>(json: string): T | string {
-  try {
-    const r = JSON.parse(json) as T;
-    return r && r.v === 1 ? r : 'unknown record format';
-  } catch (err) {
-    return `not JSON: ${(err as Error).message}`;
-  }
-}
-
 /** Reads the inner map of `table` for generation `gen` and returns its entries (copies). */
 function innerEntries(outer: BpfMap, gen: number): Array<[Buffer, Buffer]> | undefined {
   const id = outer.lookup(u32(gen));
@@ -189,11 +181,11 @@ export function observeFilter(root: string, netnsKey: string, name: string): Obs
         const key = decodeRecordKey(k);
         const json = decodeRecord(v);
         if (key === ATTACHMENT_RECORD) {
-          const r = parseJson<AttachmentRecord>(json);
+          const r = parseVersionedJson<AttachmentRecord>(json);
           if (typeof r === 'string') obs.badRecords.push({ name: key, reason: r });
           else obs.attachment = r;
         } else {
-          const r = parseJson<FilterPolicyRecord>(json);
+          const r = parseVersionedJson<FilterPolicyRecord>(json);
           if (typeof r === 'string' || r.name !== key) obs.badRecords.push({ name: key, reason: typeof r === 'string' ? r : 'name mismatch' });
           else obs.policies.push(r);
         }
@@ -343,7 +335,7 @@ export function writeFilterRules(dir: string, gen: number, write: RulesetWrite):
       m[table]!.update(u32(gen), u32(inner.fd));
     }
     m.config!.update(u32(gen), write.encoded.config);
-    failpoint('filter-after-generation');
+    failpoint('rules-after-generation');
     m.active!.update(u32(0), u32(gen));
     for (const slot of write.staleSlots) {
       if (slot === DEFAULT_SLOT) continue;
@@ -508,7 +500,7 @@ export function replaceFilterProgram(dir: string, objectPath: string, expectedPr
 function observeAttachmentRecord(records: BpfMap): AttachmentRecord | undefined {
   const v = records.lookup(encodeRecordKey(ATTACHMENT_RECORD));
   if (!v) return undefined;
-  const r = parseJson<AttachmentRecord>(decodeRecord(v));
+  const r = parseVersionedJson<AttachmentRecord>(decodeRecord(v));
   return typeof r === 'string' ? undefined : r;
 }
 

@@ -2,7 +2,7 @@
  * IP prefixes in CIDR notation: strict parsing with human-readable reasons,
  * canonical formatting, containment, intersection and aggregation.
  */
-import { ADDRESS_BITS, formatIpAddress, parseIPv4, parseIPv6, type IpFamily } from './ip.js';
+import { ADDRESS_BITS, formatIpAddress, parseIpAddress, parseIPv4, parseIPv6, type IpFamily } from './ip.js';
 
 /** A network prefix: the address with host bits cleared, and its length in bits. */
 export interface IpPrefix {
@@ -132,4 +132,46 @@ export function intersectPrefixes(a: readonly IpPrefix[], b: readonly IpPrefix[]
     }
   }
   return aggregatePrefixes(common);
+}
+
+/**
+ * The prefixes of the texts that are valid CIDR prefixes (host bits
+ * cleared), in order; invalid texts are skipped. Never throws.
+ */
+export function parseCidrList(texts: readonly string[]): IpPrefix[] {
+  return texts.flatMap((text) => {
+    const parsed = parseCidr(text);
+    return parsed.ok ? [parsed.prefix] : [];
+  });
+}
+
+/** The IPv4-mapped IPv6 addresses (RFC 4291 section 2.5.5.2), ::ffff:0:0/96. */
+export const IPV4_MAPPED: IpPrefix = { family: 6, address: 0xffffn << 32n, length: 96 };
+
+/**
+ * The IPv4 prefix that an IPv4-mapped IPv6 prefix (::ffff:0:0/96 or longer)
+ * stands for ("::ffff:10.0.0.0/104" is 10.0.0.0/8), or undefined for any
+ * other prefix.
+ */
+export function mappedToIPv4(prefix: IpPrefix): IpPrefix | undefined {
+  if (!prefixContains(IPV4_MAPPED, prefix)) return undefined;
+  return { family: 4, address: prefix.address & 0xffffffffn, length: prefix.length - IPV4_MAPPED.length };
+}
+
+/**
+ * True if a CIDR text is written with an IPv4-mapped address but a prefix
+ * shorter than /96 ("::ffff:10.0.0.0/80"): once its host bits are cleared
+ * it covers IPv4-mapped and other IPv6 addresses alike. Never throws.
+ */
+export function isShortMappedCidr(text: string): boolean {
+  const slash = text.indexOf('/');
+  const parsed = parseCidr(text);
+  const address = slash < 0 ? undefined : parseIpAddress(text.slice(0, slash));
+  return (
+    parsed.ok &&
+    address !== undefined &&
+    parsed.prefix.family === 6 &&
+    parsed.prefix.length < IPV4_MAPPED.length &&
+    prefixContains(IPV4_MAPPED, { family: 6, address: address.value, length: 128 })
+  );
 }

@@ -67,6 +67,18 @@ export function portSpecToRange(spec: number | string): PortRange {
   return parsed.range;
 }
 
+/**
+ * Converts one entry of a rule's port list in the PacketFilter syntax (a
+ * port number, a port string "23" or a range string "9000-9100") into a range.
+ * @throws Error if the entry is not valid; validate it first (schema formats do).
+ */
+export function filterPortToRange(spec: number | string): PortRange {
+  if (typeof spec === 'number') return portSpecToRange(spec);
+  const parsed = parseFilterPort(spec);
+  if (!parsed.ok) throw new Error(`invalid port "${spec}": ${parsed.reason}`);
+  return parsed.range;
+}
+
 /** Number of ports in a range. */
 export function rangeSize(range: PortRange): number {
   return range.end - range.start + 1;
