@@ -26,3 +26,9 @@ if ! { [ "$obj" -nt bpf/packet_filter.c ] && [ "$obj" -nt bpf/packet_filter.h ] 
   "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -Ibpf -c bpf/packet_filter.c -o "$obj"
   echo "build-bpf: $obj"
 fi
+# The same for the connect guard.
+obj=build/bpf/connect_policy_variant.o
+if ! { [ "$obj" -nt bpf/connect_policy.c ] && [ "$obj" -nt bpf/connect_policy.h ] && [ "$obj" -nt "$0" ]; }; then
+  "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -Ibpf -c bpf/connect_policy.c -o "$obj"
+  echo "build-bpf: $obj"
+fi

@@ -7,11 +7,12 @@
 import { createKindRegistry, type KindRegistry } from '../policy/kind-registry.js';
 import type { AnyReconcilerKind } from '../reconciler/kind.js';
 import type { Engine } from '../reconciler/reconcile.js';
+import { connectPolicy } from './connect-policy/index.js';
 import { packetFilter } from './packet-filter/index.js';
 import { portSteering } from './port-steering/index.js';
 
 /** Every kind, as the engine drives it. */
-export const KINDS: readonly AnyReconcilerKind[] = [portSteering, packetFilter];
+export const KINDS: readonly AnyReconcilerKind[] = [portSteering, packetFilter, connectPolicy];
 
 /** The document side of the same kinds, for loading and validation. */
 export const DOCUMENT_KINDS: KindRegistry = createKindRegistry(KINDS.map((k) => k.document));
