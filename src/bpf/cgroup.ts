@@ -58,6 +58,15 @@ export function resolveCgroup(spec: string, mountinfo?: string): CgroupResolutio
   }
 }
 
+/** The id of the cgroup directory at `path`, or undefined when there is none. Never throws. */
+export function cgroupIdAt(path: string): bigint | undefined {
+  try {
+    return statSync(path, { bigint: true }).ino;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Attaches `prog` to the cgroup at `path` with a cgroup link of `attachType`
  * (multi-attach: other programs on the cgroup stay). Refuses (ESTALE) when

@@ -84,7 +84,8 @@ export function planGuards(desired: DesiredGuards, observed: ObservedGuards, env
     const object = guardObject({ key, cgroupPath: want?.cgroupPath ?? obs?.guard?.cgroupPath });
     const base = { domain: `connect ${key}` };
     const links = obs ? GUARD_HOOKS.map((h) => obs.hooks[h].link) : [];
-    const cgroupGone = links.some((l) => l !== undefined) && links.every((l) => l === undefined || !l.attached) && !want;
+    // The kernel detaches a removed cgroup's links a little later than the directory goes: either sign counts.
+    const cgroupGone = !want && (obs?.cgroupPresent === false || (links.some((l) => l !== undefined) && links.every((l) => l === undefined || !l.attached)));
 
     if (obs?.error) {
       for (const p of want?.policies ?? [])
@@ -118,7 +119,7 @@ export function planGuards(desired: DesiredGuards, observed: ObservedGuards, env
         object,
         code: cgroupGone ? 'CgroupGone' : incomplete ? 'LeftByInterruptedRun' : 'Unused',
         reason: cgroupGone
-          ? `cgroup ${obs.guard?.cgroupPath ?? obs.cgroupId} is gone (its links report attached: false)`
+          ? `cgroup ${obs.guard?.cgroupPath ?? obs.cgroupId} is gone (${obs.cgroupPresent === false ? `no cgroup ${obs.cgroupId} at its path` : 'its links report attached: false'})`
           : incomplete
             ? 'incomplete guard left by an interrupted run'
             : `no policy guards cgroup ${obs.guard?.cgroupPath ?? obs.cgroupId} any more`,

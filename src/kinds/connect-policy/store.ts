@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { failpoint } from '../../common/failpoint.js';
 import { parseVersionedJson } from '../../common/length-prefixed.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
-import { attachToCgroup } from '../../bpf/cgroup.js';
+import { attachToCgroup, cgroupIdAt } from '../../bpf/cgroup.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
 import { Link } from '../../bpf/link.js';
 import { BpfMap, possibleCpus } from '../../bpf/map.js';
@@ -94,6 +94,8 @@ export interface ObservedGuard {
   /** Maps whose key or value size is not what this version expects (pinned by an older layout). */
   layoutMismatch: string[];
   guard?: GuardRecord;
+  /** Whether the recorded cgroup path is still this guard's cgroup (false: removed, or removed and created again). Undefined without a guard record. */
+  cgroupPresent?: boolean;
   policies: GuardPolicyRecord[];
   badRecords: Array<{ name: string; reason: string }>;
   /** The generation in use (undefined: no rule set written yet), and the fingerprint of its tables. */
@@ -202,6 +204,7 @@ export function observeGuard(root: string, key: string): ObservedGuard {
       else obs.policies.push({ v: 1, name: r.name, sourceFile: r.sourceFile, specHash: r.specHash });
     });
     obs.policies.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    if (obs.guard) obs.cgroupPresent = cgroupIdAt(obs.guard.cgroupPath) === BigInt(obs.cgroupId);
     maps.rule_meta?.forEachEntry((k, v) => obs.slots.push({ slot: k.readUInt32LE(0), ...decodeRuleMeta(v) }));
     obs.slots.sort((a, b) => a.slot - b.slot);
     const gen = maps.active?.lookup(u32(0))?.readUInt32LE(0);
