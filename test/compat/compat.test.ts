@@ -4,8 +4,9 @@
  * verifier, the feature probes, and each kind end to end with real traffic in
  * one process — PortSteering steering a real TCP and a real UDP connection,
  * PacketFilter on XDP, tc ingress and tc egress over a veth pair (below
- * Linux 6.6 tc runs through cls_bpf, for real: nothing is forced) — and
- * nothing left behind. Lean on purpose: under emulation every process start
+ * Linux 6.6 tc runs through cls_bpf, for real: nothing is forced),
+ * ConnectPolicy denying a real process's connects and UDP sends from a
+ * cgroup with a sampled event — and nothing left behind. Lean on purpose: under emulation every process start
  * costs seconds; the full suite runs natively in `npm test`.
  */
 import assert from 'node:assert/strict';
@@ -20,9 +21,12 @@ import { kernelTest } from '../kernel/harness.js';
 import { assertNothingLeaked, kernelObjects } from '../kernel/leaks.js';
 import { NET, tcpConnect, udpExchange, vethPair, writeFilter } from '../kernel/packet-filter-helpers.js';
 import { PolicyDir, curl, filtersOf, startHttpServer } from '../kernel/reconcile-helpers.js';
+import { TestCgroup, tryConnects, writeConnectPolicy } from '../kernel/connect-policy-helpers.js';
+import { GuardEventStream } from '../../src/kinds/connect-policy/events.js';
+import { eventually } from '../kernel/harness.js';
 
 /** The objects the package ships (what the tool loads); build/bpf also holds test objects and variants. */
-const SHIPPED = ['dispatcher.o', 'packet_filter.o'];
+const SHIPPED = ['dispatcher.o', 'packet_filter.o', 'connect_policy.o'];
 
 async function converge(opts: ReconcileOptions): Promise<void> {
   const r = await reconcileOnce({ ...opts, reportDir: null });
@@ -145,4 +149,53 @@ kernelTest('compat: PacketFilter filters real traffic on XDP, tc ingress and tc 
   assert.equal(tcpConnect(peer, NET.local4, 7001), 'refused', 'passes again');
   assert.deepEqual(listPins(pinDir), []);
   await assertNothingLeaked(before, pinDir, 'after PacketFilter');
+});
+
+kernelTest('compat: ConnectPolicy denies a real process\'s TCP connects and UDP sends from its cgroup (IPv4, IPv6, IPv4-mapped), audits, reports an event, and removing it leaves nothing', async ({ pinDir, sandbox }) => {
+  const before = kernelObjects();
+  await using cg = new TestCgroup('compat');
+  using dir = new PolicyDir();
+  writeConnectPolicy(dir, 'guard', {
+    cgroup: cg.name,
+    rules: [
+      { name: 'no-7001', action: 'deny', protocol: 'tcp', ports: [7001] },
+      { name: 'no-dns', action: 'deny', protocol: 'udp', ports: [53] },
+      { name: 'audit-7002', action: 'deny', protocol: 'tcp', ports: [7002], mode: 'audit' },
+    ],
+    sampleRate: 1,
+  });
+  const opts = { root: pinDir, policyPaths: [dir.path], insecurePermissions: true };
+  await converge(opts);
+  using stream = GuardEventStream.open(pinDir);
+  const attempts = [
+    { op: 'tcp' as const, host: '127.0.0.1', port: 7001 },
+    { op: 'tcp' as const, host: '::1', port: 7001 },
+    { op: 'tcp' as const, host: '::ffff:127.0.0.1', port: 7001 },
+    { op: 'udp-sendto' as const, host: '127.0.0.1', port: 53 },
+    { op: 'udp-sendto' as const, host: '::1', port: 53 },
+    { op: 'tcp' as const, host: '127.0.0.1', port: 7002 },
+    { op: 'tcp' as const, host: '127.0.0.1', port: 7003 },
+  ];
+  const inside = tryConnects(sandbox, cg, attempts);
+  assert.deepEqual(inside.results, ['EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'ECONNREFUSED', 'ECONNREFUSED']);
+  assert.ok(!tryConnects(sandbox, undefined, attempts).results.includes('EPERM'), 'outside the cgroup nothing is denied');
+  const events: string[] = [];
+  await eventually(() => {
+    events.push(...stream.poll().map((e) => `${e.verdict} ${e.hook} ${e.port} ${e.comm} ${e.pid === inside.pid}`));
+    return events.length >= 6;
+  }, 10_000);
+  assert.deepEqual(events, [
+    'deny connect4 7001 python3 true',
+    'deny connect6 7001 python3 true',
+    'deny connect6 7001 python3 true',
+    'deny sendmsg4 53 python3 true',
+    'deny sendmsg6 53 python3 true',
+    'would-deny connect4 7002 python3 true',
+  ]);
+  stream.close();
+  for (const e of readdirSync(dir.path)) rmSync(join(dir.path, e));
+  await converge(opts);
+  assert.deepEqual(tryConnects(sandbox, cg, attempts.slice(0, 1)).results, ['ECONNREFUSED']);
+  assert.deepEqual(listPins(pinDir), []);
+  await assertNothingLeaked(before, pinDir, 'after ConnectPolicy');
 });
