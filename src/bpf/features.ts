@@ -23,6 +23,13 @@ function mapType(type: number): () => boolean {
   return () => lib().libbpf_probe_bpf_map_type(type, null) === 1;
 }
 
+function helper(progTypeId: number, helperId: number): () => boolean {
+  return () => lib().libbpf_probe_bpf_helper(progTypeId, helperId, null) === 1;
+}
+
+/** bpf_func_id values (linux/bpf.h, __BPF_FUNC_MAPPER) of the helpers we probe. */
+const Helper = { loop: 181 } as const;
+
 /** tcx: a sched_cls link on ifindex 0 fails with ENODEV where tcx exists, EINVAL where the attach type is unknown. */
 function probeTcx(): boolean {
   const n = lib();
@@ -50,6 +57,8 @@ export const Features = {
   sockmap: { name: 'sockmap maps', minimumKernel: '4.14', probe: mapType(MapType.SOCKMAP) },
   ringbuf: { name: 'ring buffer maps', minimumKernel: '5.8', probe: mapType(MapType.RINGBUF) },
   tcx: { name: 'tcx links', minimumKernel: '6.6', probe: probeTcx },
+  cgroupSockAddr: { name: 'cgroup sock_addr programs (connect and sendmsg hooks)', minimumKernel: '4.17', probe: progType(ProgType.CGROUP_SOCK_ADDR) },
+  sockAddrLoop: { name: 'the bpf_loop helper in cgroup sock_addr programs', minimumKernel: '5.17', probe: helper(ProgType.CGROUP_SOCK_ADDR, Helper.loop) },
 } satisfies Record<string, Feature>;
 
 const cache = new Map<Feature, boolean>();

@@ -58,6 +58,7 @@ export interface Native {
   libbpf_num_possible_cpus: Fn<[], number>;
   libbpf_probe_bpf_prog_type: Fn<[number, null], number>;
   libbpf_probe_bpf_map_type: Fn<[number, null], number>;
+  libbpf_probe_bpf_helper: Fn<[number, number, null], number>;
   libbpf_set_print: Fn<[bigint | null], bigint | null>;
   // libc
   close: Fn<[number], number>;
@@ -147,6 +148,7 @@ export function lib(): Native {
     libbpf_num_possible_cpus: f(bpf, 'int libbpf_num_possible_cpus(void)'),
     libbpf_probe_bpf_prog_type: f(bpf, 'int libbpf_probe_bpf_prog_type(int type, const void *opts)'),
     libbpf_probe_bpf_map_type: f(bpf, 'int libbpf_probe_bpf_map_type(int type, const void *opts)'),
+    libbpf_probe_bpf_helper: f(bpf, 'int libbpf_probe_bpf_helper(int prog_type, int helper_id, const void *opts)'),
     libbpf_set_print: f(bpf, 'void *libbpf_set_print(void *fn)'),
     close: f(c, 'int close(int fd)'),
     fcntl: f(c, 'int fcntl(int fd, int cmd, ...)'),

@@ -18,6 +18,7 @@ import { failpoint } from '../../common/failpoint.js';
 import { parseVersionedJson } from '../../common/length-prefixed.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachToCgroup, cgroupIdAt } from '../../bpf/cgroup.js';
+import { Features, require as requireFeature } from '../../bpf/features.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
 import { Link } from '../../bpf/link.js';
 import { BpfMap, possibleCpus } from '../../bpf/map.js';
@@ -344,9 +345,12 @@ export function attachGuardHook(dir: string, hook: GuardHook, guard: GuardRecord
  * Builds a guard in `dir`: loads the object, pins its maps and programs,
  * writes the first rule set and the records, then attaches the four hooks.
  * Whatever a crashed run left in `dir` is removed first; on failure nothing
- * new stays pinned or attached. Throws ErrnoError, LoadError.
+ * new stays pinned or attached. Throws NotSupportedError (a kernel without
+ * the hooks or bpf_loop), ErrnoError, LoadError.
  */
 export function createGuard(dir: string, guard: GuardRecord, objectPath: string, rules: GenerationWrite, policies: GuardPolicyRecord[]): void {
+  requireFeature(Features.cgroupSockAddr);
+  requireFeature(Features.sockAddrLoop);
   if (existsSync(dir)) removePinTree(dir);
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   try {
