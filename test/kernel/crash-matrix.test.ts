@@ -17,11 +17,13 @@ import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { listPins, removePinTree } from '../../src/bpf/bpffs.js';
 import { FAILPOINT_ENV, type FailpointName } from '../../src/common/failpoint.js';
+import { GUARD_VARIANT_OBJECT } from '../../src/kinds/connect-policy/layout.js';
 import { FILTER_VARIANT_OBJECT } from '../../src/kinds/packet-filter/layout.js';
 import { DISPATCHER_VARIANT_OBJECT } from '../../src/kinds/port-steering/layout.js';
 import { changes, KINDS, reconcileExitCode, reconcileOnce } from '../../src/manager.js';
 import { childClosed, runBounded } from '../../src/sandbox/bounded-wait.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
+import { TestCgroup, tryConnects, writeConnectPolicy } from './connect-policy-helpers.js';
 import { DaemonProcess } from './daemon-helpers.js';
 import { eventually, kernelTest } from './harness.js';
 import { assertNothingLeaked, kernelObjects } from './leaks.js';
@@ -234,6 +236,58 @@ kernelTest(
   LONG,
 );
 
+// ---- ConnectPolicy: two throwaway cgroups; a client in each tries TCP ports on loopback (EPERM: denied, ECONNREFUSED: allowed).
+
+function guardsA(dir: PolicyDir, one: TestCgroup, two: TestCgroup): void {
+  writeConnectPolicy(dir, 'g1', { cgroup: one.name, rules: [{ name: 'no-7001', action: 'deny', protocol: 'tcp', ports: [7001] }] });
+  writeConnectPolicy(dir, 'g2', { cgroup: one.path, rules: [{ name: 'no-7002', action: 'deny', protocol: 'tcp', destinations: ['127.0.0.0/8'], ports: [7002] }] });
+  writeConnectPolicy(dir, 'g3', { cgroup: two.name, defaultAction: 'deny', rules: [{ name: 'ok-7003', action: 'allow', protocol: 'tcp', ports: [7003] }] });
+}
+
+function guardsB(dir: PolicyDir, one: TestCgroup, two: TestCgroup): void {
+  writeConnectPolicy(dir, 'g1', { cgroup: one.name, rules: [{ name: 'no-7001', action: 'deny', protocol: 'tcp', ports: [7001, 7004] }] });
+  writeConnectPolicy(dir, 'g3', { cgroup: two.name, rules: [{ name: 'no-7003', action: 'deny', protocol: 'tcp', ports: [7003] }] });
+  writeConnectPolicy(dir, 'g4', { cgroup: two.name, mode: 'audit', rules: [{ name: 'no-7005', action: 'deny', protocol: 'tcp', ports: [7005] }] });
+}
+
+function expectConnects(sandbox: NetnsSandbox, cg: TestCgroup, denied: number[], allowed: number[]): void {
+  const ports = [...denied, ...allowed];
+  const got = tryConnects(sandbox, cg, ports.map((port) => ({ op: 'tcp' as const, host: '127.0.0.1', port }))).results;
+  assert.deepEqual(got, [...denied.map(() => 'EPERM'), ...allowed.map(() => 'ECONNREFUSED')], `from ${cg.name}: ${denied.join(',')} denied, ${allowed.join(',')} allowed`);
+}
+
+kernelTest(
+  'crash matrix, ConnectPolicy: guarding two cgroups from nothing, rule changes and policies moving with a program upgrade, removing everything',
+  async ({ pinDir, sandbox }) => {
+    await using one = new TestCgroup('one');
+    await using two = new TestCgroup('two');
+    using dir = new PolicyDir();
+    const upgrade = [`ConnectPolicy.objectPath=${GUARD_VARIANT_OBJECT}`];
+    const checkA = () => {
+      expectConnects(sandbox, one, [7001, 7002], [7003, 7004]);
+      expectConnects(sandbox, two, [7001, 7002, 7004], [7003]);
+    };
+    const transitions: Transition[] = [
+      { kind: 'ConnectPolicy', name: 'nothing -> A', from: () => undefined, to: (d) => guardsA(d, one, two), named: ['create-after-maps', 'rules-after-generation'], check: checkA },
+      {
+        kind: 'ConnectPolicy',
+        name: 'A -> B with a program upgrade',
+        from: (d) => guardsA(d, one, two),
+        to: (d) => guardsB(d, one, two),
+        toOptions: upgrade,
+        named: ['swap-after-pin-next', 'swap-after-update', 'rules-after-generation'],
+        check: () => {
+          expectConnects(sandbox, one, [7001, 7004], [7002, 7003]);
+          expectConnects(sandbox, two, [7003], [7001, 7005]);
+        },
+      },
+      { kind: 'ConnectPolicy', name: 'A -> nothing', from: (d) => guardsA(d, one, two), to: () => undefined, named: [], check: () => expectConnects(sandbox, two, [], [7001, 7004]) },
+    ];
+    for (const t of transitions) await crashEverywhere(t, pinDir, dir);
+  },
+  LONG,
+);
+
 kernelTest(
   'the daemon killed in the middle of a pass is restarted and converges with nothing leaked',
   async ({ pinDir, sandbox }) => {
@@ -270,7 +324,7 @@ kernelTest(
 );
 
 after(() => {
-  const total = (ran.PortSteering ?? 0) + (ran.PacketFilter ?? 0);
+  const total = (ran.PortSteering ?? 0) + (ran.PacketFilter ?? 0) + (ran.ConnectPolicy ?? 0);
   console.log(`# crash matrix: ${total} crash points over the kinds (${Object.entries(ran).map(([k, n]) => `${k} ${n}`).join(', ')})`);
   if (ran.PortSteering !== undefined && ran.PacketFilter !== undefined)
     assert.ok(total >= MIN_CRASH_POINTS, `the crash matrix ran ${total} crash points, fewer than ${MIN_CRASH_POINTS}`);
