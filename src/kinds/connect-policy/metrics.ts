@@ -35,10 +35,10 @@ export function collectGuardMetrics(_desired: DesiredGuards, observed: ObservedG
     const counters = readGuardCounters(g.dir, g.slots.map((s) => s.slot));
     for (const s of g.slots) {
       const c = counters.get(s.slot) ?? { connects: 0n, denies: 0n, wouldDeny: 0n };
-      const base = { policy: s.policy, rule: s.rule, cgroup };
-      connects.push({ labels: { ...base, verdict: 'allow' }, value: Number(c.connects - c.denies - c.wouldDeny) });
-      connects.push({ labels: { ...base, verdict: 'deny' }, value: Number(c.denies) });
-      connects.push({ labels: { ...base, verdict: 'would-deny' }, value: Number(c.wouldDeny) });
+      const labels = (verdict: string) => ({ policy: s.policy, rule: s.rule, verdict, cgroup });
+      connects.push({ labels: labels('allow'), value: Number(c.connects - c.denies - c.wouldDeny) });
+      connects.push({ labels: labels('deny'), value: Number(c.denies) });
+      connects.push({ labels: labels('would-deny'), value: Number(c.wouldDeny) });
     }
     for (const hook of GUARD_HOOKS) if (g.hooks[hook].link?.attached) attached.push({ labels: { cgroup, hook }, value: 1 });
   }

@@ -270,7 +270,11 @@ export function planGuards(desired: DesiredGuards, observed: ObservedGuards, env
     const have = new Map(obs.policies.map((r) => [r.name, JSON.stringify(r)]));
     const upserts: Array<GuardPolicyRecord | GuardRecord> = policyRecords.filter((r) => have.get(r.name) !== JSON.stringify(r));
     if (JSON.stringify(obs.guard) !== JSON.stringify(guardRecord)) upserts.push(guardRecord);
-    const deletes = [...obs.policies.filter((r) => !want.policies.some((p) => p.name === r.name)).map((r) => r.name), ...obs.badRecords.map((b) => b.name)];
+    // An unreadable record of a policy the guard serves is overwritten by its upsert: deleting it too would drop the new record (deletes run after upserts).
+    const deletes = [
+      ...obs.policies.filter((r) => !want.policies.some((p) => p.name === r.name)).map((r) => r.name),
+      ...obs.badRecords.filter((b) => !want.policies.some((p) => p.name === b.name)).map((b) => b.name),
+    ];
     if (upserts.length > 0 || deletes.length > 0) {
       changed = true;
       actions.push({

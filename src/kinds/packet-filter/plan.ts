@@ -338,7 +338,11 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
     // Records: the policies served, and the attachment (an interface may be renamed).
     const haveRecords = new Map(obs.policies.map((r) => [r.name, JSON.stringify(r)]));
     const upserts: Array<FilterPolicyRecord | AttachmentRecord> = policyRecords.filter((r) => haveRecords.get(r.name) !== JSON.stringify(r));
-    const deletes = [...obs.policies.filter((r) => !want.policies.some((p) => p.name === r.name)).map((r) => r.name), ...obs.badRecords.map((b) => b.name)];
+    // An unreadable record of a policy the filter serves is overwritten by its upsert: deleting it too would drop the new record (deletes run after upserts).
+    const deletes = [
+      ...obs.policies.filter((r) => !want.policies.some((p) => p.name === r.name)).map((r) => r.name),
+      ...obs.badRecords.filter((b) => !want.policies.some((p) => p.name === b.name)).map((b) => b.name),
+    ];
     if (rec.ifname !== want.ifname || rec.netnsPath !== want.netnsPath || (rec.netns ?? null) !== (want.netns ?? null))
       upserts.push({ ...rec, ifname: want.ifname, netnsPath: want.netnsPath, netns: want.netns ?? null });
     if (upserts.length > 0 || deletes.length > 0) {

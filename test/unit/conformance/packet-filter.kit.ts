@@ -292,7 +292,8 @@ const FILTER_DAMAGES = [
   'stray-pin', // link_next of an interrupted attach
   'program-next', // program_next of an upgrade interrupted before the swap (nothing runs it)
   'swap-interrupted', // an upgrade interrupted after the swap: the link runs program_next, program is the old one
-  'bad-record', // an unreadable policy record
+  'bad-record', // an unreadable record of no policy
+  'bad-own-record', // an unreadable record of a policy the filter serves (e.g. written by a newer version)
   'rules-changed', // the active tables are not the ones written
   'slot-lost', // a counter slot's rule_meta entry is gone
   'stray-top', // something under ROOT/filters that is not a filter
@@ -370,6 +371,13 @@ function damageFilters(observed: ObservedFilters, damages: readonly Damage[]): O
         if (!f.missingMaps.includes('records') && f.layoutMismatch.length === 0 && !f.badRecords.some((b) => b.name === 'zz-bad'))
           f.badRecords.push({ name: 'zz-bad', reason: 'not JSON: Unexpected token' });
         break;
+      case 'bad-own-record': {
+        const own = f.policies[0];
+        if (!own || f.missingMaps.includes('records') || f.layoutMismatch.length > 0) break;
+        f.policies = f.policies.slice(1);
+        f.badRecords.push({ name: own.name, reason: 'unknown record format' });
+        break;
+      }
       case 'rules-changed':
         if (f.fingerprint !== undefined) f.fingerprint = 'written by someone else';
         break;

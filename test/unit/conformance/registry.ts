@@ -4,12 +4,13 @@
  * (see {@link kitProblems}): adding a kind means adding its kit.
  */
 import { KINDS } from '../../../src/kinds/registry.js';
+import { connectPolicyKit } from './connect-policy.kit.js';
 import type { AnyConformanceKit } from './kit.js';
 import { packetFilterKit } from './packet-filter.kit.js';
 import { portSteeringKit } from './port-steering.kit.js';
 
 /** The kits, in registry order. */
-export const KITS: readonly AnyConformanceKit[] = [portSteeringKit, packetFilterKit];
+export const KITS: readonly AnyConformanceKit[] = [portSteeringKit, packetFilterKit, connectPolicyKit];
 
 /**
  * What is wrong with the kits as a whole, as messages (empty: nothing): a
