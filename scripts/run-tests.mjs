@@ -80,7 +80,7 @@ function ours() {
     .find((l) => l.split(' - ')[1]?.startsWith('cgroup2 '))
     ?.split(' ')[4];
   if (cg && existsSync(cg)) {
-    for (const e of readdirSync(cg)) if (e.startsWith('ebpf-policy-test-')) leftovers.push({ what: `cgroup ${cg}/${e}`, remove: ['rmdir', `${cg}/${e}`] });
+    for (const e of readdirSync(cg)) if (e.startsWith('ebpf-policy-')) leftovers.push({ what: `cgroup ${cg}/${e}`, remove: ['rmdir', `${cg}/${e}`] });
   }
   return leftovers;
 }

@@ -10,7 +10,7 @@ export function registerDemo(program: Command): void {
     .action(async () => {
       try {
         const r = await runMainJobDemo((line) => console.log(`demo: ${line}`));
-        console.log(r.ok ? 'demo: OK — the example policy steered its ports to the server, and nothing is left behind' : 'demo: FAILED');
+        console.log(r.ok ? 'demo: OK — the example policies steered ports to the server, dropped telnet and denied the metadata address, and nothing is left behind' : 'demo: FAILED');
         process.exitCode = r.ok ? 0 : 1;
       } catch (err) {
         console.error(`demo: failed: ${err instanceof Error ? err.message : String(err)}`);

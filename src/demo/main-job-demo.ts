@@ -4,16 +4,19 @@
  *
  * It starts a real HTTP server (python3 -m http.server) on 127.0.0.1:8080 in
  * a new namespace, copies policies/*.yaml with `spec.netns` pointed at that
- * namespace, runs `reconcile --once`, shows that the policy's extra ports now
- * reach the server and that the example packet filter drops a TCP connect to
- * port 23 on lo, prints the status, then deletes the policies, reconciles
- * again and checks that nothing of ours is left.
+ * namespace (and `spec.cgroup` at a throwaway cgroup), runs `reconcile
+ * --once`, shows that the policy's extra ports now reach the server, that the
+ * example packet filter drops a TCP connect to port 23 on lo and that a
+ * process in the cgroup is denied the cloud metadata address (EPERM), prints
+ * the status, then deletes the policies, reconciles again and checks that
+ * nothing of ours is left.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { listPins, removePinTree } from '../bpf/bpffs.js';
+import { cgroup2Mount } from '../bpf/cgroup.js';
 import { changes, computeStatuses, DOCUMENT_KINDS, KINDS, reconcileExitCode, reconcileOnce } from '../manager.js';
 import { renderAction, renderStatusText } from '../reconciler/render.js';
 import { NetnsSandbox } from '../sandbox/netns-sandbox.js';
@@ -40,19 +43,42 @@ function tcpProbe(sandbox: NetnsSandbox, port: number): string {
   return runBounded('ip', ['netns', 'exec', sandbox.name, 'python3', '-c', py]).stdout.trim();
 }
 
+/**
+ * A TCP connect to the cloud metadata address from a process in `cgroup`
+ * inside the sandbox: "denied (EPERM)" when a policy refuses it, else what
+ * the namespace says ("unreachable": it has no route there).
+ */
+function metadataProbe(sandbox: NetnsSandbox, cgroup: string): string {
+  const py = `import errno, socket\ns = socket.socket()\ns.settimeout(0.5)\ntry:\n  s.connect(("169.254.169.254", 80)); print("open")\nexcept socket.timeout: print("no answer")\nexcept OSError as e: print("denied (EPERM)" if e.errno == errno.EPERM else "unreachable" if e.errno == errno.ENETUNREACH else errno.errorcode.get(e.errno, "error"))`;
+  return runBounded('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${sandbox.name} python3 -c '${py}'`]).stdout.trim();
+}
+
+/** Removes the demo's cgroup once its processes are gone (bounded). */
+async function removeCgroup(path: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      rmdirSync(path);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      await sleep(20);
+    }
+  }
+}
+
 function curl(sandbox: NetnsSandbox, port: number): number {
   const r = runBounded('ip', ['netns', 'exec', sandbox.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://127.0.0.1:${port}/`]);
   return Number(r.stdout.trim()) || 0;
 }
 
-/** Whether documents of `kind` take a `spec.netns` (per the kind's schema): the demo points those at its namespace. */
-function kindTakesNetns(kind: string): boolean {
+/** Whether documents of `kind` take `spec.<field>` (per the kind's schema): the demo points a netns at its namespace, a cgroup at its cgroup. */
+function kindTakes(kind: string, field: 'netns' | 'cgroup'): boolean {
   const schemaFile = DOCUMENT_KINDS.get(kind)?.schemaFile;
   if (!schemaFile) return false;
   type Node = { $ref?: string; properties?: Record<string, Node>; definitions?: Record<string, Node> };
   const schema = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'schemas', schemaFile), 'utf8')) as Node;
   const local = (n: Node | undefined): Node | undefined => (n?.$ref?.startsWith('#/definitions/') ? schema.definitions?.[n.$ref.slice(14)] : n);
-  return local(schema.properties?.spec)?.properties?.netns !== undefined;
+  return local(schema.properties?.spec)?.properties?.[field] !== undefined;
 }
 
 /** Runs the demo; `say` gets one line per step. Cleans up in `finally`. */
@@ -61,6 +87,10 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
   const work = mkdtempSync(join(tmpdir(), 'ebpf-policy-demo-'));
   const sandbox = NetnsSandbox.create('demo');
   say(`created network namespace ${sandbox.name}`);
+  const cgroupName = `ebpf-policy-demo-${process.pid}`;
+  const cgroup = join(cgroup2Mount(), cgroupName);
+  mkdirSync(cgroup, { recursive: true });
+  say(`created cgroup ${cgroup}`);
   try {
     const server = sandbox.spawn(['python3', '-m', 'http.server', '8080', '--bind', '127.0.0.1']);
     for (let i = 0; i < 100 && curl(sandbox, 8080) !== 200; i++) await sleep(50);
@@ -70,12 +100,17 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
     const ports = new Set<number>([8081, 9000, 9010, 9011]);
     for (const f of readdirSync(policiesDir).filter((n) => /\.ya?ml$/.test(n)).sort()) {
       const docs = parseAllDocuments(readFileSync(join(policiesDir, f), 'utf8'));
-      // Every kind that names a namespace: the demo must never touch the host's.
-      for (const d of docs) if (kindTakesNetns(String(d.get('kind')))) d.setIn(['spec', 'netns'], sandbox.path);
+      // Every kind that names a namespace or a cgroup: the demo must never touch the host's.
+      const pointed: string[] = [];
+      for (const d of docs) {
+        const kind = String(d.get('kind'));
+        if (kindTakes(kind, 'netns')) pointed.push(`spec.netns: ${sandbox.path}`) && d.setIn(['spec', 'netns'], sandbox.path);
+        if (kindTakes(kind, 'cgroup')) pointed.push(`spec.cgroup: ${cgroupName}`) && d.setIn(['spec', 'cgroup'], cgroupName);
+      }
       writeFileSync(join(work, f), docs.map((d) => d.toString()).join(''), { mode: 0o644 });
-      say(`policy ${join(policiesDir, f)} -> ${join(work, f)} (spec.netns: ${sandbox.path})`);
+      say(`policy ${join(policiesDir, f)} -> ${join(work, f)} (${[...new Set(pointed)].join(', ') || 'as is'})`);
     }
-    say(`before: ${[...ports].map((p) => `:${p} -> ${curl(sandbox, p) || 'refused'}`).join(', ')}; telnet :23 -> ${tcpProbe(sandbox, 23)}`);
+    say(`before: ${[...ports].map((p) => `:${p} -> ${curl(sandbox, p) || 'refused'}`).join(', ')}; telnet :23 -> ${tcpProbe(sandbox, 23)}; 169.254.169.254:80 from the cgroup -> ${metadataProbe(sandbox, cgroup)}`);
 
     say(`ebpf-policy reconcile --once --policies ${work} --bpffs-root ${root}`);
     const r = await reconcileOnce({ root, policyPaths: [work], reportDir: null, onAction: (a, e) => say(`  ${e ? 'FAILED ' : ''}${renderAction(a).replace(/\n/g, '\n  ')}`) });
@@ -83,7 +118,8 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
     for (const p of r.plan.problems) say(`  ${p.condition}: ${p.policy}: ${p.message}`);
     const steered = Object.fromEntries([...ports].map((p) => [p, curl(sandbox, p)]));
     const telnet = tcpProbe(sandbox, 23);
-    say(`after:  ${Object.entries(steered).map(([p, s]) => `:${p} -> ${s || 'refused'}`).join(', ')}; telnet :23 -> ${telnet}`);
+    const metadata = metadataProbe(sandbox, cgroup);
+    say(`after:  ${Object.entries(steered).map(([p, s]) => `:${p} -> ${s || 'refused'}`).join(', ')}; telnet :23 -> ${telnet}; 169.254.169.254:80 from the cgroup -> ${metadata}`);
 
     const again = await reconcileOnce({ root, policyPaths: [work], dryRun: true, reportDir: null });
     say(`ebpf-policy plan: ${changes(again.plan).length === 0 ? 'no changes' : `${changes(again.plan).length} changes (unexpected)`}`);
@@ -92,6 +128,8 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
     for (const line of renderStatusText(statuses, KINDS).split('\n')) say(`  ${line}`);
     // The example PacketFilter policy drops TCP to port 23 on lo; without one, the port just refuses.
     const filtersTelnet = statuses.some((st) => st.kind === 'PacketFilter');
+    // The example ConnectPolicy denies the metadata address to the cgroup; without one, the namespace has no route there.
+    const guardsCgroup = statuses.some((st) => st.kind === 'ConnectPolicy');
 
     for (const f of readdirSync(work)) rmSync(join(work, f));
     const last = await reconcileOnce({ root, policyPaths: [work], reportDir: null });
@@ -106,6 +144,7 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
       steered[9011] === 0 &&
       changes(again.plan).length === 0 &&
       telnet === (filtersTelnet ? 'dropped' : 'refused') &&
+      metadata === (guardsCgroup ? 'denied (EPERM)' : 'unreachable') &&
       leftPins.length === 0 &&
       Object.values(afterCleanup).every((s) => s === 0);
     return { steered, afterCleanup, leftPins, ok };
@@ -113,6 +152,7 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
     await sandbox.destroy();
     removePinTree(root);
     rmSync(work, { recursive: true, force: true });
-    say(`removed namespace ${sandbox.name} and ${root}`);
+    await removeCgroup(cgroup);
+    say(`removed namespace ${sandbox.name}, cgroup ${cgroup} and ${root}`);
   }
 }
