@@ -74,6 +74,16 @@ export function cgroupIdAt(path: string): bigint | undefined {
  * created again). Throws ErrnoError.
  */
 export function attachToCgroup(prog: Program, path: string, expectedId: bigint, attachType: number, label: string): Link {
+  using dir = openCgroupDir(path, expectedId);
+  return Link.attachCgroup(prog, dir.fd, attachType, label);
+}
+
+/**
+ * Opens the cgroup directory at `path` (e.g. to put it into a cgroup array
+ * map). Refuses (ESTALE) when it is no longer the cgroup `expectedId`. The
+ * caller owns the fd. Throws ErrnoError.
+ */
+export function openCgroupDir(path: string, expectedId: bigint): OwnedFd {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -81,10 +91,13 @@ export function attachToCgroup(prog: Program, path: string, expectedId: bigint, 
     const code = (err as NodeJS.ErrnoException).code;
     throw new ErrnoError(code === 'ENOENT' ? Errno.ENOENT : code === 'ENOTDIR' ? Errno.ENOTDIR : Errno.EACCES, 'open cgroup', path, { cause: err });
   }
-  using dir = new OwnedFd(fd, `cgroup ${path}`);
+  const dir = new OwnedFd(fd, `cgroup ${path}`);
   const id = fstatSync(dir.fd, { bigint: true }).ino;
-  if (id !== expectedId) throw new ErrnoError(Errno.ESTALE, 'attach to cgroup', `${path} is cgroup ${id} now, not ${expectedId} (removed and created again)`);
-  return Link.attachCgroup(prog, dir.fd, attachType, label);
+  if (id !== expectedId) {
+    dir.close();
+    throw new ErrnoError(Errno.ESTALE, 'open cgroup', `${path} is cgroup ${id} now, not ${expectedId} (removed and created again)`);
+  }
+  return dir;
 }
 
 /**

@@ -57,6 +57,7 @@ export const Features = {
   sockmap: { name: 'sockmap maps', minimumKernel: '4.14', probe: mapType(MapType.SOCKMAP) },
   ringbuf: { name: 'ring buffer maps', minimumKernel: '5.8', probe: mapType(MapType.RINGBUF) },
   tcx: { name: 'tcx links', minimumKernel: '6.6', probe: probeTcx },
+  rawTracepoint: { name: 'raw tracepoint programs (SyscallCounter)', minimumKernel: '4.17', probe: progType(ProgType.RAW_TRACEPOINT) },
   cgroupSockAddr: { name: 'cgroup sock_addr programs (connect and sendmsg hooks)', minimumKernel: '4.17', probe: progType(ProgType.CGROUP_SOCK_ADDR) },
   sockAddrLoop: { name: 'the bpf_loop helper in cgroup sock_addr programs', minimumKernel: '5.17', probe: helper(ProgType.CGROUP_SOCK_ADDR, Helper.loop) },
 } satisfies Record<string, Feature>;

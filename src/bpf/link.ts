@@ -71,6 +71,17 @@ export class Link extends KernelObject {
   }
 
   /**
+   * Attaches a raw tracepoint program to the raw tracepoint `name` (e.g.
+   * `sys_enter`): BPF_RAW_TRACEPOINT_OPEN, which returns a pinnable link.
+   * Throws ErrnoError naming the tracepoint (ENOENT: no such tracepoint).
+   */
+  static attachRawTracepoint(prog: Program, name: string): Link {
+    const fd = lib().bpf_raw_tracepoint_open(name, prog.fd);
+    if (fd < 0) throw new ErrnoError(-fd, 'bpf_raw_tracepoint_open', `raw tracepoint ${name}`);
+    return new Link(fd, `raw tracepoint link ${name}`);
+  }
+
+  /**
    * Attaches a tracepoint program to `category/name` through a perf event
    * and a BPF_PERF_EVENT link (pinnable). Needs tracefs at
    * /sys/kernel/tracing. Throws ErrnoError naming the tracepoint.

@@ -40,6 +40,7 @@ export interface Native {
   bpf_obj_get: Fn<[string], number>;
   bpf_link_create: Fn<[number, number, number, Buffer | null], number>;
   bpf_link_update: Fn<[number, number, Buffer | null], number>;
+  bpf_raw_tracepoint_open: Fn<[string, number], number>;
   bpf_link_detach: Fn<[number], number>;
   bpf_prog_get_next_id: Fn<[number, Buffer], number>;
   bpf_map_get_next_id: Fn<[number, Buffer], number>;
@@ -124,6 +125,7 @@ export function lib(): Native {
     bpf_obj_get: f(bpf, 'int bpf_obj_get(const char *path)'),
     bpf_link_create: f(bpf, 'int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
     bpf_link_update: f(bpf, 'int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
+    bpf_raw_tracepoint_open: f(bpf, 'int bpf_raw_tracepoint_open(const char *name, int prog_fd)'),
     bpf_link_detach: f(bpf, 'int bpf_link_detach(int link_fd)'),
     bpf_prog_get_next_id: f(bpf, 'int bpf_prog_get_next_id(uint32_t start, void *next)'),
     bpf_map_get_next_id: f(bpf, 'int bpf_map_get_next_id(uint32_t start, void *next)'),

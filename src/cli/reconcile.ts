@@ -94,15 +94,22 @@ export function registerReconcile(program: Command): void {
     }
   });
 
-  withCommonOptions(program.command('status').description('Show each policy with its conditions, live kernel ids and hit counters')).action(
-    async (opts: CommonOptions) => {
+  withCommonOptions(
+    program
+      .command('status')
+      .description('Show each policy with its conditions, live kernel ids and hit counters')
+      .option('--top <N>', 'list at most N of the largest counts per policy where a kind keeps many (e.g. SyscallCounter keys)', '10'),
+  ).action(
+    async (opts: CommonOptions & { top: string }) => {
       const missing = missingPolicyPath(opts.policies);
       if (missing) return usage('status', missing);
       const kindOptions = parseKindOptions(opts.kindOption, KINDS.map((k) => k.kind));
       if (typeof kindOptions === 'string') return usage('status', kindOptions);
+      const top = Number(opts.top);
+      if (!Number.isInteger(top) || top < 0) return usage('status', `--top ${opts.top}: expected a whole number of 0 or more`);
       try {
         const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true, kindOptions });
-        const statuses = computeStatuses(r, true);
+        const statuses = computeStatuses(r, true, { top });
         if (opts.output === 'json')
           process.stdout.write(`${JSON.stringify({ apiVersion: 'ebpf-policy/v1', kind: 'Status', policies: statuses }, null, 2)}\n`);
         else process.stdout.write(`${renderStatusText(statuses, KINDS)}\n`);

@@ -1,5 +1,5 @@
 /**
- * The record layout both kinds keep their JSON records in, inside map values
+ * The record layout the kinds keep their JSON records in, inside map values
  * of a fixed size: a little-endian u32 byte length, then the UTF-8 text.
  */
 

@@ -58,6 +58,8 @@ export interface StatusInput<D, O> {
   observed: O;
   /** Whether to read counters from the kernel (false: conditions only, e.g. for the daemon's pass log). */
   readCounters: boolean;
+  /** How many of its largest counters a kind lists per policy where it keeps many (`status --top N`); undefined: the kind's default. */
+  top?: number;
 }
 
 /** One metric family a kind exports (read at scrape time). */

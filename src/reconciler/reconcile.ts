@@ -216,12 +216,13 @@ function unreadableViews(s: KindState): PolicyView[] {
 /**
  * Every policy's status, by kind in registry order, computed from the
  * settled state of the report. `readCounters` reads the kernel's counters
- * (false: conditions only).
+ * (false: conditions only); `options.top` bounds the counters a kind lists
+ * per policy (see StatusInput.top).
  */
-export function computeStatuses(r: ReconcileReport, readCounters: boolean): PolicyStatus[] {
+export function computeStatuses(r: ReconcileReport, readCounters: boolean, options: { top?: number } = {}): PolicyStatus[] {
   const now = new Date().toISOString();
   return r.settled.kinds.flatMap((s) => {
-    const views = s.observeError ? unreadableViews(s) : s.kind.policies({ desired: s.desired, observed: s.observed, readCounters });
+    const views = s.observeError ? unreadableViews(s) : s.kind.policies({ desired: s.desired, observed: s.observed, readCounters, ...(options.top !== undefined ? { top: options.top } : {}) });
     return statusesOf(views, {
       kind: s.kind.kind,
       loadProblems: r.load.problems,

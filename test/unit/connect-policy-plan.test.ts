@@ -9,7 +9,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { compileGuard, GENERATION_LIMITS, GuardCompileError } from '../../src/kinds/connect-policy/compile.js';
 import { buildDesiredGuards } from '../../src/kinds/connect-policy/desired.js';
+import { guardExpectation } from '../../src/kinds/connect-policy/drift.js';
 import { GUARD_HOOKS, MAX_POLICIES } from '../../src/kinds/connect-policy/layout.js';
 import type { DesiredGuards, GuardOperation } from '../../src/kinds/connect-policy/model.js';
 import { planGuards } from '../../src/kinds/connect-policy/plan.js';
@@ -336,4 +338,21 @@ test("an unreadable record of a policy the guard serves is rewritten, not delete
   const op = actions[0]!.op as Extract<GuardOperation, { type: 'writeGuardRecords' }>;
   assert.deepEqual(op.upserts.map((r) => ('name' in r ? r.name : '@guard')), ['q']);
   assert.deepEqual(op.deletes, ['zz'], 'only the record of no policy is deleted');
+});
+
+test('the drift probe waits only for cgroups that do not exist yet: a policy refused for CgroupFull, or kept for its failed file, is not waiting', () => {
+  const names = Array.from({ length: MAX_POLICIES + 1 }, (_, i) => `p${String(i).padStart(2, '0')}`);
+  const full = names.map((n, i) => policy(n, [rule(`r${i}`, { destinations: [`10.0.${i}.0/24`] })], { cgroup: 'app' }));
+  const missing = policy('later', [rule('r', { destinations: ['10.9.0.0/16'] })], { cgroup: 'missing-app' });
+  const d = desiredGuards([...full, missing]);
+  const e = guardExpectation(d, applied(d));
+  assert.deepEqual(e.waiting, [{ policy: 'later', cgroup: 'missing-app' }]);
+});
+
+test('a generation must fit half of each shared map (the other half holds the previous generation)', () => {
+  const many = Array.from({ length: GENERATION_LIMITS.ports + 1 }, (_, i) => ({ start: 2 * i + 1, end: 2 * i + 1 }));
+  assert.throws(
+    () => compileGuard([{ rules: [{ protocol: 'tcp', ports: many, action: 'deny', audit: false, slot: 1 }], defaultAction: 'allow', defaultAudit: false, defaultSlot: 2, sample: 0 }]),
+    (e: unknown) => e instanceof GuardCompileError && /port block entries, more than the 32768 a generation holds/.test(e.message),
+  );
 });

@@ -13,7 +13,7 @@
  */
 import type { PortRange } from '../../policy/net/ports.js';
 import { addressClasses, portClasses } from '../../policy/net/rule-classes.js';
-import { ActionCode, Match, MAX_DECISIONS, MAX_POLICIES, PATTERN_END, ProtoClass, type AddrEntry, type DecisionEntry, type DecisionValue, type GuardConfig, type PortEntry } from './layout.js';
+import { ActionCode, Match, MAX_ADDRS, MAX_DECISIONS, MAX_POLICIES, MAX_PORTS, PATTERN_END, ProtoClass, type AddrEntry, type DecisionEntry, type DecisionValue, type GuardConfig, type PortEntry } from './layout.js';
 
 /** One rule of a policy, in the policy's match order, with its counter slot. Absent fields match everything. */
 export interface GuardRule {
@@ -58,9 +58,15 @@ function decisionValue(action: 'allow' | 'deny', audit: boolean, slot: number, s
 }
 
 /**
+ * Most entries one generation may use of each table: both generations share
+ * the maps (the old one stays until the next write), so each gets half.
+ */
+export const GENERATION_LIMITS = { decisions: MAX_DECISIONS / 2, addrs: MAX_ADDRS / 2, ports: MAX_PORTS / 2 } as const;
+
+/**
  * Compiles the policies of one guard (index = policy index in the keys).
  * Throws GuardCompileError when there are more than MAX_POLICIES policies or
- * the decision table would exceed MAX_DECISIONS entries.
+ * a table of the generation would exceed its {@link GENERATION_LIMITS}.
  */
 export function compileGuard(policies: readonly GuardPolicy[]): CompiledGuard {
   if (policies.length > MAX_POLICIES) throw new GuardCompileError(`${policies.length} policies on one cgroup, at most ${MAX_POLICIES}`);
@@ -81,8 +87,8 @@ export function compileGuard(policies: readonly GuardPolicy[]): CompiledGuard {
       ];
       const combos = axes.reduce((n, a) => n * a.length, 1);
       if (combos === 0) return; // an empty list matches nothing
-      if (decisions.size + combos > MAX_DECISIONS)
-        throw new GuardCompileError(`the rules need more than ${MAX_DECISIONS} decision entries (rule ${order + 1} of policy ${policy + 1} alone adds up to ${combos})`);
+      if (decisions.size + combos > GENERATION_LIMITS.decisions)
+        throw new GuardCompileError(`the rules need more than ${GENERATION_LIMITS.decisions} decision entries (rule ${order + 1} of policy ${policy + 1} alone adds up to ${combos})`);
       patterns.add(pattern);
       const value = decisionValue(rule.action, rule.audit, rule.slot, p.sample, order);
       for (const proto of axes[0]!)
@@ -95,6 +101,10 @@ export function compileGuard(policies: readonly GuardPolicy[]): CompiledGuard {
     for (const pattern of [...patterns].sort((a, b) => a - b)) scan.push({ policy, pattern });
     scan.push({ policy, pattern: PATTERN_END });
   });
+  if (dst.entries.length > GENERATION_LIMITS.addrs)
+    throw new GuardCompileError(`the rules need ${dst.entries.length} destination prefix entries, more than the ${GENERATION_LIMITS.addrs} a generation holds`);
+  if (port.entries.length > GENERATION_LIMITS.ports)
+    throw new GuardCompileError(`the rules need ${port.entries.length} port block entries, more than the ${GENERATION_LIMITS.ports} a generation holds`);
   return {
     addr: dst.entries,
     port: port.entries,

@@ -67,7 +67,10 @@ export function buildDesiredGuards(policies: readonly ConnectPolicyPolicy[], fai
     const cg = resolver.cgroup(p.cgroup);
     if (!cg.ok) {
       // A missing cgroup has nothing to guard (a re-created one is a new cgroup); any other failure keeps what runs.
-      if (cg.missing) problem('Degraded', 'CgroupNotFound', `${cg.reason}: nothing to guard until it exists`);
+      if (cg.missing) {
+        status.waitingForCgroup = true;
+        problem('Degraded', 'CgroupNotFound', `${cg.reason}: nothing to guard until it exists`);
+      }
       else {
         out.keepPolicies.push(p.name);
         problem('Failed', 'CgroupUnavailable', cg.reason);

@@ -31,7 +31,8 @@ export function guardExpectation(desired: DesiredGuards, observed: ObservedGuard
       if (l?.attached) links.push({ key: g.key, dir: g.dir, hook, linkId: l.id, progId: l.progId, cgroupPath: g.guard?.cgroupPath ?? g.cgroupId });
     }
   }
-  const waiting = desired.policies.filter((p) => p.guard === undefined && !desired.keepPolicies.includes(p.name)).map((p) => ({ policy: p.name, cgroup: p.cgroup }));
+  // Only a missing cgroup can appear; a policy refused for another reason (CgroupFull, an invalid file) waits for a policy change.
+  const waiting = desired.policies.filter((p) => p.waitingForCgroup).map((p) => ({ policy: p.name, cgroup: p.cgroup }));
   return { links, waiting };
 }
 

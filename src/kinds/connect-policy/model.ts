@@ -58,6 +58,8 @@ export interface DesiredConnectPolicy {
   cgroupPath?: string;
   /** The guard it is part of (undefined: none, e.g. the cgroup is missing). */
   guard?: string;
+  /** Its cgroup does not exist yet: the daemon's probe watches for it. */
+  waitingForCgroup?: boolean;
 }
 
 /** What the reconciler wants for ConnectPolicy policies. */
