@@ -32,3 +32,9 @@ if ! { [ "$obj" -nt bpf/connect_policy.c ] && [ "$obj" -nt bpf/connect_policy.h 
   "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -Ibpf -c bpf/connect_policy.c -o "$obj"
   echo "build-bpf: $obj"
 fi
+# The same for the syscall counter.
+obj=build/bpf/syscall_counter_variant.o
+if ! { [ "$obj" -nt bpf/syscall_counter.c ] && [ "$obj" -nt bpf/syscall_counter.h ] && [ "$obj" -nt "$0" ]; }; then
+  "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -Ibpf -c bpf/syscall_counter.c -o "$obj"
+  echo "build-bpf: $obj"
+fi

@@ -104,8 +104,14 @@ export async function runMainJobDemo(say: (line: string) => void, policiesDir = 
       const pointed: string[] = [];
       for (const d of docs) {
         const kind = String(d.get('kind'));
-        if (kindTakes(kind, 'netns')) pointed.push(`spec.netns: ${sandbox.path}`) && d.setIn(['spec', 'netns'], sandbox.path);
-        if (kindTakes(kind, 'cgroup')) pointed.push(`spec.cgroup: ${cgroupName}`) && d.setIn(['spec', 'cgroup'], cgroupName);
+        if (kindTakes(kind, 'netns')) {
+          d.setIn(['spec', 'netns'], sandbox.path);
+          pointed.push(`spec.netns: ${sandbox.path}`);
+        }
+        if (kindTakes(kind, 'cgroup')) {
+          d.setIn(['spec', 'cgroup'], cgroupName);
+          pointed.push(`spec.cgroup: ${cgroupName}`);
+        }
       }
       writeFileSync(join(work, f), docs.map((d) => d.toString()).join(''), { mode: 0o644 });
       say(`policy ${join(policiesDir, f)} -> ${join(work, f)} (${[...new Set(pointed)].join(', ') || 'as is'})`);

@@ -39,7 +39,7 @@ export function describeType(type: string | readonly string[]): string {
 }
 
 /** Edit distance counting insertions, deletions, substitutions and swaps of neighbours, for typos. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
     Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
   );

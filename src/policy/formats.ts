@@ -79,6 +79,16 @@ function explainCgroupPath(value: string): string | undefined {
   return undefined;
 }
 
+/** A system call name as in the kernel's table ("execve"), or "*" for every system call; whether the name exists is checked by the kind. */
+function explainSyscallName(value: string): string | undefined {
+  if (value === '*' || /^[a-z0-9_]+$/.test(value)) return undefined;
+  if (value === '') return 'must not be empty';
+  if (value.includes('*')) return 'patterns are not supported: "*" alone stands for every system call';
+  if (/^[a-zA-Z0-9_]+$/.test(value)) return `system call names are lowercase ("${value.toLowerCase()}")`;
+  const bad = /[^a-z0-9_]/.exec(value);
+  return `${JSON.stringify(bad![0])} is not allowed; a system call name has lowercase a-z, 0-9 and "_" (e.g. "execve")`;
+}
+
 /** The formats, keyed by the name used in the schemas' "format" keyword. */
 export const STRING_FORMATS: Readonly<Record<string, StringFormat>> = {
   'dns1123-label': { noun: 'name', explain: explainDns1123Label },
@@ -100,6 +110,7 @@ export const STRING_FORMATS: Readonly<Record<string, StringFormat>> = {
   },
   'netns-path': { noun: 'network namespace path', explain: explainNetnsPath },
   'cgroup-path': { noun: 'cgroup path', explain: explainCgroupPath },
+  'syscall-name': { noun: 'system call name', explain: explainSyscallName },
   'interface-pattern': { noun: 'interface name or pattern', explain: explainInterfacePattern },
   'filter-port': {
     noun: 'port or port range',

@@ -7,7 +7,7 @@
 import type { ErrorObject } from 'ajv';
 import { closestMatch, describeType, describeValue } from './describe.js';
 import { STRING_FORMATS } from './formats.js';
-import { pointerToPath, type PathSegment } from './json-path.js';
+import { formatPath, pointerToPath, type PathSegment } from './json-path.js';
 import type { Finding } from './kind.js';
 import { EXPECTED_KEYWORD, type SchemaSet } from './schema-set.js';
 
@@ -111,6 +111,12 @@ function explainError(
     case 'required': {
       const missing = String(params.missingProperty);
       return finding(`missing required field "${missing}"`, [...path, missing]);
+    }
+    case 'uniqueItems': {
+      // ajv reports one pair of equal entries (in either order); point at the later one.
+      const [first, second] = [Number(params.i), Number(params.j)].sort((a, b) => a - b) as [number, number];
+      const entry = Array.isArray(value) ? describeValue(value[second]) : 'an entry';
+      return finding(`duplicate entry ${entry}: also ${formatPath([...path, first])}`, [...path, second]);
     }
     case 'oneOf':
     case 'anyOf':

@@ -19,8 +19,8 @@
  * as the IPv4 address, so IPv4-mapped prefixes in a policy are normalized to
  * the IPv4 prefix they stand for.
  */
-import { posix } from 'node:path';
 import type { ConnectPolicy, ConnectPolicyRule as RuleDocument } from '../../types/generated/connect-policy.js';
+import { checkCgroupPath, normalizeCgroupPath } from '../../policy/cgroup-path.js';
 import { normalizeBase, type DesiredPolicyBase, type Finding, type PolicyKind } from '../../policy/kind.js';
 import { aggregatePrefixes, ALL_ADDRESSES, formatPrefix, isShortMappedCidr, mappedToIPv4, parseCidr, parseCidrList, type IpPrefix } from '../../policy/net/cidr.js';
 import { filterPortToRange, formatPortRanges, mergePortRanges, type PortRange } from '../../policy/net/ports.js';
@@ -64,21 +64,6 @@ type MatchFields = Pick<ConnectRule, 'protocol' | 'destinations' | 'ports'>;
 /** The prefix as matched: IPv4-mapped IPv6 prefixes become IPv4. */
 function matchedAs(prefix: IpPrefix): IpPrefix {
   return mappedToIPv4(prefix) ?? prefix;
-}
-
-/** posix.normalize without a trailing slash: "/sys/fs/cgroup//app/" is "/sys/fs/cgroup/app", "./app" is "app". */
-function normalizeCgroupPath(path: string): string {
-  const normalized = posix.normalize(path);
-  return normalized.length > 1 && normalized.endsWith('/') ? normalized.slice(0, -1) : normalized;
-}
-
-/** Checks of spec.cgroup beyond its schema format (which refuses "..", NUL and empty paths). */
-function checkCgroup(cgroup: string): Finding[] {
-  const normalized = normalizeCgroupPath(cgroup);
-  const written = cgroup.length > 1 && cgroup.endsWith('/') ? cgroup.slice(0, -1) : cgroup;
-  if (normalized === written) return [];
-  const where = cgroup.startsWith('/') ? 'the cgroup directory' : 'the cgroup directory (relative to the cgroup2 mount)';
-  return [{ path: ['spec', 'cgroup'], severity: 'warning', message: `"${cgroup}" is not a normalized path; it means ${where} "${normalized}"` }];
 }
 
 /** Findings about IPv4-mapped IPv6 destinations: matched as IPv4 (warning), or shorter than /96 (error). */
@@ -162,7 +147,7 @@ export const connectPolicyKind: PolicyKind<ConnectPolicy, ConnectPolicyPolicy> =
     const { spec } = document;
     const rules = spec.rules ?? [];
     const mode = spec.mode ?? 'enforce';
-    const findings: Finding[] = [...checkCgroup(spec.cgroup)];
+    const findings: Finding[] = [...checkCgroupPath(spec.cgroup, ['spec', 'cgroup'])];
     findings.push(...checkRuleList(rules, ['spec', 'rules'], { check: checkRule, matchKey: (rule) => connectMatchKey(normalizeRule(rule, mode)), matched: 'connects' }));
     if (spec.events !== undefined && spec.defaultAction !== 'deny' && !rules.some((r) => r.action === 'deny'))
       findings.push({ path: ['spec', 'events'], severity: 'warning', message: 'nothing is ever denied or audited (no deny rule, defaultAction allow), so no event will be reported' });
