@@ -6,7 +6,8 @@
  *
  * One program serves every SyscallCounter policy: attached once to the raw
  * tracepoint raw_syscalls/sys_enter, it looks up the syscall number in
- * `wanted` (a bitmask of the policy slots that count it), and for each such
+ * `wanted` (a bitmask of the policy slots that count it; a "*" policy's bit
+ * is set in every word), and for each such
  * policy (whose cgroup filter, if any, holds the caller) increments a per-CPU
  * counter under a key made of the fields the policy groups by, in the
  * policy's own LRU hash (`counts`, one inner map per policy slot, sized to its
@@ -46,7 +47,7 @@ struct sc_key {
 
 /* Key 0 of `config`. */
 struct sc_config {
-	__u64 all_mask;  /* policy slots counting every syscall */
+	__u64 all_mask;  /* policy slots counting every syscall (for user space: their bits are set in every `wanted` word) */
 	__u32 n_slots;   /* 1 + the highest slot in use (0: none) */
 	__u32 pad;
 };

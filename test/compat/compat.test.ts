@@ -6,7 +6,8 @@
  * PacketFilter on XDP, tc ingress and tc egress over a veth pair (below
  * Linux 6.6 tc runs through cls_bpf, for real: nothing is forced),
  * ConnectPolicy denying a real process's connects and UDP sends from a
- * cgroup with a sampled event — and nothing left behind. Lean on purpose: under emulation every process start
+ * cgroup with a sampled event, SyscallCounter finding exactly the execve
+ * calls of a real process — and nothing left behind. Lean on purpose: under emulation every process start
  * costs seconds; the full suite runs natively in `npm test`.
  */
 import assert from 'node:assert/strict';
@@ -24,9 +25,10 @@ import { PolicyDir, curl, filtersOf, startHttpServer } from '../kernel/reconcile
 import { TestCgroup, tryConnects, writeConnectPolicy } from '../kernel/connect-policy-helpers.js';
 import { GuardEventStream } from '../../src/kinds/connect-policy/events.js';
 import { eventually } from '../kernel/harness.js';
+import { EXECS, SCRIPT, counterStatuses, inCgroup, keyed, writeCounter } from '../kernel/syscall-counter-helpers.js';
 
 /** The objects the package ships (what the tool loads); build/bpf also holds test objects and variants. */
-const SHIPPED = ['dispatcher.o', 'packet_filter.o', 'connect_policy.o'];
+const SHIPPED = ['dispatcher.o', 'packet_filter.o', 'connect_policy.o', 'syscall_counter.o'];
 
 async function converge(opts: ReconcileOptions): Promise<void> {
   const r = await reconcileOnce({ ...opts, reportDir: null });
@@ -198,4 +200,20 @@ kernelTest('compat: ConnectPolicy denies a real process\'s TCP connects and UDP 
   assert.deepEqual(tryConnects(sandbox, cg, attempts.slice(0, 1)).results, ['ECONNREFUSED']);
   assert.deepEqual(listPins(pinDir), []);
   await assertNothingLeaked(before, pinDir, 'after ConnectPolicy');
+});
+
+kernelTest('compat: SyscallCounter counts exactly the execve and getppid calls of a real process in a cgroup, by syscall and comm, and removing it leaves nothing', async ({ pinDir }) => {
+  const before = kernelObjects();
+  await using cg = new TestCgroup('compat-sc');
+  using dir = new PolicyDir();
+  writeCounter(dir, 'count', { syscalls: ['execve', 'getppid'], groupBy: ['syscall', 'comm'], cgroup: cg.name });
+  const opts = { root: pinDir, policyPaths: [dir.path], insecurePermissions: true };
+  await converge(opts);
+  inCgroup(cg, SCRIPT);
+  const s = (await counterStatuses(pinDir, dir)).get('count')!;
+  assert.deepEqual(keyed(s.top), { 'execve sh': 1, 'execve python3': EXECS, 'getppid python3': 25 });
+  for (const e of readdirSync(dir.path)) rmSync(join(dir.path, e));
+  await converge(opts);
+  assert.deepEqual(listPins(pinDir), []);
+  await assertNothingLeaked(before, pinDir, 'after SyscallCounter');
 });

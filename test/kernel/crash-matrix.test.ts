@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { listPins, removePinTree } from '../../src/bpf/bpffs.js';
 import { FAILPOINT_ENV, type FailpointName } from '../../src/common/failpoint.js';
 import { GUARD_VARIANT_OBJECT } from '../../src/kinds/connect-policy/layout.js';
+import { COUNTER_VARIANT_OBJECT } from '../../src/kinds/syscall-counter/layout.js';
 import { FILTER_VARIANT_OBJECT } from '../../src/kinds/packet-filter/layout.js';
 import { DISPATCHER_VARIANT_OBJECT } from '../../src/kinds/port-steering/layout.js';
 import { changes, KINDS, reconcileExitCode, reconcileOnce } from '../../src/manager.js';
@@ -25,6 +26,7 @@ import { childClosed, runBounded } from '../../src/sandbox/bounded-wait.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { TestCgroup, tryConnects, writeConnectPolicy } from './connect-policy-helpers.js';
 import { DaemonProcess } from './daemon-helpers.js';
+import { EXECS, SCRIPT, counterStatuses, inCgroup, keyed, writeCounter } from './syscall-counter-helpers.js';
 import { eventually, kernelTest } from './harness.js';
 import { assertNothingLeaked, kernelObjects } from './leaks.js';
 import { NET, tcpConnect, vethPair, writeFilter } from './packet-filter-helpers.js';
@@ -288,6 +290,65 @@ kernelTest(
   LONG,
 );
 
+// ---- SyscallCounter: two throwaway cgroups; a real process in one of them makes a known number of calls.
+
+function countersA(dir: PolicyDir, one: TestCgroup): void {
+  writeCounter(dir, 'c1', { syscalls: ['execve'], groupBy: ['syscall', 'comm'], cgroup: one.name });
+  writeCounter(dir, 'c2', { syscalls: ['getppid'], cgroup: one.name });
+}
+
+function countersB(dir: PolicyDir, one: TestCgroup, two: TestCgroup): void {
+  writeCounter(dir, 'c1', { syscalls: ['execve', 'getppid'], groupBy: ['syscall', 'comm'], cgroup: one.name });
+  writeCounter(dir, 'c3', { syscalls: ['*'], cgroup: two.name, maxKeys: 512 });
+}
+
+/** Runs SCRIPT in `cg` and checks what each named policy counted meanwhile (by key). */
+async function expectCounted(pinDir: string, dir: PolicyDir, cg: TestCgroup, want: Record<string, Record<string, number>>): Promise<void> {
+  const before = await counterStatuses(pinDir, dir);
+  inCgroup(cg, SCRIPT);
+  const after = await counterStatuses(pinDir, dir);
+  for (const [policy, keys] of Object.entries(want)) {
+    const was = keyed(before.get(policy)?.top ?? []);
+    const now = keyed(after.get(policy)?.top ?? []);
+    for (const [key, n] of Object.entries(keys)) assert.equal((now[key] ?? 0) - (was[key] ?? 0), n, `${policy} counted ${n} of ${key} from ${cg.name}`);
+  }
+}
+
+kernelTest(
+  'crash matrix, SyscallCounter: counting from nothing, an edit, a removal and a new policy with a program upgrade, removing everything',
+  async ({ pinDir }) => {
+    await using one = new TestCgroup('one');
+    await using two = new TestCgroup('two');
+    using dir = new PolicyDir();
+    const upgrade = [`SyscallCounter.objectPath=${COUNTER_VARIANT_OBJECT}`];
+    const transitions: Transition[] = [
+      {
+        kind: 'SyscallCounter',
+        name: 'nothing -> A',
+        from: () => undefined,
+        to: (d) => countersA(d, one),
+        named: ['create-after-maps', 'rules-after-generation'],
+        check: () => expectCounted(pinDir, dir, one, { c1: { 'execve sh': 1, 'execve python3': EXECS }, c2: { getppid: 25 } }),
+      },
+      {
+        kind: 'SyscallCounter',
+        name: 'A -> B with a program upgrade',
+        from: (d) => countersA(d, one),
+        to: (d) => countersB(d, one, two),
+        toOptions: upgrade,
+        named: ['swap-after-pin-next', 'swap-after-update', 'rules-after-generation'],
+        check: async () => {
+          await expectCounted(pinDir, dir, one, { c1: { 'getppid python3': 25, 'execve python3': EXECS } });
+          await expectCounted(pinDir, dir, two, { c3: { getppid: 25, execve: EXECS + 1 }, c1: { 'getppid python3': 0 } });
+        },
+      },
+      { kind: 'SyscallCounter', name: 'A -> nothing', from: (d) => countersA(d, one), to: () => undefined, named: [], check: () => undefined },
+    ];
+    for (const t of transitions) await crashEverywhere(t, pinDir, dir);
+  },
+  LONG,
+);
+
 kernelTest(
   'the daemon killed in the middle of a pass is restarted and converges with nothing leaked',
   async ({ pinDir, sandbox }) => {
@@ -324,7 +385,7 @@ kernelTest(
 );
 
 after(() => {
-  const total = (ran.PortSteering ?? 0) + (ran.PacketFilter ?? 0) + (ran.ConnectPolicy ?? 0);
+  const total = (ran.PortSteering ?? 0) + (ran.PacketFilter ?? 0) + (ran.ConnectPolicy ?? 0) + (ran.SyscallCounter ?? 0);
   console.log(`# crash matrix: ${total} crash points over the kinds (${Object.entries(ran).map(([k, n]) => `${k} ${n}`).join(', ')})`);
   if (ran.PortSteering !== undefined && ran.PacketFilter !== undefined)
     assert.ok(total >= MIN_CRASH_POINTS, `the crash matrix ran ${total} crash points, fewer than ${MIN_CRASH_POINTS}`);

@@ -10,11 +10,11 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { COUNTER_OBJECT, COUNTER_VARIANT_OBJECT } from '../../src/kinds/syscall-counter/layout.js';
-import type { CounterPolicyStatus, SyscallCount } from '../../src/kinds/syscall-counter/status.js';
 import type { ObservedCounters } from '../../src/kinds/syscall-counter/store.js';
-import { changes, computeStatuses, kindState, reconcileOnce, type ReconcileOptions, type ReconcileReport } from '../../src/manager.js';
+import { changes, kindState, reconcileOnce, type ReconcileOptions, type ReconcileReport } from '../../src/manager.js';
 import { runBounded } from '../../src/sandbox/bounded-wait.js';
 import { TestCgroup } from './connect-policy-helpers.js';
+import { EXECS, SCRIPT, counterStatuses as statuses, inCgroup, keyed, writeCounter } from './syscall-counter-helpers.js';
 import { bpftoolIds, eventually, kernelTest } from './harness.js';
 import { PolicyDir } from './reconcile-helpers.js';
 
@@ -30,31 +30,6 @@ function counterOf(r: ReconcileReport): NonNullable<ObservedCounters['counter']>
   assert.ok(s && !s.observeError && (s.observed as ObservedCounters).counter, 'the counter is observed');
   return (s.observed as ObservedCounters).counter!;
 }
-
-function writeCounter(dir: PolicyDir, name: string, spec: { syscalls: string[]; groupBy?: string[]; cgroup?: string; maxKeys?: number }): void {
-  dir.writeRaw(`${name}.json`, JSON.stringify({ apiVersion: 'ebpf-policy/v1', kind: 'SyscallCounter', metadata: { name }, spec }));
-}
-
-/** The statuses of the SyscallCounter policies, counts read (all keys). */
-async function statuses(pinDir: string, dir: PolicyDir): Promise<Map<string, CounterPolicyStatus>> {
-  const r = await reconcileOnce({ root: pinDir, policyPaths: [dir.path], dryRun: true, insecurePermissions: true, reportDir: null });
-  return new Map(computeStatuses(r, true, { top: 1000 }).filter((s) => s.kind === 'SyscallCounter').map((s) => [s.name, s as CounterPolicyStatus]));
-}
-
-function keyed(top: readonly SyscallCount[]): Record<string, number> {
-  return Object.fromEntries(top.map((k) => [[k.syscall, k.comm, k.cgroup, k.pid].filter((x) => x !== null).join(' '), Number(k.count)]));
-}
-
-/** A shell moves itself into `cg`, then execs python3, which runs `script`. Returns python's pid. */
-function inCgroup(cg: TestCgroup, script: string): number {
-  const r = runBounded('sh', ['-c', `echo $$ > ${cg.path}/cgroup.procs && exec /usr/bin/python3 -c '${script}'`], {}, 30_000);
-  assert.equal(r.status, 0, r.stderr);
-  return Number(r.stdout.trim().split('\n').pop());
-}
-
-const EXECS = 7;
-/** EXECS children that exec /bin/true, then getppid 25 times; prints the pid. */
-const SCRIPT = `import os, subprocess\nfor _ in range(${EXECS}): subprocess.run(["/usr/bin/true"], check=True)\nfor _ in range(25): os.getppid()\nprint(os.getpid())`;
 
 kernelTest('counts exactly the execve calls of a process in a test cgroup, by syscall and comm, by cgroup and by pid; another cgroup and other syscalls are not counted', async ({ pinDir }) => {
   await using cg = new TestCgroup('sc');

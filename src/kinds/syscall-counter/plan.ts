@@ -18,8 +18,9 @@ type CounterAction = Action<CounterOperation>;
 
 const OBJECT = 'syscall counter';
 
+/** The syscall numbers whose `wanted` bit a policy sets: every number for "*" (the program's hot path is then one lookup). */
 function syscallList(s: readonly number[] | 'all'): number[] {
-  return s === 'all' ? [] : s.filter((nr) => nr < MAX_SYSCALLS);
+  return s === 'all' ? Array.from({ length: MAX_SYSCALLS }, (_, nr) => nr) : s.filter((nr) => nr < MAX_SYSCALLS);
 }
 
 function sameList(a: readonly number[], b: readonly number[]): boolean {
@@ -46,7 +47,11 @@ function describe(p: DesiredCounterPolicy): string {
   return `${what} by ${p.groupBy.join(', ')}${p.cgroup ? ` in cgroup ${p.cgroup.path}` : ''}, at most ${p.maxKeys} keys`;
 }
 
-/** Slots for the desired policies: the recorded one where free, else the lowest free. Kept policies' slots are taken. */
+/**
+ * Slots for the desired policies: the recorded one where free, else the lowest free. Kept policies' slots are taken:
+ * with them, there may be fewer free slots than policies (desired.ts counts only those it applies), and the last
+ * policies by name get none.
+ */
 function assignSlots(policies: readonly DesiredCounterPolicy[], records: readonly CounterPolicyRecord[], kept: ReadonlySet<number>): Map<string, number> {
   const used = new Set<number>(kept);
   const out = new Map<string, number>();
@@ -61,6 +66,7 @@ function assignSlots(policies: readonly DesiredCounterPolicy[], records: readonl
   for (const p of policies) {
     if (out.has(p.name)) continue;
     while (used.has(next)) next++;
+    if (next >= MAX_POLICIES) break;
     out.set(p.name, next);
     used.add(next);
   }
@@ -132,14 +138,24 @@ export function planCounters(desired: DesiredCounters, observed: ObservedCounter
   const observedSlots = broken ? [] : obs!.slots;
   const records = broken ? [] : obs!.policies;
   const slotOf = assignSlots(desired.policies, records, keptSlots);
+  // Policies without a slot (the others are kept for failed files or unreadable cgroups) are not applied.
+  const placed = desired.policies.filter((p) => slotOf.has(p.name));
+  for (const p of desired.policies.filter((x) => !slotOf.has(x.name)))
+    problems.push({
+      policy: p.name,
+      sourceFile: p.sourceFile,
+      condition: 'Failed',
+      reason: 'CounterFull',
+      message: `every one of the ${MAX_POLICIES} slots of the counter is taken (some kept for policies that cannot be applied now); ${p.name} is not applied`,
+    });
   const keptAll = kept.filter((r) => observedSlots.find((s) => s.slot === r.slot)?.config.all).map((r) => r.slot);
   const usedSlots = [...keptSlots, ...slotOf.values()];
-  const allMask = [...desired.policies.filter((p) => p.syscalls === 'all').map((p) => slotOf.get(p.name)!), ...keptAll].reduce((m, s) => m | (1n << BigInt(s)), 0n);
+  const allMask = [...placed.filter((p) => p.syscalls === 'all').map((p) => slotOf.get(p.name)!), ...keptAll].reduce((m, s) => m | (1n << BigInt(s)), 0n);
   const nSlots = usedSlots.length === 0 ? 0 : Math.max(...usedSlots) + 1;
   const config = { allMask: allMask.toString(), nSlots };
   let configWritten = false;
 
-  for (const p of desired.policies) {
+  for (const p of placed) {
     const slot = slotOf.get(p.name)!;
     const have = observedSlots.find((s) => s.slot === slot);
     const rec = records.find((r) => r.name === p.name);
@@ -156,7 +172,7 @@ export function planCounters(desired: DesiredCounters, observed: ObservedCounter
     if (reasons.length === 0) continue;
     changed = true;
     configWritten = true;
-    const write: SlotWrite = { slot, config: wantConfig, syscalls: syscallList(p.syscalls), ...(tableFits ? {} : { newTable: p.maxKeys }), cgroup: p.cgroup, record: want, allMask: config.allMask, nSlots };
+    const write: SlotWrite = { slot, config: wantConfig, syscalls: syscallList(p.syscalls), ...(tableFits ? {} : { newTable: p.maxKeys }), cgroup: p.cgroup && { cgroupPath: p.cgroup.path, cgroupId: p.cgroup.id }, record: want, allMask: config.allMask, nSlots };
     actions.push({
       ...base,
       kind: rec ? 'update' : 'create',
@@ -195,7 +211,7 @@ export function planCounters(desired: DesiredCounters, observed: ObservedCounter
   ];
   if (orphanRecords.length > 0) {
     changed = true;
-    actions.push({ ...base, kind: 'update', phase: 'remove', object: `${OBJECT}: records`, code: 'RecordsOutdated', reason: `drop ${orphanRecords.join(', ')}`, op: { type: 'deleteRecords', dir, names: orphanRecords } });
+    actions.push({ ...base, kind: 'delete', phase: 'remove', object: `${OBJECT}: records`, code: 'RecordsOutdated', reason: `drop ${orphanRecords.join(', ')}`, op: { type: 'deleteRecords', dir, names: orphanRecords } });
   }
   if (!configWritten && !broken && (obs!.config?.allMask.toString() !== config.allMask || obs!.config?.nSlots !== nSlots)) {
     changed = true;
@@ -225,7 +241,8 @@ function programActions(desired: DesiredCounters, obs: ObservedCounter, actions:
       op: { type: 'finishUpgrade', dir: obs.dir },
     });
   }
-  const upgrade = program.tag !== desired.tag;
+  // No tag when no policy loaded at all (their files failed, the counter is kept for them): the program stays as it is.
+  const upgrade = desired.tag !== '' && program.tag !== desired.tag;
   if (upgrade) {
     changed = true;
     actions.push({

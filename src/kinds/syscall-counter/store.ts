@@ -185,11 +185,13 @@ export function observeCounter(dir: string): ObservedCounter {
   return obs;
 }
 
-/** Reads ROOT/syscalls. An absent directory reads as no counter. */
+/** Reads ROOT/syscalls. An absent or empty directory reads as no counter. */
 export function observeCounters(root: string): ObservedCounters {
   const dir = join(root, 'syscalls');
   if (!existsSync(dir)) return {};
   try {
+    // An empty directory holds nothing of a counter: no counter (createCounter builds one in it).
+    if (readdirSync(dir).length === 0) return {};
     return { counter: observeCounter(dir) };
   } catch (err) {
     return { counter: { dir, missingMaps: [], layoutMismatch: [], slots: [], policies: [], badRecords: [], stray: [], error: (err as Error).message } };
@@ -223,8 +225,8 @@ export interface SlotWrite {
   syscalls: number[];
   /** Create a fresh count table of this many keys (counts restart); undefined keeps the table. */
   newTable?: number;
-  /** The cgroup to count in (its path and id), or null for every process. */
-  cgroup: { path: string; id: string } | null;
+  /** The cgroup to count in (its path and id), or null for every process. Not `path`: a `path` of an operation is a pin path. */
+  cgroup: { cgroupPath: string; cgroupId: string } | null;
   record: CounterPolicyRecord;
   /** The config after the write: slots counting every syscall, and 1 + the highest slot in use. */
   allMask: string;
@@ -257,7 +259,7 @@ export function writeSlot(dir: string, w: SlotWrite): void {
       m.counts!.update(u32(w.slot), u32(table.fd));
     }
     if (w.cgroup) {
-      using cg = openCgroupDir(w.cgroup.path, BigInt(w.cgroup.id));
+      using cg = openCgroupDir(w.cgroup.cgroupPath, BigInt(w.cgroup.cgroupId));
       m.cgroups!.update(u32(w.slot), u32(cg.fd));
     } else m.cgroups!.delete(u32(w.slot));
     m.policies!.update(u32(w.slot), encodeSlotConfig(w.config));

@@ -8,9 +8,10 @@ import { connectPolicyKit } from './connect-policy.kit.js';
 import type { AnyConformanceKit } from './kit.js';
 import { packetFilterKit } from './packet-filter.kit.js';
 import { portSteeringKit } from './port-steering.kit.js';
+import { syscallCounterKit } from './syscall-counter.kit.js';
 
 /** The kits, in registry order. */
-export const KITS: readonly AnyConformanceKit[] = [portSteeringKit, packetFilterKit, connectPolicyKit];
+export const KITS: readonly AnyConformanceKit[] = [portSteeringKit, packetFilterKit, connectPolicyKit, syscallCounterKit];
 
 /**
  * What is wrong with the kits as a whole, as messages (empty: nothing): a
