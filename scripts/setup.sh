@@ -14,8 +14,10 @@ fi
 
 # clang/llvm build bpf/*.c; libbpf1 is loaded at run time; libbpf-dev has the
 # headers; bpftool observes the kernel independently in tests; iproute2 makes
-# test namespaces; python3 and curl are the real server/client processes of tests.
-packages=(clang llvm libbpf1 libbpf-dev bpftool iproute2 python3 curl gcc libc6-dev linux-libc-dev make)
+# test namespaces; python3 and curl are the real server/client processes of tests;
+# systemd has systemd-analyze, which checks contrib/ebpf-policy.service in a test
+# (setpriv, which runs CLI tests as nobody, is in util-linux, always installed).
+packages=(clang llvm libbpf1 libbpf-dev bpftool iproute2 python3 curl gcc libc6-dev linux-libc-dev make systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

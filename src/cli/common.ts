@@ -23,7 +23,7 @@ export function withCommonOptions(cmd: Command, policies = true): Command {
         `policy file or directory; repeat for several (default: ${DEFAULT_POLICY_DIRECTORY})`,
         (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
       )
-      .option('--insecure-policy-perms', 'accept policy files not owned by root or writable by group/others', false)
+      .option('--insecure-policy-perms', 'accept policy files owned by others than root and you, or writable by group/others', false)
       .option(
         '--kind-option <KIND.KEY=VALUE>',
         'a setting of one policy kind, e.g. PacketFilter.tcMethod=cls_bpf or PortSteering.objectPath=/path/dispatcher.o; repeat for several',

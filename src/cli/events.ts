@@ -4,6 +4,7 @@ import { KINDS } from '../manager.js';
 import type { EventStream } from '../reconciler/kind.js';
 import { DEFAULT_ROOT } from '../reconciler/reconcile.js';
 import { fatal } from './common.js';
+import { requirePrivileges } from './privileges.js';
 
 interface EventsOptions {
   bpffsRoot: string;
@@ -33,6 +34,7 @@ export function registerEvents(program: Command): void {
         process.exitCode = 2;
         return;
       }
+      if (!requirePrivileges('events')) return;
       const streams: EventStream[] = [];
       try {
         for (const k of KINDS) if (k.events) streams.push(k.events.open(opts.bpffsRoot, name));

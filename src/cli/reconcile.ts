@@ -10,6 +10,7 @@ import { DEFAULT_REPORT_DIR, lastPassFile } from '../reconciler/last-pass.js';
 import { planJson, renderAction, renderApplyText, renderPlanText, renderStatusText, actionJson } from '../reconciler/render.js';
 import { fatal, missingPolicyPath, parseKindOptions, withCommonOptions, type CommonOptions } from './common.js';
 import { runDaemon, withDaemonOptions, type DaemonCliOptions } from './daemon.js';
+import { requirePrivileges } from './privileges.js';
 
 function usage(command: string, message: string): void {
   process.stderr.write(`ebpf-policy ${command}: error: ${message}\n`);
@@ -29,6 +30,7 @@ export function registerReconcile(program: Command): void {
     if (missing) return usage('plan', missing);
     const kindOptions = parseKindOptions(opts.kindOption, KINDS.map((k) => k.kind));
     if (typeof kindOptions === 'string') return usage('plan', kindOptions);
+    if (!requirePrivileges('plan')) return;
     try {
       const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true, kindOptions });
       const loadProblems = r.load.problems;
@@ -55,6 +57,7 @@ export function registerReconcile(program: Command): void {
     if (missing) return usage('reconcile', missing);
     const kindOptions = parseKindOptions(opts.kindOption, KINDS.map((k) => k.kind));
     if (typeof kindOptions === 'string') return usage('reconcile', kindOptions);
+    if (!requirePrivileges('reconcile')) return;
     if (!opts.once) return runDaemon(opts, kindOptions, (message) => usage('reconcile', message));
     try {
       const json = opts.output === 'json';
@@ -107,6 +110,7 @@ export function registerReconcile(program: Command): void {
       if (typeof kindOptions === 'string') return usage('status', kindOptions);
       const top = Number(opts.top);
       if (!Number.isInteger(top) || top < 0) return usage('status', `--top ${opts.top}: expected a whole number of 0 or more`);
+      if (!requirePrivileges('status')) return;
       try {
         const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true, kindOptions });
         const statuses = computeStatuses(r, true, { top });
@@ -127,6 +131,7 @@ export function registerReconcile(program: Command): void {
       .option('--yes', 'do not ask for confirmation', false),
     false,
   ).action(async (opts: CommonOptions & { yes: boolean }) => {
+    if (!requirePrivileges('destroy')) return;
     try {
       const pins = listPins(opts.bpffsRoot);
       if (pins.length === 0) {

@@ -91,7 +91,7 @@ export function registerValidate(
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
     )
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
-    .option('--insecure-policy-perms', 'accept policy files and directories not owned by root or writable by group/others', false)
+    .option('--insecure-policy-perms', 'accept policy files and directories owned by others than root and you, or writable by group/others', false)
     .addHelpText(
       'after',
       '\nExit status: 0 all policies valid, 1 some policy invalid, 2 usage error.\nFormats and rules: docs/policy-documents.md',

@@ -1,7 +1,10 @@
 /**
  * sshd-StrictModes-like checks on policy files and directories: whoever can
  * write a policy controls what ebpf-policy does to the kernel, so policies
- * must be writable by root only.
+ * must be writable only by root or by the user running the command (as sshd
+ * accepts files owned by root or by the user logging in). A daemon running as
+ * root therefore still requires root-owned files; a CI job running `validate`
+ * as an ordinary user accepts its own checkout.
  */
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -21,8 +24,11 @@ export type TrustCheck = (realPath: string, type: 'file' | 'directory') => strin
 
 /** Options of {@link createStrictModesCheck}; the defaults are the production rules. */
 export interface StrictModesOptions {
-  /** Owners allowed for policies and their directories. Default: [0] (root only). */
-  readonly trustedUids?: readonly number[];
+  /**
+   * The user running the command, trusted besides root. Default:
+   * process.geteuid() (the user whose rights the command acts with).
+   */
+  readonly uid?: number;
   /** How to stat a path (follows symbolic links). Default: fs.statSync. */
   readonly stat?: (path: string) => OwnershipStat;
 }
@@ -36,21 +42,24 @@ export function formatMode(mode: number): string {
   return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
 }
 
-function describeOwner(uid: number, trusted: readonly number[]): string {
-  const allowed = trusted.map((u) => (u === 0 ? 'root' : `uid ${u}`)).join(' or ');
-  return `owned by uid ${uid}, not ${allowed}`;
+/** "root", or "root or you (uid 1000)". */
+function trustedOwners(invoking: number): string {
+  return invoking === 0 ? 'root' : `root or you (uid ${invoking})`;
 }
 
 /**
  * Creates the permission check used when loading policies. A path is
  * refused if it (or, for the paths containing it, any parent directory up
- * to "/") is not owned by a trusted uid or is writable by group or others.
+ * to "/") is not owned by root or by the invoking user, or is writable by
+ * group or others.
  * Parent directories that are sticky (like /tmp) may be writable by others,
  * since others cannot rename or replace entries they do not own there.
  * Results are cached for the lifetime of the returned function.
  */
 export function createStrictModesCheck(options: StrictModesOptions = {}): TrustCheck {
-  const trusted = options.trustedUids ?? [0];
+  const invoking = options.uid ?? process.geteuid?.() ?? 0;
+  const trusted = [0, invoking];
+  const owners = trustedOwners(invoking);
   const stat = options.stat ?? ((path: string) => statSync(path));
   const cache = new Map<string, string | undefined>();
 
@@ -62,7 +71,7 @@ export function createStrictModesCheck(options: StrictModesOptions = {}): TrustC
       return [`cannot stat: ${(error as NodeJS.ErrnoException).code ?? String(error)}`];
     }
     const reasons: string[] = [];
-    if (!trusted.includes(st.uid)) reasons.push(describeOwner(st.uid, trusted));
+    if (!trusted.includes(st.uid)) reasons.push(`owned by uid ${st.uid}, not ${owners}`);
     const writable = [st.mode & GROUP_WRITE ? 'group' : '', st.mode & OTHER_WRITE ? 'others' : ''].filter(Boolean);
     const stickyParent = isParent && (st.mode & STICKY) !== 0;
     if (writable.length > 0 && !stickyParent) {
@@ -96,7 +105,7 @@ export function createStrictModesCheck(options: StrictModesOptions = {}): TrustC
         key,
         found === undefined
           ? undefined
-          : `${found}; refusing to load policies from it: make it owned by root and not writable by group or others, or pass --insecure-policy-perms`,
+          : `${found}; refusing to load policies from it: make it owned by ${owners} and not writable by group or others, or pass --insecure-policy-perms`,
       );
     }
     return cache.get(key);

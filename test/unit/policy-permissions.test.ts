@@ -1,7 +1,8 @@
 /**
  * StrictModes-like permission checks: policy files and directories must be
- * owned by root and not writable by group or others, unless
- * --insecure-policy-perms. Only the "owned by root" case needs to run as root.
+ * owned by root or by the invoking user and not writable by group or others,
+ * unless --insecure-policy-perms. The owner rules are tested through the
+ * injectable uid and stat, so they need no root; only the chown case does.
  */
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, realpathSync, symlinkSync } from 'node:fs';
@@ -12,10 +13,12 @@ import { createStrictModesCheck, formatMode, type OwnershipStat } from '../../sr
 import { formatProblem } from '../../src/policy/problem.js';
 import { portSteeringYaml, withTempDir, writeFiles } from './policy-test-helpers.js';
 
-const uid = process.getuid?.() ?? 0;
+const uid = process.geteuid?.() ?? 0;
 const isRoot = uid === 0;
-/** Trust root and the user running the tests, so that mode checks work without root. */
-const trustCheck = () => createStrictModesCheck({ trustedUids: [0, uid] });
+/** The production check: root and the user running the tests are trusted. */
+const trustCheck = () => createStrictModesCheck();
+/** "root", or "root or you (uid N)" when the tests do not run as root. */
+const owners = isRoot ? 'root' : `root or you (uid ${uid})`;
 
 function load(dir: string, paths: string[], options: { insecure?: boolean; check?: ReturnType<typeof trustCheck> } = {}) {
   return loadPolicies({ paths, cwd: dir, insecurePermissions: options.insecure ?? false, trustCheck: options.check ?? trustCheck() });
@@ -44,8 +47,8 @@ test('a group- or world-writable policy file is refused, naming the path and the
     const real = realpathSync(dir);
     const result = load(dir, ['p']);
     assert.deepEqual(result.problems.map(formatProblem), [
-      `p/a.yaml: error: bad ownership or modes for file ${real}/p/a.yaml: mode 0664 is writable by group; refusing to load policies from it: make it owned by root and not writable by group or others, or pass --insecure-policy-perms`,
-      `p/b.yaml: error: bad ownership or modes for file ${real}/p/b.yaml: mode 0646 is writable by others; refusing to load policies from it: make it owned by root and not writable by group or others, or pass --insecure-policy-perms`,
+      `p/a.yaml: error: bad ownership or modes for file ${real}/p/a.yaml: mode 0664 is writable by group; refusing to load policies from it: make it owned by ${owners} and not writable by group or others, or pass --insecure-policy-perms`,
+      `p/b.yaml: error: bad ownership or modes for file ${real}/p/b.yaml: mode 0646 is writable by others; refusing to load policies from it: make it owned by ${owners} and not writable by group or others, or pass --insecure-policy-perms`,
     ]);
     assert.deepEqual(result.policies, []);
     assert.equal(result.ok, false);
@@ -108,6 +111,7 @@ test('the check is injectable: ownership decided by the stat function', () => {
     '/etc/p/b.yaml': { mode: 0o100600, uid: 0 },
   };
   const check = createStrictModesCheck({
+    uid: 0,
     stat: (path) => {
       const st = stats[path];
       if (st === undefined) throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
@@ -120,11 +124,92 @@ test('the check is injectable: ownership decided by the stat function', () => {
   assert.match(check('/etc/p/missing.yaml', 'file') ?? '', /cannot stat: ENOENT/);
 });
 
+/** A check over a fake file system, for the user `uid`. */
+function fakeCheck(uid: number, stats: Record<string, OwnershipStat>) {
+  return createStrictModesCheck({
+    uid,
+    stat: (path) => {
+      const st = stats[path];
+      if (st === undefined) throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+      return st;
+    },
+  });
+}
+
+/** A CI checkout: /home/ci (and everything below) owned by uid 1001; `policies/web.yaml` gets `fileMode`. */
+function checkout(fileMode = 0o100644): Record<string, OwnershipStat> {
+  return {
+    '/': { mode: 0o40755, uid: 0 },
+    '/home': { mode: 0o40755, uid: 0 },
+    '/home/ci': { mode: 0o40750, uid: 1001 },
+    '/home/ci/repo': { mode: 0o40755, uid: 1001 },
+    '/home/ci/repo/policies': { mode: 0o40755, uid: 1001 },
+    '/home/ci/repo/policies/web.yaml': { mode: fileMode, uid: 1001 },
+  };
+}
+
+test('files and directories owned by the invoking user are accepted for that user (a CI checkout)', () => {
+  const check = fakeCheck(1001, checkout());
+  assert.equal(check('/home/ci/repo/policies', 'directory'), undefined);
+  assert.equal(check('/home/ci/repo/policies/web.yaml', 'file'), undefined);
+});
+
+test('the same user-owned files are refused for root: the daemon as root still requires root-owned files', () => {
+  const check = fakeCheck(0, checkout());
+  assert.equal(
+    check('/home/ci/repo/policies', 'directory'),
+    'bad ownership or modes for directory /home/ci/repo/policies: owned by uid 1001, not root; refusing to load policies from it: make it owned by root and not writable by group or others, or pass --insecure-policy-perms',
+  );
+  assert.match(check('/home/ci/repo/policies/web.yaml', 'file') ?? '', /^bad ownership or modes for file \/home\/ci\/repo\/policies\/web\.yaml: owned by uid 1001, not root;/);
+});
+
+test('files of another ordinary user are refused, naming both trusted owners', () => {
+  const check = fakeCheck(1000, checkout());
+  assert.equal(
+    check('/home/ci/repo/policies', 'directory'),
+    'bad ownership or modes for directory /home/ci/repo/policies: owned by uid 1001, not root or you (uid 1000); refusing to load policies from it: make it owned by root or you (uid 1000) and not writable by group or others, or pass --insecure-policy-perms',
+  );
+});
+
+test('a parent directory owned by another user is refused even when the policies are yours', () => {
+  const stats = { ...checkout(), '/home/ci': { mode: 0o40755, uid: 1002 } };
+  assert.match(
+    fakeCheck(1001, stats)('/home/ci/repo/policies', 'directory') ?? '',
+    /^bad ownership or modes for directory \/home\/ci: owned by uid 1002, not root or you \(uid 1001\) \(a parent of \/home\/ci\/repo\/policies\); refusing/,
+  );
+});
+
+test('a group-writable file is refused for its owner and for root alike', () => {
+  const stats = checkout(0o100664);
+  assert.match(
+    fakeCheck(1001, stats)('/home/ci/repo/policies/web.yaml', 'file') ?? '',
+    /^bad ownership or modes for file \/home\/ci\/repo\/policies\/web\.yaml: mode 0664 is writable by group; refusing/,
+  );
+  assert.match(
+    fakeCheck(0, stats)('/home/ci/repo/policies/web.yaml', 'file') ?? '',
+    /^bad ownership or modes for file \/home\/ci\/repo\/policies\/web\.yaml: owned by uid 1001, not root, mode 0664 is writable by group; refusing/,
+  );
+  const rootOwned = { ...stats, '/home/ci/repo/policies/web.yaml': { mode: 0o100664, uid: 0 } };
+  assert.match(fakeCheck(0, rootOwned)('/home/ci/repo/policies/web.yaml', 'file') ?? '', /: mode 0664 is writable by group; refusing/);
+  // A group-writable directory too, which sshd's StrictModes also refuses.
+  const groupDir = { ...checkout(), '/home/ci/repo/policies': { mode: 0o40775, uid: 1001 } };
+  assert.match(fakeCheck(1001, groupDir)('/home/ci/repo/policies', 'directory') ?? '', /: mode 0775 is writable by group; refusing/);
+});
+
+test('by default the invoking user is the effective uid', () => {
+  const euid = process.geteuid?.() ?? 0;
+  const check = createStrictModesCheck({ stat: () => ({ mode: 0o40755, uid: euid }) });
+  assert.equal(check('/x/y', 'directory'), undefined);
+  const other = euid === 0 ? 4242 : euid + 1;
+  const refused = createStrictModesCheck({ stat: () => ({ mode: 0o40755, uid: other }) })('/x/y', 'directory');
+  assert.match(refused ?? '', new RegExp(`owned by uid ${other}, not ${euid === 0 ? 'root' : `root or you \\(uid ${euid}\\)`};`));
+});
+
 test('a policy file not owned by root is refused (needs root to chown)', { skip: !isRoot && 'not running as root' }, () => {
   withTempDir((dir) => {
     writeFiles(dir, { 'p/a.yaml': portSteeringYaml('a') });
     chownSync(join(dir, 'p/a.yaml'), 65534, 65534);
-    const result = loadPolicies({ paths: ['p'], cwd: dir }); // the production check: root only
+    const result = loadPolicies({ paths: ['p'], cwd: dir }); // the production check, as root: root-owned only
     assert.equal(result.problems.length, 1);
     assert.match(formatProblem(result.problems[0]!), /^p\/a\.yaml: error: bad ownership or modes for file .*\/p\/a\.yaml: owned by uid 65534, not root; refusing/);
     chownSync(join(dir, 'p/a.yaml'), 0, 0);

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import type { ObservedDispatcherState, SteeringDesired, SteeringObserved } from '../../src/kinds/port-steering/model.js';
 import { bindingEntries } from '../../src/kinds/port-steering/bindings.js';
 import { planSteering } from '../../src/kinds/port-steering/plan.js';
+import { buildDesired, type Resolver } from '../../src/kinds/port-steering/desired.js';
 import { dispatcherDir } from '../../src/kinds/port-steering/store.js';
 import { changes, envOf, kindsOf, pass, pathsIn, planOf, ROOT } from './conformance/kit.js';
 import { cookieOfPid, OLD_STEERING_TAG, portSteeringKit as kit, STEERING_FILES, STEERING_TAG, steeringFake, steeringPolicy } from './conformance/port-steering.kit.js';
@@ -275,4 +276,30 @@ test('a dispatcher full: the policy (by name) that does not fit fails naming the
   assert.ok(p2.problems.some((x) => x.policy === 'b' && x.reason === 'DispatcherFull'));
   assert.deepEqual(changes(p2), [], 'nothing of b is deleted');
   assert.ok(p2.actions.some((a) => a.policy === 'b' && a.kind === 'noop' && a.code === 'KeptAtLimit'));
+});
+
+test('with no PortSteering policy and no failed file, the dispatcher tag is not asked for (plan loads nothing) and dispatchers are removed', () => {
+  let asked = 0;
+  const resolver: Resolver = {
+    netnsKey: () => {
+      throw new Error('not called');
+    },
+    target: () => {
+      throw new Error('not called');
+    },
+    dispatcherTag: () => {
+      asked++;
+      return STEERING_TAG;
+    },
+  };
+  const none = buildDesired([], resolver, new Set());
+  assert.equal(asked, 0, 'loading the object to learn its tag is not needed');
+  assert.deepEqual(none, { dispatcherTag: '', policies: [] });
+  const s = applied(desiredOf(steeringPolicy('a', { sourceFile: '/p/a.yaml', target: { ok: true, pid: 1, fd: 3, cookie: '9' }, specHash: 'h' })));
+  const plan = planSteering(none, s, envOf());
+  assert.ok(plan.actions.some((a) => a.op.type === 'removeDispatcher'), 'the unused dispatcher is removed');
+  assert.ok(!plan.actions.some((a) => a.code === 'BytecodeChanged'), 'no tag is compared');
+  // A file that failed may hold policies that keep their dispatcher: then the tag is needed.
+  assert.equal(buildDesired([], resolver, new Set(['/p/a.yaml'])).dispatcherTag, STEERING_TAG);
+  assert.equal(asked, 1);
 });

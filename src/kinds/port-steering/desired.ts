@@ -32,8 +32,14 @@ export function specHash(p: PortSteeringPolicy): string {
   return hashSpec(spec);
 }
 
-/** Resolves PortSteering policies: each with its namespace's pin key and its target socket. */
-export function buildDesired(policies: readonly PortSteeringPolicy[], resolver: Resolver): SteeringDesired {
+/**
+ * Resolves PortSteering policies: each with its namespace's pin key and its
+ * target socket. The dispatcher's tag (which loads the object once to learn
+ * it) is only asked for when something may need a dispatcher: a policy, or a
+ * file that failed to load (its policies keep their dispatcher). Otherwise
+ * the plan can only remove dispatchers, and the tag is ''.
+ */
+export function buildDesired(policies: readonly PortSteeringPolicy[], resolver: Resolver, failedFiles: ReadonlySet<string> = new Set()): SteeringDesired {
   const out: DesiredSteering[] = [];
   for (const p of policies) {
     const netnsPath = p.netns ?? OWN_NETNS;
@@ -53,5 +59,5 @@ export function buildDesired(policies: readonly PortSteeringPolicy[], resolver: 
       specHash: specHash(p),
     });
   }
-  return { dispatcherTag: resolver.dispatcherTag(), policies: out };
+  return { dispatcherTag: policies.length > 0 || failedFiles.size > 0 ? resolver.dispatcherTag() : '', policies: out };
 }

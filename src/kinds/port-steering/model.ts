@@ -42,7 +42,7 @@ export interface DesiredSteering {
 
 /** What PortSteering wants. */
 export interface SteeringDesired {
-  /** Tag of the dispatcher program we ship (what a live program must have). */
+  /** Tag of the dispatcher program we ship (what a live program must have); '' when no policy and no failed file could need one. */
   dispatcherTag: string;
   policies: DesiredSteering[];
 }

@@ -65,7 +65,11 @@ function uncachedResolver(objectPath: string): Resolver {
         return { ok: true, pid: ref.pid, fd: ref.fd, cookie: remoteSocketCookie(ref).toString() };
       } catch (err) {
         const msg = err instanceof ErrnoError ? err.message : String(err);
-        return { ok: false, reason: `cannot take the target socket: ${msg}` };
+        const hint =
+          err instanceof ErrnoError && err.code === 'EPERM' && err.operation === 'pidfd_getfd'
+            ? " (taking a socket from another user's process needs CAP_SYS_PTRACE)"
+            : '';
+        return { ok: false, reason: `cannot take the target socket: ${msg}${hint}` };
       }
     },
     dispatcherTag: () => dispatcherObjectTag(objectPath),
