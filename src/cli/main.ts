@@ -8,10 +8,11 @@ import { registerDemo } from './demo.js';
 import { registerValidate } from './validate.js';
 import { registerReconcile } from './reconcile.js';
 import { registerEvents } from './events.js';
+import { PACKAGE_VERSION } from '../common/package-paths.js';
 
 const program = new Command('ebpf-policy')
   .description('Declarative eBPF policy engine: policy documents in, converged kernel state out.')
-  .version('0.1.0')
+  .version(PACKAGE_VERSION)
   .showHelpAfterError()
   .exitOverride((err) => {
     // Usage errors exit 2; --help and --version exit 0.
