@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { Match } from '../../src/kinds/packet-filter/layout.js';
+import { encodeRuleset, Match } from '../../src/kinds/packet-filter/layout.js';
 import { classify, firstMatch, type TestPacket } from './filter-model-helpers.js';
 import { compileRules, CompileError, type CompileRule } from '../../src/kinds/packet-filter/compile.js';
 import { parseIPv6 } from '../../src/policy/net/ip.js';
@@ -123,4 +123,11 @@ test('a rule set that multiplies beyond the decision table is refused with a rea
     () => compileRules([{ slot: 1, action: 'drop', sample: 0, protocol: 'tcp', srcPrefixes: many, dstPorts: ports }, ...splitters], { action: 'pass', sample: 0 }),
     (e: unknown) => e instanceof CompileError && /more than 1048576 decision entries/.test(e.message),
   );
+});
+
+test('a rule constraining all five fields (pattern 31, the top bit of the mask) compiles and encodes (found by the real-program property test)', () => {
+  const rule: CompileRule = { slot: 1, action: 'drop', sample: 0, protocol: 'tcp', srcPrefixes: ['10.0.0.0/8'], dstPrefixes: ['192.0.2.0/24'], srcPorts: [{ start: 1000, end: 1000 }], dstPorts: [{ start: 22, end: 22 }] };
+  const compiled = compileRules([rule], { action: 'pass', sample: 0 });
+  assert.equal(compiled.config.patterns, 2 ** 31, 'bit 31 set, as an unsigned mask');
+  assert.doesNotThrow(() => encodeRuleset(compiled));
 });

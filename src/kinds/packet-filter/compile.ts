@@ -98,7 +98,7 @@ export function compileRules(rules: readonly CompileRule[], defaults: { action: 
     if (combos === 0) return; // an empty list matches nothing
     if (decisions.size + combos > MAX_DECISIONS)
       throw new CompileError(`the rules need more than ${MAX_DECISIONS} decision entries (rule ${order + 1} alone adds up to ${combos})`);
-    patterns |= 1 << pattern;
+    patterns = (patterns | (1 << pattern)) >>> 0; // unsigned: pattern 31 (all five fields) is bit 31
     const action = FilterActionCode[rule.action];
     const sample = rule.action === 'drop' ? rule.sample : 0;
     for (const proto of axes[0]!)
