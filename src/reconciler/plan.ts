@@ -25,7 +25,9 @@ export interface KindState {
 /**
  * Plans every kind and merges the plans in phase order (within a phase, in
  * registry order). A kind whose pins could not be read gets no action, so
- * nothing of it is deleted; its policies are Failed with the error.
+ * nothing of it is deleted; its policies are Failed with the error. A kind
+ * whose plan throws (a bug) gets no action either, and its policies are
+ * Failed (PlanFailed); the other kinds are planned as usual.
  * `rootStray` are entries directly under the root that no kind owns.
  * Pure and deterministic.
  */
@@ -44,7 +46,22 @@ export function planKinds(states: readonly KindState[], rootStray: readonly stri
         });
       continue;
     }
-    const p = s.kind.plan(s.desired, s.observed, env);
+    let p: ReturnType<typeof s.kind.plan>;
+    try {
+      p = s.kind.plan(s.desired, s.observed, env);
+    } catch (err) {
+      // A bug in one kind's plan must not stop the others: its policies are Failed and nothing of it changes.
+      const message = err instanceof Error ? err.message : String(err);
+      for (const pol of s.policies)
+        problems.push({
+          policy: pol.name,
+          sourceFile: resolve(pol.source.file),
+          condition: 'Failed',
+          reason: 'PlanFailed',
+          message: `planning ${s.kind.kind} failed: ${message}; nothing of this kind is changed this pass`,
+        });
+      continue;
+    }
     for (const a of p.actions) actions.push({ ...a, owner: s.kind.kind });
     problems.push(...p.problems);
   }

@@ -341,3 +341,22 @@ test('a filter full: the policy (by name) whose rules would exceed what a filter
     'a and c share the filter; b is left out',
   );
 });
+
+test('a kind whose plan throws (a bug) leaves its pins alone and its policies Failed (PlanFailed); the other kinds are planned as usual', () => {
+  const s = applied(desiredFilters([policy('p', [drop23])]));
+  const broken = { ...kit.kind, plan: () => { throw new RangeError('value out of range'); } };
+  const p = policy('p', [drop23]);
+  const plan = planKinds(
+    [
+      { kind: broken, policies: [p], desired: desiredFilters([p]), observed: s },
+      { kind: portSteeringKit.kind, policies: [], desired: portSteeringKit.none(), observed: { ...portSteeringKit.empty() } },
+    ],
+    [],
+    noFailures,
+  );
+  assert.deepEqual(changes(plan), [], 'nothing of the broken kind is changed');
+  assert.deepEqual(
+    plan.problems.map((x) => `${x.policy} ${x.condition} ${x.reason}: ${x.message}`),
+    ['p Failed PlanFailed: planning PacketFilter failed: value out of range; nothing of this kind is changed this pass'],
+  );
+});
