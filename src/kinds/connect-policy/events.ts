@@ -6,6 +6,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { monotonicToDate } from '../../common/monotonic-clock.js';
 import { cgroupPathOfId } from '../../bpf/cgroup.js';
 import { BpfMap } from '../../bpf/map.js';
 import { PinnedRingSet } from '../../bpf/ringbuf.js';
@@ -39,10 +40,6 @@ interface Source {
 }
 
 const PROTOCOLS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
-
-function wallClock(monotonicNs: bigint): Date {
-  return new Date(Date.now() - Number(process.hrtime.bigint() - monotonicNs) / 1e6);
-}
 
 /** A stream of the sampled events of the guards under `root`. Owns its rings; close() releases them. */
 export class GuardEventStream implements Disposable {
@@ -128,7 +125,7 @@ export class GuardEventStream implements Disposable {
     const named = this.#name(src, raw.slot);
     if (this.#policy !== undefined && named && named.policy !== this.#policy) return;
     this.#pending.push({
-      time: wallClock(raw.timeNs),
+      time: monotonicToDate(raw.timeNs),
       pid: raw.pid,
       comm: raw.comm,
       cgroup: this.#cgroup(raw.cgroupId),

@@ -7,6 +7,7 @@
 import type { EventStream } from '../../reconciler/kind.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { monotonicToDate } from '../../common/monotonic-clock.js';
 import { decodeEvent, decodeRuleMeta, FILTERS_DIR, parseFilterDirName, u32, type FilterHookName } from './layout.js';
 import { observeFilter, type AttachmentRecord } from './store.js';
 import { BpfMap } from '../../bpf/map.js';
@@ -44,12 +45,6 @@ interface Source {
 }
 
 const PROTOCOLS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
-
-/** Converts a CLOCK_MONOTONIC timestamp (bpf_ktime_get_ns) to wall-clock time. */
-function wallClock(monotonicNs: bigint): Date {
-  const ageMs = Number(process.hrtime.bigint() - monotonicNs) / 1e6;
-  return new Date(Date.now() - ageMs);
-}
 
 /**
  * A stream of the sampled events of the filters under `root`. Owns the
@@ -140,7 +135,7 @@ export class FilterEventStream implements Disposable {
     const parts = src.dir.split('/');
     const where = parseFilterDirName(parts[parts.length - 1]!)!;
     this.#pending.push({
-      time: wallClock(raw.timeNs),
+      time: monotonicToDate(raw.timeNs),
       interface: src.attachment?.ifname ?? `ifindex ${raw.ifindex}`,
       ifindex: raw.ifindex,
       netns: src.attachment?.netns ?? null,

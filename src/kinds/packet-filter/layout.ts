@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { builtBpfObject } from '../../common/package-paths.js';
-import { decodeLengthPrefixed, encodeLengthPrefixed } from '../../common/length-prefixed.js';
+import { mapRecordCodec } from '../../common/map-records.js';
 import { packEntries, type PackedEntries } from '../../common/batch-entries.js';
 import { addressBytesText } from '../../policy/net/address-bytes.js';
 
@@ -215,47 +215,8 @@ export function u32(n: number): Buffer {
   return k;
 }
 
-function fixedString(text: string, len: number, what: string): Buffer {
-  const b = Buffer.alloc(len);
-  if (Buffer.byteLength(text) >= len) throw new RangeError(`${what} "${text}" is longer than ${len - 1} bytes`);
-  b.write(text, 'utf8');
-  return b;
-}
-
-function readFixedString(b: Buffer, offset: number, len: number): string {
-  const end = b.indexOf(0, offset);
-  return b.toString('utf8', offset, end < 0 || end > offset + len ? offset + len : end);
-}
-
-/** Encodes what a counter slot belongs to. */
-export function encodeRuleMeta(m: { policy: string; rule: string }): Buffer {
-  return Buffer.concat([fixedString(m.policy, NAME_LEN, 'policy name'), fixedString(m.rule, NAME_LEN, 'rule name')]);
-}
-
-/** Decodes what a counter slot belongs to. */
-export function decodeRuleMeta(v: Buffer): { policy: string; rule: string } {
-  return { policy: readFixedString(v, 0, NAME_LEN), rule: readFixedString(v, NAME_LEN, NAME_LEN) };
-}
-
-/** Encodes a record key (a policy name, or "@attachment"). */
-export function encodeRecordKey(name: string): Buffer {
-  return fixedString(name, NAME_LEN, 'record name');
-}
-
-/** Decodes a record key. */
-export function decodeRecordKey(k: Buffer): string {
-  return readFixedString(k, 0, NAME_LEN);
-}
-
-/** Encodes a record (JSON, length-prefixed). Throws RangeError when too large. */
-export function encodeRecord(json: string): Buffer {
-  return encodeLengthPrefixed(json, RECORD_LEN, 'filter record');
-}
-
-/** Decodes a record into its JSON text. */
-export function decodeRecord(v: Buffer): string {
-  return decodeLengthPrefixed(v);
-}
+/** Record keys, records and counter slot names (pf_record_key, pf_record, pf_rule_meta). */
+export const { encodeRecordKey, decodeRecordKey, encodeRecord, decodeRecord, encodeRuleMeta, decodeRuleMeta } = mapRecordCodec(NAME_LEN, RECORD_LEN, 'filter record');
 
 /** A sampled drop as the BPF program reports it. */
 export interface RawFilterEvent {

@@ -4,7 +4,7 @@
  * no fds here, so the pure plan can use it.
  */
 import { join } from 'node:path';
-import { decodeLengthPrefixed, encodeLengthPrefixed } from '../../common/length-prefixed.js';
+import { decodeFixedString, mapRecordCodec } from '../../common/map-records.js';
 import { builtBpfObject } from '../../common/package-paths.js';
 import type { GroupByField } from './document.js';
 
@@ -93,8 +93,7 @@ export interface CountKey {
 
 /** Decodes struct sc_key. */
 export function decodeCountKey(k: Buffer): CountKey {
-  const end = k.indexOf(0, 16);
-  return { syscall: k.readUInt32LE(0), pid: k.readUInt32LE(4), cgroupId: k.readBigUInt64LE(8), comm: k.toString('utf8', 16, end < 0 || end > 32 ? 32 : end) };
+  return { syscall: k.readUInt32LE(0), pid: k.readUInt32LE(4), cgroupId: k.readBigUInt64LE(8), comm: decodeFixedString(k, 16, COMM_LEN) };
 }
 
 /** Encodes a u32 key or value. */
@@ -111,26 +110,5 @@ export function u64(n: bigint): Buffer {
   return v;
 }
 
-/** Encodes a record key (a policy name). */
-export function encodeRecordKey(name: string): Buffer {
-  const b = Buffer.alloc(NAME_LEN);
-  if (Buffer.byteLength(name) >= NAME_LEN) throw new RangeError(`policy name "${name}" is longer than ${NAME_LEN - 1} bytes`);
-  b.write(name, 'utf8');
-  return b;
-}
-
-/** Decodes a record key. */
-export function decodeRecordKey(k: Buffer): string {
-  const end = k.indexOf(0);
-  return k.toString('utf8', 0, end < 0 ? k.length : end);
-}
-
-/** Encodes a record (JSON, length-prefixed). Throws RangeError when too large. */
-export function encodeRecord(json: string): Buffer {
-  return encodeLengthPrefixed(json, RECORD_LEN, 'syscall counter record');
-}
-
-/** Decodes a record into its JSON text. */
-export function decodeRecord(v: Buffer): string {
-  return decodeLengthPrefixed(v);
-}
+/** Record keys and records (sc_record_key, sc_record). */
+export const { encodeRecordKey, decodeRecordKey, encodeRecord, decodeRecord } = mapRecordCodec(NAME_LEN, RECORD_LEN, 'syscall counter record');
