@@ -20,6 +20,7 @@ import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachToCgroup, cgroupIdAt } from '../../bpf/cgroup.js';
 import { Features, require as requireFeature } from '../../bpf/features.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
+import { mapPinPath, openPinnedMaps, withPinnedMaps } from '../../bpf/pinned-maps.js';
 import { Link } from '../../bpf/link.js';
 import { BpfMap, possibleCpus } from '../../bpf/map.js';
 import { loadObject } from '../../bpf/object.js';
@@ -130,20 +131,6 @@ const LAYOUT: Partial<Record<GuardMapName, { key: number; value: number }>> = {
 
 const TABLES = ['addrs', 'ports', 'decisions'] as const;
 
-function mapPin(dir: string, name: GuardMapName): string {
-  return join(dir, `map_${name}`);
-}
-
-function withMaps<T>(dir: string, names: readonly GuardMapName[], fn: (maps: Record<string, BpfMap>) => T): T {
-  const maps: Record<string, BpfMap> = {};
-  try {
-    for (const n of names) maps[n] = BpfMap.fromPin(mapPin(dir, n));
-    return fn(maps);
-  } finally {
-    for (const m of Object.values(maps)) m.close();
-  }
-}
-
 function blankGuard(root: string, key: string): ObservedGuard {
   const hooks = Object.fromEntries(GUARD_HOOKS.map((h) => [h, {}])) as Record<GuardHook, ObservedHook>;
   return {
@@ -182,18 +169,11 @@ export function observeGuard(root: string, key: string): ObservedGuard {
   const known = new Set<string>([...GUARD_HOOKS, ...GUARD_MAPS.map((m) => `map_${m}`)]);
   for (const e of readdirSync(dir)) if (!known.has(e)) obs.stray.push(join(dir, e));
   for (const h of GUARD_HOOKS) obs.hooks[h] = observeHook(join(dir, h), obs.stray);
-  const maps: Partial<Record<GuardMapName, BpfMap>> = {};
+  const opened = openPinnedMaps(dir, GUARD_MAPS, LAYOUT);
+  const maps = opened.maps;
+  obs.missingMaps.push(...opened.missing);
+  obs.layoutMismatch.push(...opened.mismatched);
   try {
-    for (const m of GUARD_MAPS) {
-      const map = tryOpen(() => BpfMap.fromPin(mapPin(dir, m)));
-      if (map) maps[m] = map;
-      else obs.missingMaps.push(m);
-    }
-    for (const [name, size] of Object.entries(LAYOUT)) {
-      const info = maps[name as GuardMapName]?.info();
-      if (info && (info.keySize !== size.key || info.valueSize !== size.value))
-        obs.layoutMismatch.push(`map ${name} (key ${info.keySize}/${size.key}, value ${info.valueSize}/${size.value} bytes)`);
-    }
     // Maps of another layout cannot be read with this one: the plan rebuilds the guard.
     if (obs.layoutMismatch.length > 0) return obs;
     maps.records?.forEachEntry((k, v) => {
@@ -218,7 +198,7 @@ export function observeGuard(root: string, key: string): ObservedGuard {
       }
     }
   } finally {
-    for (const m of Object.values(maps)) m.close();
+    opened.close();
   }
   return obs;
 }
@@ -253,7 +233,7 @@ export interface GuardCounters {
 /** Reads the counters of `slots`. */
 export function readGuardCounters(dir: string, slots: readonly number[]): Map<number, GuardCounters> {
   const out = new Map<number, GuardCounters>();
-  using m = tryOpen(() => BpfMap.fromPin(mapPin(dir, 'rule_stats')));
+  using m = tryOpen(() => BpfMap.fromPin(mapPinPath(dir, 'rule_stats')));
   const stride = m ? m.valueSize / possibleCpus() : COUNTER_SIZE;
   for (const slot of slots) {
     const v = m?.lookup(u32(slot));
@@ -295,7 +275,7 @@ function keysOfGeneration(map: BpfMap, table: (typeof TABLES)[number], gen: numb
  */
 export function writeGuardRules(dir: string, write: GenerationWrite): void {
   const { gen } = write.encoded;
-  withMaps(dir, [...TABLES, 'config', 'active', 'rule_stats', 'rule_meta'], (m) => {
+  withPinnedMaps(dir, [...TABLES, 'config', 'active', 'rule_stats', 'rule_meta'], (m) => {
     const zero = Buffer.alloc(m.rule_stats!.valueSize);
     for (const s of write.newSlots) {
       m.rule_stats!.update(u32(s.slot), zero);
@@ -319,7 +299,7 @@ export function writeGuardRules(dir: string, write: GenerationWrite): void {
 
 /** Writes and deletes policy records (and the guard record). */
 export function writeGuardRecords(dir: string, upserts: Array<GuardPolicyRecord | GuardRecord>, deletes: string[]): void {
-  withMaps(dir, ['records'], (m) => {
+  withPinnedMaps(dir, ['records'], (m) => {
     for (const r of upserts) m.records!.update(encodeRecordKey('name' in r ? r.name : GUARD_RECORD), encodeRecord(JSON.stringify(r)));
     for (const name of deletes) m.records!.delete(encodeRecordKey(name));
   });
@@ -356,13 +336,13 @@ export function createGuard(dir: string, guard: GuardRecord, objectPath: string,
   try {
     {
       using obj = loadObject(objectPath);
-      for (const name of GUARD_MAPS) obj.map(name).pin(mapPin(dir, name));
+      for (const name of GUARD_MAPS) obj.map(name).pin(mapPinPath(dir, name));
       for (const hook of GUARD_HOOKS) {
         mkdirSync(join(dir, hook), { mode: 0o750 });
         obj.program(GUARD_PROGRAMS[hook]).pin(join(dir, hook, 'program'));
       }
     }
-    withMaps(dir, ['active'], (m) => m.active!.update(u32(0), u32(NO_GENERATION)));
+    withPinnedMaps(dir, ['active'], (m) => m.active!.update(u32(0), u32(NO_GENERATION)));
     writeGuardRules(dir, rules);
     writeGuardRecords(dir, [guard, ...policies], []);
     failpoint('create-after-maps');
@@ -383,7 +363,7 @@ export function createGuard(dir: string, guard: GuardRecord, objectPath: string,
 export function replaceGuardProgram(dir: string, hook: GuardHook, objectPath: string, expectedProgId: number): void {
   const reuse: Record<string, BpfMap> = {};
   try {
-    for (const name of GUARD_MAPS) reuse[name] = BpfMap.fromPin(mapPin(dir, name));
+    for (const name of GUARD_MAPS) reuse[name] = BpfMap.fromPin(mapPinPath(dir, name));
     using obj = loadObject(objectPath, { reuseMaps: reuse });
     const next = obj.program(GUARD_PROGRAMS[hook]);
     const hookDir = join(dir, hook);

@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { BPF_F_NO_PREALLOC, MapType, Errno } from '../../bpf/constants.js';
 import { describeErrno, ErrnoError } from '../../bpf/errors.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
+import { mapPinPath, openPinnedMaps, withPinnedMaps } from '../../bpf/pinned-maps.js';
 import { observePrograms, swapPinnedProgram, type PinnedProgram } from '../../bpf/program-swap.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachClsBpf, clsBpfProgramId, detachClsBpf } from '../../bpf/cls-bpf.js';
@@ -115,20 +116,6 @@ export interface ObservedFilters {
   stray: string[];
 }
 
-function mapPin(dir: string, name: FilterMapName): string {
-  return join(dir, `map_${name}`);
-}
-
-function withMaps<T>(dir: string, names: readonly FilterMapName[], fn: (maps: Record<string, BpfMap>) => T): T {
-  const maps: Record<string, BpfMap> = {};
-  try {
-    for (const n of names) maps[n] = BpfMap.fromPin(mapPin(dir, n));
-    return fn(maps);
-  } finally {
-    for (const m of Object.values(maps)) m.close();
-  }
-}
-
 /** Reads the inner map of `table` for generation `gen` and returns its entries (copies). */
 function innerEntries(outer: BpfMap, gen: number): Array<[Buffer, Buffer]> | undefined {
   const id = outer.lookup(u32(gen));
@@ -163,18 +150,11 @@ export function observeFilter(root: string, netnsKey: string, name: string): Obs
   const known = new Set(['program', 'link', ...FILTER_MAPS.map((m) => `map_${m}`)]);
   for (const e of readdirSync(dir)) if (!known.has(e)) obs.stray.push(join(dir, e));
   Object.assign(obs, observePrograms(dir));
-  const maps: Partial<Record<FilterMapName, BpfMap>> = {};
+  const opened = openPinnedMaps(dir, FILTER_MAPS, LAYOUT);
+  const maps = opened.maps;
+  obs.missingMaps.push(...opened.missing);
+  obs.layoutMismatch.push(...opened.mismatched);
   try {
-    for (const m of FILTER_MAPS) {
-      const map = tryOpen(() => BpfMap.fromPin(mapPin(dir, m)));
-      if (map) maps[m] = map;
-      else obs.missingMaps.push(m);
-    }
-    for (const [name, size] of Object.entries(LAYOUT)) {
-      const info = maps[name as FilterMapName]?.info();
-      if (info && (info.keySize !== size.key || info.valueSize !== size.value))
-        obs.layoutMismatch.push(`map ${name} (key ${info.keySize}/${size.key}, value ${info.valueSize}/${size.value} bytes)`);
-    }
     // Maps of another layout cannot be read with this one: the plan rebuilds the filter.
     if (obs.layoutMismatch.length === 0) {
       maps.records?.forEachEntry((k, v) => {
@@ -201,7 +181,7 @@ export function observeFilter(root: string, netnsKey: string, name: string): Obs
         obs.fingerprint = rulesetFingerprint({ addr: tables[0]!, port: tables[1]!, decision: tables[2]!, config });
     }
   } finally {
-    for (const m of Object.values(maps)) m.close();
+    opened.close();
   }
   const method = obs.attachment?.method;
   if (method === 'cls_bpf') {
@@ -250,7 +230,7 @@ export function observeFilters(root: string): ObservedFilters {
 /** Packets and bytes per counter slot (summed over CPUs); absent slots read as zero. */
 export function readFilterCounters(dir: string, slots: number[]): Map<number, { packets: bigint; bytes: bigint }> {
   const out = new Map<number, { packets: bigint; bytes: bigint }>();
-  using m = tryOpen(() => BpfMap.fromPin(mapPin(dir, 'rule_stats')));
+  using m = tryOpen(() => BpfMap.fromPin(mapPinPath(dir, 'rule_stats')));
   const stride = m ? m.valueSize / possibleCpus() : 16;
   for (const slot of slots) {
     const v = m?.lookup(u32(slot));
@@ -267,7 +247,7 @@ export function readFilterCounters(dir: string, slots: number[]): Map<number, { 
 
 /** The filter's own statistics (not IP, no ruleset, no ports, events lost), summed over CPUs. */
 export function readFilterStats(dir: string): bigint[] {
-  using m = tryOpen(() => BpfMap.fromPin(mapPin(dir, 'stats')));
+  using m = tryOpen(() => BpfMap.fromPin(mapPinPath(dir, 'stats')));
   return [0, 1, 2, 3].map((i) => {
     const v = m?.lookup(u32(i));
     let sum = 0n;
@@ -309,7 +289,7 @@ const INNER: Record<FilterTableName, { type: number; keySize: number; valueSize:
  * Throws ErrnoError.
  */
 export function writeFilterRules(dir: string, gen: number, write: RulesetWrite): void {
-  withMaps(dir, [...FILTER_TABLES, 'config', 'active', 'rule_stats', 'rule_meta'], (m) => {
+  withPinnedMaps(dir, [...FILTER_TABLES, 'config', 'active', 'rule_stats', 'rule_meta'], (m) => {
     const stats = m.rule_stats!;
     const meta = m.rule_meta!;
     const zero = Buffer.alloc(stats.valueSize);
@@ -347,7 +327,7 @@ export function writeFilterRules(dir: string, gen: number, write: RulesetWrite):
 
 /** Writes and deletes policy records (and the attachment record). */
 export function writeFilterRecords(dir: string, upserts: Array<FilterPolicyRecord | AttachmentRecord>, deletes: string[]): void {
-  withMaps(dir, ['records'], (m) => {
+  withPinnedMaps(dir, ['records'], (m) => {
     for (const r of upserts) {
       const name = 'name' in r ? r.name : ATTACHMENT_RECORD;
       m.records!.update(encodeRecordKey(name), encodeRecord(JSON.stringify(r)));
@@ -455,10 +435,10 @@ export function createFilter(
   try {
     {
       using obj = loadObject(objectPath);
-      for (const name of FILTER_MAPS) obj.map(name).pin(mapPin(dir, name));
+      for (const name of FILTER_MAPS) obj.map(name).pin(mapPinPath(dir, name));
       obj.program(spec.hook === 'xdp' ? FILTER_PROGRAMS.xdp : FILTER_PROGRAMS.tc).pin(join(dir, 'program'));
     }
-    withMaps(dir, ['rule_stats'], (m) => m.rule_stats!.update(u32(DEFAULT_SLOT), Buffer.alloc(m.rule_stats!.valueSize)));
+    withPinnedMaps(dir, ['rule_stats'], (m) => m.rule_stats!.update(u32(DEFAULT_SLOT), Buffer.alloc(m.rule_stats!.valueSize)));
     writeFilterRules(dir, 1, rules);
     writeFilterRecords(dir, policies, []);
     failpoint('create-after-maps');
@@ -480,7 +460,7 @@ export function createFilter(
 export function replaceFilterProgram(dir: string, objectPath: string, expectedProgId: number): void {
   const reuse: Record<string, BpfMap> = {};
   try {
-    for (const name of FILTER_MAPS) reuse[name] = BpfMap.fromPin(mapPin(dir, name));
+    for (const name of FILTER_MAPS) reuse[name] = BpfMap.fromPin(mapPinPath(dir, name));
     const record = observeAttachmentRecord(reuse.records!);
     using obj = loadObject(objectPath, { reuseMaps: reuse });
     const next = obj.program(record?.hook === 'xdp' ? FILTER_PROGRAMS.xdp : FILTER_PROGRAMS.tc);
@@ -527,7 +507,7 @@ export function removeAllFilters(root: string): string[] {
 export function removeFilter(dir: string): string[] {
   if (existsSync(dir)) {
     const record = tryOpen(() => {
-      using m = BpfMap.fromPin(mapPin(dir, 'records'));
+      using m = BpfMap.fromPin(mapPinPath(dir, 'records'));
       return observeAttachmentRecord(m);
     });
     if (record?.method === 'cls_bpf') detachClsBpf(record.netnsPath, record.ifname, tcDirection(record.hook));

@@ -21,6 +21,7 @@ import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import { MapType } from '../../bpf/constants.js';
 import { Features, require as requireFeature } from '../../bpf/features.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
+import { mapPinPath, openPinnedMaps, withPinnedMaps } from '../../bpf/pinned-maps.js';
 import { Link } from '../../bpf/link.js';
 import { BpfMap, possibleCpus } from '../../bpf/map.js';
 import { loadObject } from '../../bpf/object.js';
@@ -111,20 +112,6 @@ const LAYOUT: Partial<Record<CounterMapName, { key: number; value: number }>> = 
   records: { key: NAME_LEN, value: RECORD_LEN },
 };
 
-function mapPin(dir: string, name: CounterMapName): string {
-  return join(dir, `map_${name}`);
-}
-
-function withMaps<T>(dir: string, names: readonly CounterMapName[], fn: (maps: Record<string, BpfMap>) => T): T {
-  const maps: Record<string, BpfMap> = {};
-  try {
-    for (const n of names) maps[n] = BpfMap.fromPin(mapPin(dir, n));
-    return fn(maps);
-  } finally {
-    for (const m of Object.values(maps)) m.close();
-  }
-}
-
 /** Reads the counter directory. Never throws for missing pieces: they are reported as missing. */
 export function observeCounter(dir: string): ObservedCounter {
   const obs: ObservedCounter = { dir, missingMaps: [], layoutMismatch: [], slots: [], policies: [], badRecords: [], stray: [] };
@@ -138,18 +125,11 @@ export function observeCounter(dir: string): ObservedCounter {
       obs.link = { id: i.id, progId: i.progId };
     }
   }
-  const maps: Partial<Record<CounterMapName, BpfMap>> = {};
+  const opened = openPinnedMaps(dir, COUNTER_MAPS, LAYOUT);
+  const maps = opened.maps;
+  obs.missingMaps.push(...opened.missing);
+  obs.layoutMismatch.push(...opened.mismatched);
   try {
-    for (const m of COUNTER_MAPS) {
-      const map = tryOpen(() => BpfMap.fromPin(mapPin(dir, m)));
-      if (map) maps[m] = map;
-      else obs.missingMaps.push(m);
-    }
-    for (const [name, size] of Object.entries(LAYOUT)) {
-      const info = maps[name as CounterMapName]?.info();
-      if (info && (info.keySize !== size.key || info.valueSize !== size.value))
-        obs.layoutMismatch.push(`map ${name} (key ${info.keySize}/${size.key}, value ${info.valueSize}/${size.value} bytes)`);
-    }
     if (obs.layoutMismatch.length > 0) return obs;
     maps.records?.forEachEntry((k, v) => {
       const name = decodeRecordKey(k);
@@ -180,7 +160,7 @@ export function observeCounter(dir: string): ObservedCounter {
       if (config.inUse || table || syscalls.length > 0) obs.slots.push({ slot, config, ...(table ? { table } : {}), syscalls });
     }
   } finally {
-    for (const m of Object.values(maps)) m.close();
+    opened.close();
   }
   return obs;
 }
@@ -253,7 +233,7 @@ function writeWantedBits(wanted: BpfMap, slot: number, syscalls: readonly number
  * Throws ErrnoError (ESTALE when the cgroup was created again).
  */
 export function writeSlot(dir: string, w: SlotWrite): void {
-  withMaps(dir, ['wanted', 'config', 'policies', 'cgroups', 'counts', 'records'], (m) => {
+  withPinnedMaps(dir, ['wanted', 'config', 'policies', 'cgroups', 'counts', 'records'], (m) => {
     if (w.newTable !== undefined) {
       using table = BpfMap.create({ type: MapType.LRU_PERCPU_HASH, name: `sc_counts_${w.slot}`, keySize: KEY_SIZE, valueSize: 8, maxEntries: w.newTable });
       m.counts!.update(u32(w.slot), u32(table.fd));
@@ -272,7 +252,7 @@ export function writeSlot(dir: string, w: SlotWrite): void {
 
 /** Empties `slot` (no bits, no config, no table, no cgroup), writes the config and deletes the records named. */
 export function clearSlot(dir: string, slot: number, allMask: string, nSlots: number, deleteRecords: string[]): void {
-  withMaps(dir, ['wanted', 'config', 'policies', 'cgroups', 'counts', 'records'], (m) => {
+  withPinnedMaps(dir, ['wanted', 'config', 'policies', 'cgroups', 'counts', 'records'], (m) => {
     writeWantedBits(m.wanted!, slot, []);
     m.policies!.update(u32(slot), encodeSlotConfig({ inUse: false, groupBy: 0, cgroup: false, all: false }));
     m.config!.update(u32(0), encodeConfig({ allMask: BigInt(allMask), nSlots }));
@@ -284,12 +264,12 @@ export function clearSlot(dir: string, slot: number, allMask: string, nSlots: nu
 
 /** Writes the config alone (slots counting every syscall, 1 + the highest slot in use). */
 export function writeCounterConfig(dir: string, allMask: string, nSlots: number): void {
-  withMaps(dir, ['config'], (m) => m.config!.update(u32(0), encodeConfig({ allMask: BigInt(allMask), nSlots })));
+  withPinnedMaps(dir, ['config'], (m) => m.config!.update(u32(0), encodeConfig({ allMask: BigInt(allMask), nSlots })));
 }
 
 /** Deletes records (of policies without a slot, or unreadable ones). */
 export function deleteRecords(dir: string, names: string[]): void {
-  withMaps(dir, ['records'], (m) => {
+  withPinnedMaps(dir, ['records'], (m) => {
     for (const name of names) m.records!.delete(encodeRecordKey(name));
   });
 }
@@ -321,9 +301,9 @@ export function createCounter(dir: string, objectPath: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   try {
     using obj = loadObject(objectPath);
-    for (const name of COUNTER_MAPS) obj.map(name).pin(mapPin(dir, name));
+    for (const name of COUNTER_MAPS) obj.map(name).pin(mapPinPath(dir, name));
     obj.program(COUNTER_PROGRAM).pin(join(dir, 'program'));
-    withMaps(dir, ['config'], (m) => m.config!.update(u32(0), encodeConfig({ allMask: 0n, nSlots: 0 })));
+    withPinnedMaps(dir, ['config'], (m) => m.config!.update(u32(0), encodeConfig({ allMask: 0n, nSlots: 0 })));
     failpoint('create-after-maps');
     attachAndPin(dir, obj.program(COUNTER_PROGRAM));
   } catch (err) {
@@ -341,7 +321,7 @@ export function createCounter(dir: string, objectPath: string): void {
 export function replaceCounterProgram(dir: string, objectPath: string): void {
   const reuse: Record<string, BpfMap> = {};
   try {
-    for (const name of COUNTER_MAPS) reuse[name] = BpfMap.fromPin(mapPin(dir, name));
+    for (const name of COUNTER_MAPS) reuse[name] = BpfMap.fromPin(mapPinPath(dir, name));
     using obj = loadObject(objectPath, { reuseMaps: reuse });
     const next = obj.program(COUNTER_PROGRAM);
     swapPinnedProgram(dir, next, () => attachAndPin(dir, next));
