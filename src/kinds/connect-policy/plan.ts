@@ -14,6 +14,7 @@
 import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
 import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
+import { policyRecordChanges } from '../../reconciler/policy-records.js';
 import { compileGuard, GuardCompileError, type GuardPolicy } from './compile.js';
 import { encodeGeneration, generationFingerprint, GUARD_HOOKS, guardDir, MAX_SLOTS, splitEntries } from './layout.js';
 import type { DesiredGuard, DesiredGuards, GuardOperation } from './model.js';
@@ -267,14 +268,10 @@ export function planGuards(desired: DesiredGuards, observed: ObservedGuards, env
       });
     }
 
-    const have = new Map(obs.policies.map((r) => [r.name, JSON.stringify(r)]));
-    const upserts: Array<GuardPolicyRecord | GuardRecord> = policyRecords.filter((r) => have.get(r.name) !== JSON.stringify(r));
+    const records = policyRecordChanges(obs.policies, obs.badRecords, policyRecords);
+    const upserts: Array<GuardPolicyRecord | GuardRecord> = records.upserts;
     if (JSON.stringify(obs.guard) !== JSON.stringify(guardRecord)) upserts.push(guardRecord);
-    // An unreadable record of a policy the guard serves is overwritten by its upsert: deleting it too would drop the new record (deletes run after upserts).
-    const deletes = [
-      ...obs.policies.filter((r) => !want.policies.some((p) => p.name === r.name)).map((r) => r.name),
-      ...obs.badRecords.filter((b) => !want.policies.some((p) => p.name === b.name)).map((b) => b.name),
-    ];
+    const deletes = records.deletes;
     if (upserts.length > 0 || deletes.length > 0) {
       changed = true;
       actions.push({

@@ -17,6 +17,7 @@ import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
 import type { DesiredFilter, DesiredFilters, FilterOperation } from './model.js';
 import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
+import { policyRecordChanges } from '../../reconciler/policy-records.js';
 
 /** An action of this kind's plan. */
 type FilterPlanAction = Action<FilterOperation>;
@@ -336,13 +337,9 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
     }
 
     // Records: the policies served, and the attachment (an interface may be renamed).
-    const haveRecords = new Map(obs.policies.map((r) => [r.name, JSON.stringify(r)]));
-    const upserts: Array<FilterPolicyRecord | AttachmentRecord> = policyRecords.filter((r) => haveRecords.get(r.name) !== JSON.stringify(r));
-    // An unreadable record of a policy the filter serves is overwritten by its upsert: deleting it too would drop the new record (deletes run after upserts).
-    const deletes = [
-      ...obs.policies.filter((r) => !want.policies.some((p) => p.name === r.name)).map((r) => r.name),
-      ...obs.badRecords.filter((b) => !want.policies.some((p) => p.name === b.name)).map((b) => b.name),
-    ];
+    const records = policyRecordChanges(obs.policies, obs.badRecords, policyRecords);
+    const upserts: Array<FilterPolicyRecord | AttachmentRecord> = records.upserts;
+    const deletes = records.deletes;
     if (rec.ifname !== want.ifname || rec.netnsPath !== want.netnsPath || (rec.netns ?? null) !== (want.netns ?? null))
       upserts.push({ ...rec, ifname: want.ifname, netnsPath: want.netnsPath, netns: want.netns ?? null });
     if (upserts.length > 0 || deletes.length > 0) {
