@@ -35,6 +35,10 @@ export interface MapInfo {
   valueSize: number;
   maxEntries: number;
   flags: number;
+  /** The BTF object describing the map's key and value (0: none), and their type ids in it (0: none). */
+  btfId: number;
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
 }
 
 /** Where a link is attached. `attached: false` means the target went away (netns gone, interface removed, detached). */
@@ -112,7 +116,36 @@ export function mapInfo(fd: number): MapInfo {
     maxEntries: b.readUInt32LE(16),
     flags: b.readUInt32LE(20),
     name: cString(b, 24, BPF_OBJ_NAME_LEN),
+    btfId: b.readUInt32LE(64),
+    btfKeyTypeId: b.readUInt32LE(68),
+    btfValueTypeId: b.readUInt32LE(72),
   };
+}
+
+const BTF_INFO_SIZE = 32;
+
+/**
+ * The raw BTF (the `.BTF` section format) of the kernel BTF object `btfId`,
+ * e.g. a map's or program's (`MapInfo.btfId`): what the loader gave the
+ * kernel, so maps can be decoded without their object file. Throws
+ * ErrnoError (ENOENT when no such BTF object is loaded).
+ */
+export function kernelBtfBytes(btfId: number): Buffer {
+  const n = lib();
+  const fd = n.bpf_btf_get_fd_by_id(btfId);
+  if (fd < 0) throw new ErrnoError(-fd, 'bpf_btf_get_fd_by_id', `BTF id ${btfId}`);
+  try {
+    const first = getInfo(fd, Buffer.alloc(BTF_INFO_SIZE), `BTF id ${btfId}`);
+    const size = first.readUInt32LE(8);
+    const data = Buffer.alloc(size);
+    const again = Buffer.alloc(BTF_INFO_SIZE);
+    again.writeBigUInt64LE(addressOf(data), 0);
+    again.writeUInt32LE(size, 8);
+    getInfo(fd, again, `BTF id ${btfId}`);
+    return data;
+  } finally {
+    n.close(fd);
+  }
 }
 
 /** Reads link info and decodes its target. Throws ErrnoError. */

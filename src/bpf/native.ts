@@ -17,6 +17,7 @@ type Fn<A extends unknown[], R> = (...args: A) => R;
 export interface Native {
   // libbpf: objects
   bpf_object__open_file: Fn<[string, Buffer | null], Ptr>;
+  bpf_object__open_mem: Fn<[Buffer, number, Buffer | null], Ptr>;
   bpf_object__load: Fn<[Ptr], number>;
   bpf_object__close: Fn<[Ptr], void>;
   bpf_object__next_program: Fn<[Ptr, Ptr], Ptr>;
@@ -48,6 +49,7 @@ export interface Native {
   bpf_prog_get_fd_by_id: Fn<[number], number>;
   bpf_map_get_fd_by_id: Fn<[number], number>;
   bpf_link_get_fd_by_id: Fn<[number], number>;
+  bpf_btf_get_fd_by_id: Fn<[number], number>;
   bpf_obj_get_info_by_fd: Fn<[number, Buffer, Buffer], number>;
   bpf_prog_load: Fn<[number, string | null, string, Buffer, number, Buffer | null], number>;
   bpf_map_create: Fn<[number, string | null, number, number, number, Buffer | null], number>;
@@ -97,6 +99,7 @@ export function lib(): Native {
   const f = (l: LibraryHandle, decl: string) => l.func(decl) as never;
   native = {
     bpf_object__open_file: f(bpf, 'void *bpf_object__open_file(const char *path, const void *opts)'),
+    bpf_object__open_mem: f(bpf, 'void *bpf_object__open_mem(const void *obj_buf, size_t obj_buf_sz, const void *opts)'),
     bpf_object__load: f(bpf, 'int bpf_object__load(void *obj)'),
     bpf_object__close: f(bpf, 'void bpf_object__close(void *obj)'),
     bpf_object__next_program: f(bpf, 'void *bpf_object__next_program(void *obj, void *prev)'),
@@ -133,6 +136,7 @@ export function lib(): Native {
     bpf_prog_get_fd_by_id: f(bpf, 'int bpf_prog_get_fd_by_id(uint32_t id)'),
     bpf_map_get_fd_by_id: f(bpf, 'int bpf_map_get_fd_by_id(uint32_t id)'),
     bpf_link_get_fd_by_id: f(bpf, 'int bpf_link_get_fd_by_id(uint32_t id)'),
+    bpf_btf_get_fd_by_id: f(bpf, 'int bpf_btf_get_fd_by_id(uint32_t id)'),
     bpf_obj_get_info_by_fd: f(bpf, 'int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
     bpf_prog_load: f(
       bpf,

@@ -67,8 +67,22 @@ function* iterate(next: (obj: Ptr, prev: Ptr) => Ptr, obj: Ptr): Generator<bigin
  * carrying the verifier log when the kernel rejects a program.
  */
 export function loadObject(path: string, options: LoadOptions = {}): LoadedObject {
-  const n = lib();
   if (!existsSync(path)) throw new ErrnoError(2, 'open BPF object', `${path} (run \`npm run build\` first?)`);
+  return openAndLoad(path, options, (n, opts) => n.bpf_object__open_file(path, opts), 'bpf_object__open_file');
+}
+
+/**
+ * Loads the BPF ELF object held in `bytes` (e.g. a file read once and
+ * checked against a digest, so what is loaded is exactly what was checked);
+ * `name` names it in errors. Throws as {@link loadObject} does.
+ */
+export function loadObjectBytes(bytes: Buffer, name: string, options: LoadOptions = {}): LoadedObject {
+  // libbpf copies the buffer at open; the object name it derives is only used in its log.
+  return openAndLoad(name, options, (n, opts) => n.bpf_object__open_mem(bytes, bytes.length, opts), 'bpf_object__open_mem');
+}
+
+function openAndLoad(path: string, options: LoadOptions, open: (n: ReturnType<typeof lib>, opts: Buffer) => Ptr, openCall: string): LoadedObject {
+  const n = lib();
   const logBuf = Buffer.alloc(options.logSize ?? 1 << 20);
   const opts = Buffer.alloc(80); // struct bpf_object_open_opts, libbpf 1.1
   opts.writeBigUInt64LE(80n, 0); // sz
@@ -76,10 +90,10 @@ export function loadObject(path: string, options: LoadOptions = {}): LoadedObjec
   opts.writeBigUInt64LE(BigInt(logBuf.length), 64); // kernel_log_size
   opts.writeUInt32LE(0, 72); // kernel_log_level: 0, libbpf retries with 1 on failure
   drainLibbpfLog();
-  const obj = n.bpf_object__open_file(path, opts);
+  const obj = open(n, opts);
   if (obj === null) {
     const errno = n.errno();
-    throw new ErrnoError(errno, 'bpf_object__open_file', path, { cause: libbpfCause() });
+    throw new ErrnoError(errno, openCall, path, { cause: libbpfCause() });
   }
   const programs = new Map<string, Program>();
   const maps = new Map<string, BpfMap>();

@@ -15,8 +15,7 @@ import { failpoint } from '../../common/failpoint.js';
 import { parseVersionedJson } from '../../common/length-prefixed.js';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BPF_F_NO_PREALLOC, MapType, Errno } from '../../bpf/constants.js';
-import { describeErrno, ErrnoError } from '../../bpf/errors.js';
+import { BPF_F_NO_PREALLOC, MapType } from '../../bpf/constants.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
 import { mapPinPath, openPinnedMaps, withPinnedMaps } from '../../bpf/pinned-maps.js';
 import { observePrograms, swapPinnedProgram, type PinnedProgram } from '../../bpf/program-swap.js';
@@ -57,6 +56,7 @@ import { BpfMap, possibleCpus } from '../../bpf/map.js';
 import { Netns } from '../../bpf/netns.js';
 import { loadObject } from '../../bpf/object.js';
 import { Program } from '../../bpf/program.js';
+import { attachXdp } from '../../bpf/xdp-attach.js';
 
 export { filterDir, parseFilterDirName, type FilterAttachMethod, type FilterHookName } from './layout.js';
 
@@ -347,15 +347,6 @@ export interface AttachSpec {
   method: FilterAttachMethod;
 }
 
-/** Raised when another program holds the interface's XDP hook: we never replace it. */
-export class XdpConflictError extends ErrnoError {
-  override name = 'XdpConflictError';
-}
-
-const EBUSY = Errno.EBUSY;
-const EEXIST = Errno.EEXIST;
-const ENODEV = Errno.ENODEV;
-
 function tcDirection(hook: FilterHookName): TcxDirection {
   return hook === 'tc-egress' ? 'egress' : 'ingress';
 }
@@ -375,31 +366,16 @@ export function attachFilter(dir: string, spec: AttachSpec, previous?: Attachmen
     unpin(join(dir, 'link'));
     result = { method: 'cls_bpf' };
   } else {
-    using ns = Netns.open(spec.netnsPath);
+    const label = `${spec.hook} link on ${spec.ifname} (ifindex ${spec.ifindex})`;
     let link: Link;
     let nativeRefused: string | undefined;
-    const label = `${spec.hook} link on ${spec.ifname} (ifindex ${spec.ifindex})`;
-    const conflict = (err: unknown): never => {
-      if (err instanceof ErrnoError && (err.errno === EBUSY || err.errno === EEXIST))
-        throw new XdpConflictError(err.errno, 'attach XDP', `${spec.ifname}: another XDP program is attached (not ours): not replacing it`, { cause: err });
-      throw err;
-    };
     if (spec.hook === 'xdp') {
-      link = ns.enter(() => {
-        try {
-          return Link.attachXdp(prog, spec.ifindex, 'native', label);
-        } catch (err) {
-          if (!(err instanceof ErrnoError) || err.errno === EBUSY || err.errno === EEXIST || err.errno === ENODEV) return conflict(err);
-          nativeRefused = `${err.code} (${describeErrno(err.errno).description})`;
-        }
-        try {
-          return Link.attachXdp(prog, spec.ifindex, 'generic', label);
-        } catch (err) {
-          return conflict(err);
-        }
-      });
+      const attached = attachXdp(prog, spec.netnsPath, spec.ifindex, spec.ifname, 'auto', label);
+      link = attached.link;
+      nativeRefused = attached.nativeRefused;
     } else {
       // In front of other tools' programs: our drops hold whatever they return; what we pass continues to them (TCX_NEXT).
+      using ns = Netns.open(spec.netnsPath);
       link = ns.enter(() => Link.attachTcx(prog, spec.ifindex, tcDirection(spec.hook), label, true));
     }
     using owned = link;
