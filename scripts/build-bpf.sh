@@ -45,3 +45,9 @@ for src in test/fixtures/btf/*.c; do
   "$CLANG" -target bpf -O2 -g -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj"
   echo "build-bpf: $obj"
 done
+# The Program kind's example object (reproducible: its digest is in the example policy).
+obj=examples/xdp-counter/xdp_counter.o
+if ! { [ "$obj" -nt examples/xdp-counter/xdp_counter.c ] && [ "$obj" -nt examples/xdp-counter/build.sh ]; }; then
+  CLANG="$CLANG" bash examples/xdp-counter/build.sh
+  echo "build-bpf: $obj"
+fi

@@ -101,9 +101,10 @@ export function registerReconcile(program: Command): void {
     program
       .command('status')
       .description('Show each policy with its conditions, live kernel ids and hit counters')
-      .option('--top <N>', 'list at most N of the largest counts per policy where a kind keeps many (e.g. SyscallCounter keys)', '10'),
+      .option('--top <N>', 'list at most N of the largest counts per policy where a kind keeps many (e.g. SyscallCounter keys)', '10')
+      .option('--show-maps', "list the contents of the policies' own maps, decoded by their BTF types (e.g. a Program's maps)", false),
   ).action(
-    async (opts: CommonOptions & { top: string }) => {
+    async (opts: CommonOptions & { top: string; showMaps: boolean }) => {
       const missing = missingPolicyPath(opts.policies);
       if (missing) return usage('status', missing);
       const kindOptions = parseKindOptions(opts.kindOption, KINDS.map((k) => k.kind));
@@ -113,7 +114,7 @@ export function registerReconcile(program: Command): void {
       if (!requirePrivileges('status')) return;
       try {
         const r = await reconcileOnce({ root: opts.bpffsRoot, policyPaths: opts.policies, insecurePermissions: opts.insecurePolicyPerms, dryRun: true, kindOptions });
-        const statuses = computeStatuses(r, true, { top });
+        const statuses = computeStatuses(r, true, { top, showMaps: opts.showMaps });
         if (opts.output === 'json')
           process.stdout.write(`${JSON.stringify({ apiVersion: 'ebpf-policy/v1', kind: 'Status', policies: statuses }, null, 2)}\n`);
         else process.stdout.write(`${renderStatusText(statuses, KINDS)}\n`);

@@ -10,10 +10,11 @@ import type { Engine } from '../reconciler/reconcile.js';
 import { connectPolicy } from './connect-policy/index.js';
 import { packetFilter } from './packet-filter/index.js';
 import { portSteering } from './port-steering/index.js';
+import { program } from './program/index.js';
 import { syscallCounter } from './syscall-counter/index.js';
 
 /** Every kind, as the engine drives it. */
-export const KINDS: readonly AnyReconcilerKind[] = [portSteering, packetFilter, connectPolicy, syscallCounter];
+export const KINDS: readonly AnyReconcilerKind[] = [portSteering, packetFilter, connectPolicy, syscallCounter, program];
 
 /** The document side of the same kinds, for loading and validation. */
 export const DOCUMENT_KINDS: KindRegistry = createKindRegistry(KINDS.map((k) => k.document));

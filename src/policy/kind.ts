@@ -54,9 +54,11 @@ export interface PolicyKind<TDocument, TDesired extends DesiredPolicyBase> {
   readonly schemaFile: string;
   /**
    * Checks beyond the schema on one document that the schema accepted.
-   * Returns errors and warnings; never throws.
+   * `source` says where it came from, for kinds whose documents name files
+   * relative to their own (e.g. a Program's object). Returns errors and
+   * warnings; never throws.
    */
-  check(document: TDocument): Finding[];
+  check(document: TDocument, source?: PolicySource): Finding[];
   /**
    * Builds the desired state of a document that has passed the schema and
    * {@link PolicyKind.check} without errors. Never throws for such documents.

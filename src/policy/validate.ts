@@ -75,9 +75,10 @@ function validateDocument(
     return { findings };
   }
   if (findings.length > 0) return { findings };
-  const checked = kind.check(value);
+  const source = sourceOf(document);
+  const checked = kind.check(value, source);
   if (checked.some((f) => f.severity === 'error')) return { findings: checked };
-  return { findings: checked, desired: kind.normalize(value, sourceOf(document)) };
+  return { findings: checked, desired: kind.normalize(value, source) };
 }
 
 /** metadata.name of a document, if it is a valid name whatever else is wrong. */

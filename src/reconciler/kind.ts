@@ -60,6 +60,8 @@ export interface StatusInput<D, O> {
   readCounters: boolean;
   /** How many of its largest counters a kind lists per policy where it keeps many (`status --top N`); undefined: the kind's default. */
   top?: number;
+  /** Whether to list the contents of the maps a kind holds for the user, decoded (`status --show-maps`). */
+  showMaps?: boolean;
 }
 
 /** One metric family a kind exports (read at scrape time). */

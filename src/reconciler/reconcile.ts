@@ -219,10 +219,10 @@ function unreadableViews(s: KindState): PolicyView[] {
  * (false: conditions only); `options.top` bounds the counters a kind lists
  * per policy (see StatusInput.top).
  */
-export function computeStatuses(r: ReconcileReport, readCounters: boolean, options: { top?: number } = {}): PolicyStatus[] {
+export function computeStatuses(r: ReconcileReport, readCounters: boolean, options: { top?: number; showMaps?: boolean } = {}): PolicyStatus[] {
   const now = new Date().toISOString();
   return r.settled.kinds.flatMap((s) => {
-    const views = s.observeError ? unreadableViews(s) : s.kind.policies({ desired: s.desired, observed: s.observed, readCounters, ...(options.top !== undefined ? { top: options.top } : {}) });
+    const views = s.observeError ? unreadableViews(s) : s.kind.policies({ desired: s.desired, observed: s.observed, readCounters, ...(options.top !== undefined ? { top: options.top } : {}), ...(options.showMaps ? { showMaps: true } : {}) });
     return statusesOf(views, {
       kind: s.kind.kind,
       loadProblems: r.load.problems,
