@@ -69,7 +69,7 @@ kernelTest(
       }
       assert.deepEqual(files.filter((f) => f.startsWith('build/')).sort(), SHIPPED_OBJECTS);
       assert.deepEqual(files.filter((f) => f.includes('build/bpf/test_') || f.includes('_variant.o') || /^dist\/(test|bench)\//.test(f)), []);
-      assert.deepEqual(files.filter((f) => !/^(package\.json|README\.md|dist\/src\/.*\.js|build\/bpf\/\w+\.o|schemas\/[\w-]+\.schema\.json|policies\/[\w-]+\.yaml|docs\/[\w-]+\.md|contrib\/ebpf-policy\.service)$/.test(f)), []);
+      assert.deepEqual(files.filter((f) => !/^(package\.json|README\.md|dist\/src\/.*\.js|build\/bpf\/\w+\.o|schemas\/[\w-]+\.schema\.json|policies\/[\w-]+\.yaml|docs\/[\w-]+\.md|contrib\/ebpf-policy\.service|examples\/xdp-counter\/(xdp_counter\.[co]|build\.sh|tuple-counter\.yaml))$/.test(f)), []);
 
       // A PATH without clang, for the install and every run. npm_* variables of an enclosing `npm test` stay out.
       const tools = runtimeToolsDir(join(work, 'tools'));
@@ -92,6 +92,9 @@ kernelTest(
 
       const valid = runBounded(bin, ['validate', '--policies', join(pkg, 'policies')], { env });
       assert.equal(valid.status, 0, valid.stdout + valid.stderr);
+      // The Program example ships its object, whose digest its policy names: valid as installed, with no compiler.
+      const example = runBounded(bin, ['validate', '--policies', join(pkg, 'examples', 'xdp-counter')], { env });
+      assert.equal(example.status, 0, example.stdout + example.stderr);
 
       const before = { prog: bpftoolIds('prog'), link: bpftoolIds('link') };
       const demo = runBounded(bin, ['demo'], { env, cwd: work }, 120_000);
