@@ -4,7 +4,7 @@
  * file reading: used by `validate` (as any user) and by the resolver.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { hashSpec } from '../../common/spec-hash.js';
 import { AttachType } from '../../bpf/constants.js';
@@ -62,6 +62,30 @@ export function readObjectFile(path: string): ObjectFile {
     throw new Error(`${path} is not a BPF object with BTF (compile it with clang -g -O2 -target bpf): ${(err as Error).message}`, { cause: err });
   }
   return { path, bytes, sha256, info };
+}
+
+const cache = new Map<string, { stamp: string; file: ObjectFile }>();
+
+/**
+ * {@link readObjectFile}, remembered per file version (device, inode, size,
+ * modification and change times in nanoseconds) for the life of the
+ * process, so that a pass over unchanged objects reads none of them. Every
+ * operation that loads an object still reads its bytes and checks their
+ * digest again. Throws as readObjectFile does.
+ */
+export function readObjectFileCached(path: string): ObjectFile {
+  let stamp: string;
+  try {
+    const st = statSync(path, { bigint: true });
+    stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return readObjectFile(path); // throws the readable error
+  }
+  const hit = cache.get(path);
+  if (hit?.stamp === stamp) return hit.file;
+  const file = readObjectFile(path);
+  cache.set(path, { stamp, file });
+  return file;
 }
 
 /** The section prefixes (libbpf's names) a program attached as `attach` may have, and what they are for. */

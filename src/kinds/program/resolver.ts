@@ -3,13 +3,13 @@ import { resolveCgroup } from '../../bpf/cgroup.js';
 import { listInterfaces, type InterfaceList } from '../../bpf/interfaces.js';
 import { OWN_NETNS, resolveNetnsKey } from '../../bpf/netns.js';
 import type { ProgramResolver } from './desired.js';
-import { readObjectFile } from './object-file.js';
+import { readObjectFileCached } from './object-file.js';
 
 /** A ProgramResolver for one pass (interface lists memoized per namespace). */
 export function systemProgramResolver(): ProgramResolver {
   const lists = new Map<string, InterfaceList>();
   return {
-    object: readObjectFile,
+    object: readObjectFileCached,
     netnsKey: resolveNetnsKey,
     interfaces(path) {
       let l = lists.get(path);
