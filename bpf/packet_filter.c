@@ -358,7 +358,10 @@ static __always_inline void report(struct pkt *p, struct pf_decision *d, __u32 i
 	e->dport = p->dport;
 	__builtin_memcpy(e->src, p->src, 16);
 	__builtin_memcpy(e->dst, p->dst, 16);
-	e->pad = 0;
+	e->verdict = d->audit ? PF_VERDICT_WOULD_DROP : PF_VERDICT_DROP;
+	e->pad[0] = 0;
+	e->pad[1] = 0;
+	e->pad[2] = 0;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -415,7 +418,8 @@ static long scan_pattern(__u64 index, void *ctx)
 
 /*
  * Classifies a parsed packet, counts it and maybe reports it; returns
- * PF_ACTION_PASS or PF_ACTION_DROP. A global (not inlined) function: the
+ * PF_ACTION_PASS or PF_ACTION_DROP (never DROP for an audited drop, which is
+ * counted as would-drop and reported, and passes). A global (not inlined) function: the
  * verifier checks it once, not once per path the parser can take.
  */
 __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifindex)
@@ -428,7 +432,7 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	void *addrs, *ports, *decisions;
 	__u32 zero = 0, gen, src = 0, dst = 0, sport = 0, dport = 0, n;
 	__u32 *g;
-	__u8 proto;
+	__u8 proto, audited;
 
 	if (!pp)
 		return PF_ACTION_PASS;
@@ -482,17 +486,23 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	if (best.order == 0xffffffff) {
 		best.slot = PF_DEFAULT_SLOT;
 		best.action = cfg->default_action;
+		best.audit = cfg->default_audit;
 		best.sample = cfg->default_sample;
 	}
+	audited = best.action == PF_ACTION_DROP && best.audit;
 
 	c = bpf_map_lookup_elem(&rule_stats, &best.slot);
 	if (c) {
 		c->packets += 1;
 		c->bytes += len;
+		if (audited) {
+			c->would_drop_packets += 1;
+			c->would_drop_bytes += len;
+		}
 		if (best.action == PF_ACTION_DROP && best.sample && c->packets % best.sample == 0)
 			report(&p, &best, ifindex, len);
 	}
-	return best.action;
+	return best.action == PF_ACTION_DROP && !audited ? PF_ACTION_DROP : PF_ACTION_PASS;
 }
 
 /* Parses and classifies one packet; returns PF_ACTION_PASS or PF_ACTION_DROP. */

@@ -15,6 +15,10 @@
  *    config so only those are looked up): the pattern and the
  *    class ids of its fields form a hash key whose value is the first rule of
  *    that pattern that matches. The smallest `order` over all patterns wins.
+ * 3. A drop decision in audit mode (`audit` of the decision, `default_audit`
+ *    of the config) passes the packet: it is counted as would-drop and
+ *    reported like a drop, with the verdict PF_VERDICT_WOULD_DROP. Switching
+ *    enforce <-> audit is a write of the tables, like any rule change.
  *
  * So the per-packet cost is a fixed number of map lookups, however many
  * rules or policies share the interface.
@@ -74,24 +78,35 @@ struct pf_decision_key {
 struct pf_decision {
 	__u32 order;  /* position in the match order: the smallest matching one wins */
 	__u32 slot;   /* counter slot of the rule (key of rule_stats and rule_meta) */
-	__u32 sample; /* report every Nth dropped packet (0 = never) */
-	__u32 action; /* PF_ACTION_* */
+	__u32 sample; /* report every Nth dropped or would-drop packet (0 = never) */
+	__u8 action;  /* PF_ACTION_* */
+	__u8 audit;   /* 1: a drop is counted as would-drop and reported, and the packet passes */
+	__u16 pad;
 };
 
 /* One per generation (the index is the generation, 0 or 1). */
 struct pf_config {
 	__u32 patterns;       /* bit p set: some decision has pattern p */
 	__u32 lookups;        /* PF_MATCH_SRC/DST/SPORT/DPORT: class lookups worth doing */
-	__u32 default_action; /* when no rule matches */
-	__u32 default_sample; /* report every Nth default drop (0 = never) */
+	__u8 default_action;  /* when no rule matches: PF_ACTION_* */
+	__u8 default_audit;   /* 1: a default drop is audited (would-drop) */
+	__u16 pad;
+	__u32 default_sample; /* report every Nth default drop or would-drop (0 = never) */
 	__u32 n_patterns;     /* entries of pattern_list in use */
 	__u8 pattern_list[PF_PATTERNS]; /* the patterns in use, ascending: one decision lookup each */
 };
 
-/* Per-CPU value of rule_stats. Slot 0 counts the default action. */
+/*
+ * Per-CPU value of rule_stats. Slot 0 counts the default action. packets and
+ * bytes count every packet the slot decided; would_drop_* the part of them
+ * that an audited drop passed (so real drops are packets - would_drop_packets
+ * of a drop rule).
+ */
 struct pf_counter {
 	__u64 packets;
 	__u64 bytes;
+	__u64 would_drop_packets;
+	__u64 would_drop_bytes;
 };
 
 #define PF_DEFAULT_SLOT 0
@@ -115,7 +130,11 @@ struct pf_record {
 	char json[PF_RECORD_LEN - 4];
 };
 
-/* A sampled drop, sent through the `events` ring buffer. */
+/* What a sampled packet got (pf_event.verdict). */
+#define PF_VERDICT_DROP 1
+#define PF_VERDICT_WOULD_DROP 2
+
+/* A sampled drop or would-drop, sent through the `events` ring buffer. */
 struct pf_event {
 	__u64 time_ns;  /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u32 ifindex;
@@ -129,7 +148,8 @@ struct pf_event {
 	__u16 dport;
 	__u8 src[16];
 	__u8 dst[16];
-	__u32 pad;
+	__u8 verdict;   /* PF_VERDICT_* */
+	__u8 pad[3];
 };
 
 #define PF_EVENT_NO_PORTS 1 /* fragment or truncated header: ports unknown */

@@ -5,6 +5,8 @@
  * The verdict and the counter slot that moved must equal a plain first-match
  * walk over the rules (written here, independently of compile.ts and of
  * test/unit/filter-model-helpers.ts), on the packet as this file built it.
+ * Rules and the default may be audited drops (audit mode): the packet
+ * passes, and the matched slot's would-drop counter moves with it.
  *
  * Set PF_PROP_SEED to replay a run; the seed is logged.
  */
@@ -37,10 +39,13 @@ interface Rule {
   sport?: Range[];
   dport?: Range[];
   action: 'pass' | 'drop';
+  /** A drop in audit mode: passed, counted as would-drop. */
+  audit?: boolean;
 }
 interface RuleSet {
   rules: Rule[];
   defaultAction: 'pass' | 'drop';
+  defaultAudit: boolean;
 }
 
 /** A frame to build. `ports` only matter for TCP and UDP. */
@@ -103,12 +108,17 @@ function ruleMatches(r: Rule, p: Parsed): boolean {
   return true;
 }
 
-/** First match: slot i+1 for rule i, slot 0 for the default; undefined for non-IP frames (passed, uncounted). */
-function expected(set: RuleSet, pkt: Packet): { action: 'pass' | 'drop'; slot: number } | undefined {
+/**
+ * First match: slot i+1 for rule i, slot 0 for the default; undefined for non-IP frames (passed, uncounted).
+ * An audited drop passes the packet and counts it as would-drop.
+ */
+function expected(set: RuleSet, pkt: Packet): { action: 'pass' | 'drop'; slot: number; wouldDrop: boolean } | undefined {
   const p = parsed(pkt);
   if (!p) return undefined;
   const i = set.rules.findIndex((r) => ruleMatches(r, p));
-  return i < 0 ? { action: set.defaultAction, slot: 0 } : { action: set.rules[i]!.action, slot: i + 1 };
+  const [action, audit] = i < 0 ? [set.defaultAction, set.defaultAudit] : [set.rules[i]!.action, set.rules[i]!.audit === true];
+  const wouldDrop = action === 'drop' && audit;
+  return { action: wouldDrop ? 'pass' : action, slot: i + 1, wouldDrop };
 }
 
 // ---------------------------------------------------------------- frames
@@ -209,11 +219,13 @@ const arbRule: fc.Arbitrary<Rule> = fc
       sport: fc.option(fc.array(arbRange, { minLength: 1, maxLength: 3 }), { nil: undefined, freq: 2 }),
       dport: fc.option(fc.array(arbRange, { minLength: 1, maxLength: 3 }), { nil: undefined, freq: 2 }),
       action: fc.constantFrom<'pass' | 'drop'>('pass', 'drop'),
+      audit: fc.boolean(),
     },
-    { requiredKeys: ['action'] },
+    { requiredKeys: ['action', 'audit'] },
   )
   .map((r) => {
     const out: Rule = { action: r.action };
+    if (r.action === 'drop' && r.audit) out.audit = true;
     if (r.protocol) out.protocol = r.protocol;
     if (r.src) out.src = r.src;
     if (r.dst) out.dst = r.dst;
@@ -284,12 +296,14 @@ const arbPacket: fc.Arbitrary<Packet> = fc
 const arbRuleSet: fc.Arbitrary<RuleSet> = fc.record({
   rules: fc.array(arbRule, { minLength: 1, maxLength: 40 }),
   defaultAction: fc.constantFrom<'pass' | 'drop'>('pass', 'drop'),
+  defaultAudit: fc.boolean(),
 });
 
 // ---------------------------------------------------------------- the kernel side
 
 function toCompileRule(r: Rule, i: number): CompileRule {
   const c: CompileRule = { slot: i + 1, action: r.action, sample: 0 };
+  if (r.audit) c.audit = true;
   if (r.protocol) c.protocol = r.protocol;
   if (r.src) c.srcPrefixes = r.src.map(prefixText);
   if (r.dst) c.dstPrefixes = r.dst.map(prefixText);
@@ -310,9 +324,25 @@ const REGRESSIONS: Array<{ name: string; set: RuleSet; packets: Packet[] }> = [
     name: 'pattern 31 (protocol, both prefixes, both ports)',
     set: {
       defaultAction: 'pass',
+      defaultAudit: false,
       rules: [{ action: 'drop', protocol: 'tcp', src: [{ family: 4, addr: [10, 1, 0, 0], len: 16 }], dst: [{ family: 4, addr: [10, 1, 200, 0], len: 24 }], sport: [{ start: 22, end: 22 }], dport: [{ start: 80, end: 443 }] }],
     },
     packets: [BASE, { ...BASE, dport: 444 }, { ...BASE, v4frag: 'later' }, { ...BASE, proto: 17 }],
+  },
+  {
+    // Audit mode: an audited drop rule passes what it matches (would-drop), an enforced one still drops,
+    // and an audited default drop passes the rest.
+    name: 'audited and enforced drops side by side, audited default drop',
+    set: {
+      defaultAction: 'drop',
+      defaultAudit: true,
+      rules: [
+        { action: 'drop', audit: true, protocol: 'tcp', dport: [{ start: 80, end: 80 }] },
+        { action: 'drop', protocol: 'tcp', dport: [{ start: 81, end: 81 }] },
+        { action: 'pass', protocol: 'udp' },
+      ],
+    },
+    packets: [BASE, { ...BASE, dport: 81 }, { ...BASE, proto: 17 }, { ...BASE, dport: 82 }, { ...BASE, v4frag: 'later' }],
   },
 ];
 
@@ -330,12 +360,12 @@ kernelTest(
     let gen = 0;
     let slotsInUse = 0;
     let packetsRun = 0;
-    const hits = { rule: 0, default: 0, notIp: 0, noPorts: 0, drop: 0 };
+    const hits = { rule: 0, default: 0, notIp: 0, noPorts: 0, drop: 0, wouldDrop: 0 };
 
     const check = (set: RuleSet, packets: Packet[]) => {
       gen ^= 1;
       const n = set.rules.length;
-      const compiled = compileRules(set.rules.map(toCompileRule), { action: set.defaultAction, sample: 0 });
+      const compiled = compileRules(set.rules.map(toCompileRule), { action: set.defaultAction, audit: set.defaultAudit, sample: 0 });
       const write: RulesetWrite = {
         encoded: encodeRuleset(compiled),
         newSlots: Array.from({ length: n + 1 }, (_, slot) => ({ slot, policy: 'prop', rule: `r${slot}` })),
@@ -353,10 +383,13 @@ kernelTest(
         const after = readFilterCounters(dir, slots);
         const statsAfter = readFilterStats(dir);
         const moved = slots.filter((s) => after.get(s)!.packets !== before.get(s)!.packets);
+        const wouldDrop = slots.filter((s) => after.get(s)!.wouldDropPackets !== before.get(s)!.wouldDropPackets);
         const want = expected(set, pkt);
         const p = parsed(pkt);
-        const got = { action: retval === 1 ? 'drop' : retval === 2 ? 'pass' : `retval ${retval}`, slots: moved, notIp: statsAfter[0]! - statsBefore[0]!, noPorts: statsAfter[2]! - statsBefore[2]! };
-        const exp = want ? { action: want.action, slots: [want.slot], notIp: 0n, noPorts: p!.noPorts ? 1n : 0n } : { action: 'pass', slots: [], notIp: 1n, noPorts: 0n };
+        const got = { action: retval === 1 ? 'drop' : retval === 2 ? 'pass' : `retval ${retval}`, slots: moved, wouldDrop, notIp: statsAfter[0]! - statsBefore[0]!, noPorts: statsAfter[2]! - statsBefore[2]! };
+        const exp = want
+          ? { action: want.action, slots: [want.slot], wouldDrop: want.wouldDrop ? [want.slot] : [], notIp: 0n, noPorts: p!.noPorts ? 1n : 0n }
+          : { action: 'pass', slots: [], wouldDrop: [], notIp: 1n, noPorts: 0n };
         assert.deepEqual(
           got,
           exp,
@@ -365,9 +398,12 @@ kernelTest(
         hits[want ? (want.slot ? 'rule' : 'default') : 'notIp']++;
         if (p?.noPorts) hits.noPorts++;
         if (want?.action === 'drop') hits.drop++;
+        if (want?.wouldDrop) hits.wouldDrop++;
         if (want) {
           const bytes = after.get(want.slot)!.bytes - before.get(want.slot)!.bytes;
           assert.equal(bytes, BigInt(data.length), 'bytes counted: the frame length');
+          const wouldDropBytes = after.get(want.slot)!.wouldDropBytes - before.get(want.slot)!.wouldDropBytes;
+          assert.equal(wouldDropBytes, want.wouldDrop ? BigInt(data.length) : 0n, 'would-drop bytes counted: the frame length of an audited drop');
         }
         before = after;
         statsBefore = statsAfter;

@@ -37,7 +37,7 @@ function applied(desired: DesiredFilters): ObservedFilters {
   return s;
 }
 
-const drop23: PacketFilterRule = { name: 'telnet', protocol: 'tcp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 23, end: 23 }], action: 'drop' };
+const drop23: PacketFilterRule = { name: 'telnet', protocol: 'tcp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 23, end: 23 }], action: 'drop', mode: 'enforce' };
 
 test('rule changes never rebuild or reattach a filter, and rules keep their counter slots', () => {
   fc.assert(
@@ -63,6 +63,35 @@ test('rule changes never rebuild or reattach a filter, and rules keep their coun
     }),
     { numRuns: 200, includeErrorInReport: true },
   );
+});
+
+test('an enforce <-> audit switch (spec.mode, a rule mode, the default drop) is an update of the rule tables: no new program, link or slot', () => {
+  const enforce = desiredFilters([policy('p', [drop23], { defaultAction: 'drop' })]);
+  let s = applied(enforce);
+  const f0 = s.filters[0]!;
+  const switches: Array<[string, DesiredFilters]> = [
+    ['spec.mode audit', desiredFilters([policy('p', [{ ...drop23, mode: 'audit' }], { defaultAction: 'drop', mode: 'audit' })])],
+    ['the rule back to enforce, the default still audited', desiredFilters([policy('p', [drop23], { defaultAction: 'drop', mode: 'audit' })])],
+    ['everything enforced again', enforce],
+  ];
+  for (const [what, d] of switches) {
+    const p = planFilters(d, s, noFailures);
+    assert.deepEqual(
+      changes(p).map((a) => `${a.kind} ${a.op.type} ${a.code}`),
+      ['update writeFilterRules RulesChanged', 'update writeFilterRecords RecordsOutdated'],
+      `${what}: the tables of the other generation are written and switched to, and the spec hash recorded`,
+    );
+    const rules = changes(p)[0]!;
+    assert.match(rules.reason, /switched to in one map write \(no new program or link\)/);
+    const after = filterFake.apply(s, p.actions, d);
+    kit.assertConverged(d, after, noFailures);
+    const f = after.filters[0]!;
+    assert.notEqual(f.fingerprint, s.filters[0]!.fingerprint, `${what}: the mode is part of the tables`);
+    assert.deepEqual([f.program, f.link?.id, f.slots], [f0.program, f0.link?.id, f0.slots], `${what}: same program, link and counter slots`);
+    assert.deepEqual(changes(planFilters(d, after, noFailures)), []);
+    s = after;
+  }
+  assert.match(changes(planFilters(switches[0]![1], applied(enforce), noFailures))[0]!.after ?? '', /1 drop, 1 of them audited\).*default drop \(audit\)/);
 });
 
 test('a changed program tag is swapped into the link; a detached link is reattached; a vanished interface is removed', () => {
@@ -329,6 +358,7 @@ test('a filter full: the policy (by name) whose rules would exceed what a filter
       srcPorts: undefined,
       dstPorts: [{ start: 1 + (i % 60000), end: 1 + (i % 60000) }],
       action: 'drop',
+      mode: 'enforce',
     }));
   const desired = desiredFilters([policy('a', rules('a', 10_000)), policy('b', rules('b', 7_000)), policy('c', rules('c', 3))]);
   const full = desired.problems.find((p) => p.reason === 'FilterFull');

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { decodeConfig, decodeEvent, encodeAddrKey, encodeConfig, encodeDecisionKey, encodePortKey, ADDR_KEY_SIZE, EVENT_SIZE } from '../../src/kinds/packet-filter/layout.js';
+import { decodeConfig, decodeEvent, encodeAddrKey, encodeConfig, encodeDecisionKey, encodeDecisionValue, encodePortKey, ADDR_KEY_SIZE, EVENT_SIZE } from '../../src/kinds/packet-filter/layout.js';
 import { parseIpLinks } from '../../src/bpf/interfaces.js';
 import type { PacketFilterPolicy } from '../../src/kinds/packet-filter/document.js';
 import { loadPolicies } from '../../src/manager.js';
@@ -25,11 +25,12 @@ test('the example policies/packet-filter.yaml is valid and normalizes as documen
       netns: undefined,
       interfaces: ['lo', 'veth*'],
       hook: 'xdp',
+      mode: 'enforce',
       defaultAction: 'pass',
       rules: [
-        { name: 'block-telnet', protocol: 'tcp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 23, end: 23 }], action: 'drop' },
-        { name: 'bad-net', protocol: undefined, srcPrefixes: ['203.0.113.0/24', '2001:db8::/32'], dstPrefixes: undefined, srcPorts: undefined, dstPorts: undefined, action: 'drop' },
-        { name: 'count-dns', protocol: 'udp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 53, end: 53 }], action: 'pass' },
+        { name: 'block-telnet', protocol: 'tcp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 23, end: 23 }], action: 'drop', mode: 'enforce' },
+        { name: 'bad-net', protocol: undefined, srcPrefixes: ['203.0.113.0/24', '2001:db8::/32'], dstPrefixes: undefined, srcPorts: undefined, dstPorts: undefined, action: 'drop', mode: 'enforce' },
+        { name: 'count-dns', protocol: 'udp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 53, end: 53 }], action: 'pass', mode: 'enforce' },
       ],
       sampleRate: 100,
     },
@@ -54,6 +55,57 @@ spec:
   assert.equal(p.netns, undefined);
   assert.deepEqual(p.rules[0]?.srcPorts, [{ start: 53, end: 53 }, { start: 100, end: 300 }]);
   assert.deepEqual(p.rules[0]?.dstPrefixes, ['10.0.0.0/8']);
+});
+
+test('audit mode: spec.mode is the default of every rule, the mode of a rule overrides it; a mode on a pass rule is a warning', () => {
+  const doc = `apiVersion: ebpf-policy/v1
+kind: PacketFilter
+metadata: {name: staged}
+spec:
+  interfaces: [eth0]
+  hook: xdp
+  mode: audit
+  defaultAction: drop
+  rules:
+    - {name: a, protocol: udp, dstPorts: [53], action: drop}
+    - {name: b, protocol: tcp, dstPorts: [23], action: drop, mode: enforce}
+    - {name: c, protocol: tcp, dstPorts: [22], action: pass, mode: audit}
+`;
+  const { policies, problems } = validateText(doc);
+  assert.deepEqual(problems.filter((p) => p.severity === 'error'), []);
+  assert.deepEqual(
+    problems.map((p) => [p.path, p.message]),
+    [['spec.rules[2].mode', 'a pass rule has nothing to audit: mode only changes what a drop rule does']],
+  );
+  const p = policies[0] as PacketFilterPolicy;
+  assert.equal(p.mode, 'audit');
+  assert.deepEqual(p.rules.map((r) => `${r.name} ${r.action} ${r.mode}`), ['a drop audit', 'b drop enforce', 'c pass audit']);
+  const enforced = validateText(doc.replace('  mode: audit\n', '')).policies[0] as PacketFilterPolicy;
+  assert.equal(enforced.mode, 'enforce', 'enforce is the default');
+  assert.deepEqual(enforced.rules.map((r) => r.mode), ['enforce', 'enforce', 'audit']);
+});
+
+test('policies on one interface must agree on the verdict of the same packets: a drop and an audited drop of them conflict, and so do default drops in different modes', () => {
+  const doc = (name: string, mode: string, rule: string) => `apiVersion: ebpf-policy/v1
+kind: PacketFilter
+metadata: {name: ${name}}
+spec:
+  interfaces: [eth0]
+  hook: xdp
+  mode: ${mode}
+  defaultAction: drop
+  rules:
+    - ${rule}
+`;
+  const both = (a: string, b: string) => validateText(`${a}---\n${b}`).problems.filter((p) => p.severity === 'error').map((p) => p.message);
+  const telnet = '{name: telnet, protocol: tcp, dstPorts: [23], action: drop}';
+  const audited = both(doc('a', 'enforce', telnet), doc('b', 'enforce', '{name: t, protocol: tcp, dstPorts: [23], action: drop, mode: audit}'));
+  assert.equal(audited.length, 1, JSON.stringify(audited));
+  assert.match(audited[0]!, /rule "t" of policy "b" audits \(would drop\) tcp to port 23, but rule "telnet" of policy "a" .* drops the same packets/);
+  const defaults = both(doc('a', 'enforce', telnet), doc('b', 'audit', '{name: t, protocol: tcp, dstPorts: [23], action: drop, mode: enforce}'));
+  assert.equal(defaults.length, 1, JSON.stringify(defaults));
+  assert.match(defaults[0]!, /policy "b" \(mode audit\) and policy "a" .*mode enforce\) .* disagree on its mode/);
+  assert.deepEqual(both(doc('a', 'audit', telnet), doc('b', 'audit', '{name: t, protocol: tcp, dstPorts: [23], action: drop}')), [], 'the same verdicts agree');
 });
 
 test('interface names and patterns', () => {
@@ -90,8 +142,15 @@ test('the byte layout matches struct sizes and offsets of bpf/packet_filter.h', 
   assert.deepEqual([...k6.subarray(0, 10)], [48, 0, 0, 0, 0, 6, 0x20, 0x01, 0x0d, 0xb8]);
   assert.deepEqual([...encodePortKey({ dim: 1, port: 0x1f00, bits: 8 })], [16, 0, 0, 0, 1, 0x1f, 0x00]);
   assert.equal(encodeDecisionKey({ pattern: 17, proto: 6, src: 1, dst: 0, sport: 0, dport: 2 }).length, 20);
-  const c = { patterns: 0x10003, lookups: 18, defaultAction: 1 as const, defaultSample: 7 };
+  const c = { patterns: 0x10003, lookups: 18, defaultAction: 1 as const, defaultAudit: false, defaultSample: 7 };
   assert.deepEqual(decodeConfig(encodeConfig(c)), c);
+  const audited = { ...c, defaultAudit: true };
+  assert.deepEqual(decodeConfig(encodeConfig(audited)), audited);
+  // struct pf_config: default_action@8 (u8), default_audit@9 (u8), default_sample@12.
+  assert.deepEqual([...encodeConfig(audited).subarray(8, 16)], [1, 1, 0, 0, 7, 0, 0, 0]);
+  // struct pf_decision: order@0 slot@4 sample@8 action@12 (u8) audit@13 (u8).
+  assert.deepEqual([...encodeDecisionValue({ order: 3, slot: 5, sample: 2, action: 1, audit: true })], [3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 1, 1, 0, 0]);
+  assert.deepEqual([...encodeDecisionValue({ order: 3, slot: 5, sample: 2, action: 1, audit: false }).subarray(12)], [1, 0, 0, 0]);
   const ev = Buffer.alloc(EVENT_SIZE);
   ev.writeBigUInt64LE(123n, 0);
   ev.writeUInt32LE(4, 8);
@@ -102,6 +161,7 @@ test('the byte layout matches struct sizes and offsets of bpf/packet_filter.h', 
   ev.writeUInt8(1, 22);
   ev.writeUInt16LE(5353, 24);
   ev.writeUInt16LE(53, 26);
+  ev.writeUInt8(2, 60); // PF_VERDICT_WOULD_DROP
   Buffer.from([0xfd, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).copy(ev, 28);
   Buffer.from([0xfd, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]).copy(ev, 44);
   assert.deepEqual(decodeEvent(ev), {
@@ -112,6 +172,7 @@ test('the byte layout matches struct sizes and offsets of bpf/packet_filter.h', 
     family: 6,
     protocol: 17,
     action: 1,
+    verdict: 'would-drop',
     noPorts: false,
     srcPort: 5353,
     dstPort: 53,

@@ -39,7 +39,9 @@ export interface RuleMatch {
 export interface CompileRule extends RuleMatch {
   slot: number;
   action: 'pass' | 'drop';
-  /** Report every Nth drop (0 = never). */
+  /** A drop is audited: counted as would-drop and reported, and the packet passes (default: enforced). */
+  audit?: boolean;
+  /** Report every Nth drop or would-drop (0 = never). */
   sample: number;
 }
 
@@ -57,7 +59,7 @@ export class CompileError extends Error {
 }
 
 /** The pattern (PF_MATCH_* bits) of a rule: the fields it constrains. */
-export function rulePattern(r: Omit<CompileRule, 'slot' | 'action' | 'sample'>): number {
+export function rulePattern(r: Omit<CompileRule, 'slot' | 'action' | 'audit' | 'sample'>): number {
   return (
     (r.protocol ? Match.PROTO : 0) |
     (r.srcPrefixes ? Match.SRC : 0) |
@@ -78,7 +80,7 @@ function withDim<E>(dim: 0 | 1, c: { entries: E[]; classesOf: Map<number, number
  * entries (rules whose lists multiply: many prefixes times many port ranges
  * that other rules split into many classes).
  */
-export function compileRules(rules: readonly CompileRule[], defaults: { action: 'pass' | 'drop'; sample: number }): CompiledRuleset {
+export function compileRules(rules: readonly CompileRule[], defaults: { action: 'pass' | 'drop'; audit?: boolean; sample: number }): CompiledRuleset {
   const src = withDim(Dim.src, addressClasses(rules.map((r) => r.srcPrefixes)));
   const dst = withDim(Dim.dst, addressClasses(rules.map((r) => r.dstPrefixes)));
   const sport = withDim(Dim.src, portClasses(rules.map((r) => r.srcPorts)));
@@ -101,6 +103,7 @@ export function compileRules(rules: readonly CompileRule[], defaults: { action: 
     patterns = (patterns | (1 << pattern)) >>> 0; // unsigned: pattern 31 (all five fields) is bit 31
     const action = FilterActionCode[rule.action];
     const sample = rule.action === 'drop' ? rule.sample : 0;
+    const audit = rule.action === 'drop' && rule.audit === true;
     for (const proto of axes[0]!)
       for (const s of axes[1]!)
         for (const d of axes[2]!)
@@ -108,7 +111,7 @@ export function compileRules(rules: readonly CompileRule[], defaults: { action: 
             for (const dp of axes[4]!) {
               const key = `${pattern},${proto},${s},${d},${sp},${dp}`;
               if (!decisions.has(key))
-                decisions.set(key, { pattern, proto, src: s, dst: d, sport: sp, dport: dp, order, slot: rule.slot, sample, action });
+                decisions.set(key, { pattern, proto, src: s, dst: d, sport: sp, dport: dp, order, slot: rule.slot, sample, action, audit });
             }
   });
   const lookups =
@@ -121,6 +124,7 @@ export function compileRules(rules: readonly CompileRule[], defaults: { action: 
       patterns,
       lookups,
       defaultAction: FilterActionCode[defaults.action],
+      defaultAudit: defaults.action === 'drop' && defaults.audit === true,
       defaultSample: defaults.action === 'drop' ? defaults.sample : 0,
     },
   };

@@ -11,7 +11,7 @@ import { resolve } from 'node:path';
 import type { InterfaceList } from '../../bpf/interfaces.js';
 import { OWN_NETNS, type NetnsKeyResult } from '../../bpf/netns.js';
 import { MAX_SLOTS, filterDir, type FilterAttachMethod } from './layout.js';
-import { describeMatch, matchKey, type PacketFilterPolicy } from './document.js';
+import { defaultVerdict, describeMatch, matchKey, ruleVerdict, verdictVerb, type FilterAction, type FilterMode, type PacketFilterPolicy } from './document.js';
 import { isInterfaceGlob, matchesInterface } from '../../policy/net/interface-pattern.js';
 import type { DesiredFilter, DesiredFilterPolicy, DesiredFilterRule, DesiredFilters } from './model.js';
 
@@ -32,13 +32,13 @@ const SUPPORTED_LINK_TYPES = new Set(['ether', 'loopback']);
 
 /** Hash of what defines a PacketFilter policy. */
 export function filterSpecHash(p: PacketFilterPolicy): string {
-  const spec = { netns: p.netns ?? null, interfaces: p.interfaces, hook: p.hook, defaultAction: p.defaultAction, rules: p.rules, sampleRate: p.sampleRate };
+  const spec = { netns: p.netns ?? null, interfaces: p.interfaces, hook: p.hook, mode: p.mode, defaultAction: p.defaultAction, rules: p.rules, sampleRate: p.sampleRate };
   return hashSpec(spec);
 }
 
 function filterRules(p: PacketFilterPolicy): DesiredFilterRule[] {
   return p.rules.map((r) => {
-    const out: DesiredFilterRule = { policy: p.name, rule: r.name, action: r.action, sample: p.sampleRate };
+    const out: DesiredFilterRule = { policy: p.name, rule: r.name, action: r.action, audit: r.action === 'drop' && r.mode === 'audit', sample: p.sampleRate };
     if (r.protocol) out.protocol = r.protocol;
     if (r.srcPrefixes) out.srcPrefixes = r.srcPrefixes;
     if (r.dstPrefixes) out.dstPrefixes = r.dstPrefixes;
@@ -62,7 +62,7 @@ export function buildDesiredFilters(
   if (policies.length === 0) return out;
   out.tags = resolver.filterTags();
   const interfacesOf = new Map<string, InterfaceList>();
-  const groups = new Map<string, { filter: Omit<DesiredFilter, 'policies' | 'rules' | 'defaultAction' | 'defaultSample'>; members: PacketFilterPolicy[] }>();
+  const groups = new Map<string, { filter: Omit<DesiredFilter, 'policies' | 'rules' | 'defaultAction' | 'defaultAudit' | 'defaultSample'>; members: PacketFilterPolicy[] }>();
   const sorted = [...policies].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const statusOf = new Map<string, DesiredFilterPolicy>();
 
@@ -131,7 +131,7 @@ export function buildDesiredFilters(
 
   for (const { filter, members } of [...groups.values()].sort((a, b) => (a.filter.key < b.filter.key ? -1 : 1))) {
     const accepted: PacketFilterPolicy[] = [];
-    const seen = new Map<string, { policy: string; rule: string; action: string }>();
+    const seen = new Map<string, { policy: string; rule: string; action: FilterAction; mode: FilterMode }>();
     let slots = 1;
     for (const p of members) {
       const sourceFile = resolve(p.source.file);
@@ -141,11 +141,13 @@ export function buildDesiredFilters(
       let reason = 'Conflict';
       if (first && first.defaultAction !== p.defaultAction)
         conflict = `policy "${p.name}" (defaultAction ${p.defaultAction}) and policy "${first.name}" (defaultAction ${first.defaultAction}) both filter ${where}: they disagree on the default action`;
+      else if (first && defaultVerdict(first) !== defaultVerdict(p))
+        conflict = `policy "${p.name}" (mode ${p.mode}) and policy "${first.name}" (mode ${first.mode}) both filter ${where} with defaultAction drop: they disagree on its mode`;
       for (const r of p.rules) {
         if (conflict) break;
         const other = seen.get(matchKey(r));
-        if (other && other.policy !== p.name && other.action !== r.action)
-          conflict = `rule "${r.name}" of policy "${p.name}" ${r.action === 'pass' ? 'passes' : 'drops'} ${describeMatch(r)}, but rule "${other.rule}" of policy "${other.policy}" ${other.action === 'pass' ? 'passes' : 'drops'} the same packets ${where}`;
+        if (other && other.policy !== p.name && ruleVerdict(other) !== ruleVerdict(r))
+          conflict = `rule "${r.name}" of policy "${p.name}" ${verdictVerb(r)} ${describeMatch(r)}, but rule "${other.rule}" of policy "${other.policy}" ${verdictVerb(other)} the same packets ${where}`;
       }
       if (!conflict && slots + p.rules.length > MAX_SLOTS) {
         reason = 'FilterFull';
@@ -157,7 +159,7 @@ export function buildDesiredFilters(
       }
       accepted.push(p);
       slots += p.rules.length;
-      for (const r of p.rules) if (!seen.has(matchKey(r))) seen.set(matchKey(r), { policy: p.name, rule: r.name, action: r.action });
+      for (const r of p.rules) if (!seen.has(matchKey(r))) seen.set(matchKey(r), { policy: p.name, rule: r.name, action: r.action, mode: r.mode });
     }
     if (accepted.length === 0) continue;
     const dropSamples = accepted.filter((p) => p.sampleRate > 0).map((p) => p.sampleRate);
@@ -166,6 +168,7 @@ export function buildDesiredFilters(
       policies: accepted.map((p) => ({ name: p.name, sourceFile: resolve(p.source.file), specHash: filterSpecHash(p) })),
       rules: accepted.flatMap(filterRules),
       defaultAction: accepted[0]!.defaultAction,
+      defaultAudit: accepted[0]!.defaultAction === 'drop' && accepted[0]!.mode === 'audit',
       defaultSample: dropSamples.length ? Math.min(...dropSamples) : 0,
     });
     for (const p of accepted) statusOf.get(p.name)!.filters.push(filter.key);

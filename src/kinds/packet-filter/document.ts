@@ -1,7 +1,9 @@
 /**
  * The PacketFilter kind: pass or drop packets on some interfaces of a network
  * namespace (XDP, TC ingress or TC egress) by ordered rules, with per-rule
- * counters and sampled drop events.
+ * counters and sampled drop events. In audit mode (spec.mode or a rule's
+ * mode) a drop decision passes the packet, counted and reported as
+ * would-drop, as ConnectPolicy's audit mode does for denies.
  */
 import type { FilterPortSpec, PacketFilter, PacketFilterRule as RuleDocument } from '../../types/generated/packet-filter.js';
 import { normalizeBase, normalizeNetnsPath, type DesiredPolicyBase, type Finding, type PolicyConflict, type PolicyKind, type PolicySource } from '../../policy/kind.js';
@@ -14,6 +16,8 @@ import { checkPortList, checkPrefixList, checkRuleList } from '../../policy/net/
 export type FilterHook = 'xdp' | 'tc-ingress' | 'tc-egress';
 /** What a rule (or the default) does with a packet. */
 export type FilterAction = 'pass' | 'drop';
+/** Whether drop decisions drop the packet (enforce) or are only counted and reported as would-drop (audit). */
+export type FilterMode = 'enforce' | 'audit';
 
 /** One normalized rule. Absent (undefined) match fields match everything. */
 export interface PacketFilterRule {
@@ -26,6 +30,8 @@ export interface PacketFilterRule {
   readonly srcPorts: readonly PortRange[] | undefined;
   readonly dstPorts: readonly PortRange[] | undefined;
   readonly action: FilterAction;
+  /** The effective mode: the rule's own, else spec.mode. It only matters for a drop rule. */
+  readonly mode: FilterMode;
 }
 
 /** Normalized desired state of one PacketFilter policy, for the reconciler. */
@@ -36,9 +42,11 @@ export interface PacketFilterPolicy extends DesiredPolicyBase {
   /** Interface names and patterns, in the order written, without duplicates. */
   readonly interfaces: readonly string[];
   readonly hook: FilterHook;
+  /** spec.mode: the mode of the default action and of rules without their own. */
+  readonly mode: FilterMode;
   readonly defaultAction: FilterAction;
   readonly rules: readonly PacketFilterRule[];
-  /** Report every Nth drop; 0 = no events. */
+  /** Report every Nth drop or would-drop; 0 = no events. */
   readonly sampleRate: number;
 }
 
@@ -58,10 +66,12 @@ function checkRule(rule: RuleDocument, i: number): Finding[] {
     findings.push(...checkPortList(rule[field], [...at, field]));
   }
   findings.push(...checkPrefixList(rule.srcCidrs, [...at, 'srcCidrs']), ...checkPrefixList(rule.dstCidrs, [...at, 'dstCidrs']));
+  if (rule.mode === 'audit' && rule.action === 'pass')
+    findings.push({ path: [...at, 'mode'], severity: 'warning', message: 'a pass rule has nothing to audit: mode only changes what a drop rule does' });
   return findings;
 }
 
-function normalizeRule(rule: RuleDocument): PacketFilterRule {
+function normalizeRule(rule: RuleDocument, mode: FilterMode): PacketFilterRule {
   const prefixes = (list: readonly string[] | undefined) => (list === undefined ? undefined : aggregatePrefixes(parseCidrList(list)).map(formatPrefix));
   const ports = (list: readonly FilterPortSpec[] | undefined) => (list === undefined ? undefined : mergePortRanges(list.map(filterPortToRange)));
   return {
@@ -72,6 +82,7 @@ function normalizeRule(rule: RuleDocument): PacketFilterRule {
     srcPorts: ports(rule.srcPorts),
     dstPorts: ports(rule.dstPorts),
     action: rule.action,
+    mode: rule.mode ?? mode,
   };
 }
 
@@ -94,8 +105,19 @@ export function describeMatch(rule: Pick<PacketFilterRule, 'protocol' | 'srcPref
   return text === '' ? 'every packet' : text;
 }
 
-function verb(action: FilterAction): string {
-  return action === 'pass' ? 'passes' : 'drops';
+/** What a rule does with the packets it matches, as a verb: "passes", "drops", "audits (would drop)". */
+export function verdictVerb(rule: Pick<PacketFilterRule, 'action' | 'mode'>): string {
+  return rule.action === 'pass' ? 'passes' : rule.mode === 'audit' ? 'audits (would drop)' : 'drops';
+}
+
+/** What a rule decides, "pass", "drop" or "would-drop": rules that match the same packets must agree on it. */
+export function ruleVerdict(rule: Pick<PacketFilterRule, 'action' | 'mode'>): 'pass' | 'drop' | 'would-drop' {
+  return rule.action === 'pass' ? 'pass' : rule.mode === 'audit' ? 'would-drop' : 'drop';
+}
+
+/** The default's verdict: its action in spec.mode. */
+export function defaultVerdict(p: Pick<PacketFilterPolicy, 'defaultAction' | 'mode'>): 'pass' | 'drop' | 'would-drop' {
+  return ruleVerdict({ action: p.defaultAction, mode: p.mode });
 }
 
 function describeNetns(netns: string | undefined): string {
@@ -116,8 +138,9 @@ function commonInterfaces(a: PacketFilterPolicy, b: PacketFilterPolicy): string 
 
 /**
  * Policies on the same network namespace and hook whose interface patterns
- * can name the same interface must agree: on the default action, and on the
- * action of rules that match exactly the same packets. Overlapping but
+ * can name the same interface must agree: on the default action (and, for a
+ * default drop, on its mode), and on the verdict (pass, drop, or would-drop
+ * in audit mode) of rules that match exactly the same packets. Overlapping but
  * different matches are no conflict: the documented order decides.
  */
 function findFilterConflicts(policies: readonly PacketFilterPolicy[]): PolicyConflict<PacketFilterPolicy>[] {
@@ -155,18 +178,25 @@ function findFilterConflicts(policies: readonly PacketFilterPolicy[]): PolicyCon
             severity: 'error',
             message: `policy "${later.name}" (defaultAction ${later.defaultAction}) and policy "${earlier.name}" (${describeSource(earlier.source)}, defaultAction ${earlier.defaultAction}) filter ${context} but disagree on the default action`,
           });
+        else if (defaultVerdict(earlier) !== defaultVerdict(later))
+          conflicts.push({
+            policy: later,
+            path: ['spec', 'mode'],
+            severity: 'error',
+            message: `policy "${later.name}" (mode ${later.mode}) and policy "${earlier.name}" (${describeSource(earlier.source)}, mode ${earlier.mode}) filter ${context} with defaultAction drop but disagree on its mode`,
+          });
         const theirs = matchesOf(earlier);
         const reported = new Set<string>();
         later.rules.forEach((rule, index) => {
           const k = matchKey(rule);
           const other = theirs.get(k);
-          if (other === undefined || other.rule.action === rule.action || reported.has(k)) return;
+          if (other === undefined || ruleVerdict(other.rule) === ruleVerdict(rule) || reported.has(k)) return;
           reported.add(k);
           conflicts.push({
             policy: later,
             path: ['spec', 'rules', index],
             severity: 'error',
-            message: `rule "${rule.name}" of policy "${later.name}" ${verb(rule.action)} ${describeMatch(rule)}, but rule "${other.rule.name}" of policy "${earlier.name}" (${describeSource(earlier.source)}) ${verb(other.rule.action)} the same packets ${context}`,
+            message: `rule "${rule.name}" of policy "${later.name}" ${verdictVerb(rule)} ${describeMatch(rule)}, but rule "${other.rule.name}" of policy "${earlier.name}" (${describeSource(earlier.source)}) ${verdictVerb(other.rule)} the same packets ${context}`,
           });
         });
       }
@@ -187,7 +217,8 @@ export const packetFilterKind: PolicyKind<PacketFilter, PacketFilterPolicy> = {
       const j = spec.interfaces.indexOf(name);
       if (j < i) findings.push({ path: ['spec', 'interfaces', i], severity: 'warning', message: `"${name}" is already listed as spec.interfaces[${j}]` });
     });
-    findings.push(...checkRuleList(spec.rules, ['spec', 'rules'], { check: checkRule, matchKey: (rule) => matchKey(normalizeRule(rule)), matched: 'packets' }));
+    const mode = spec.mode ?? 'enforce';
+    findings.push(...checkRuleList(spec.rules, ['spec', 'rules'], { check: checkRule, matchKey: (rule) => matchKey(normalizeRule(rule, mode)), matched: 'packets' }));
     if (spec.events !== undefined && spec.defaultAction !== 'drop' && !spec.rules.some((r) => r.action === 'drop'))
       findings.push({ path: ['spec', 'events'], severity: 'warning', message: 'nothing is ever dropped (no drop rule, defaultAction pass), so no event will be reported' });
     return findings;
@@ -195,13 +226,15 @@ export const packetFilterKind: PolicyKind<PacketFilter, PacketFilterPolicy> = {
 
   normalize(document, source) {
     const { spec } = document;
+    const mode = spec.mode ?? 'enforce';
     return {
       ...normalizeBase(KIND, document, source),
       netns: normalizeNetnsPath(spec.netns),
       interfaces: [...new Set(spec.interfaces)],
       hook: spec.hook,
+      mode,
       defaultAction: spec.defaultAction ?? 'pass',
-      rules: spec.rules.map(normalizeRule),
+      rules: spec.rules.map((rule) => normalizeRule(rule, mode)),
       sampleRate: spec.events?.sampleRate ?? 0,
     };
   },

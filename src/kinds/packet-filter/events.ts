@@ -1,5 +1,5 @@
 /**
- * Sampled drop events of the packet filters under a pin root: opens the
+ * Sampled drop and would-drop (audit mode) events of the packet filters under a pin root: opens the
  * `events` ring buffer of every filter (of one policy, or all), reads them
  * with a {@link PinnedRingSet}, and names each event's interface, hook
  * and rule from the filter's records and rule_meta.
@@ -21,7 +21,10 @@ export interface FilterEvent {
   ifindex: number;
   netns: string | null;
   hook: FilterHookName;
+  /** The action of the rule that decided (always drop: only drops are sampled). */
   action: 'pass' | 'drop';
+  /** What the packet got: dropped, or passed by an audited drop (would-drop). */
+  verdict: 'drop' | 'would-drop';
   family: 4 | 6;
   /** "tcp", "udp", "icmp", "icmpv6", or the IP protocol number. */
   protocol: string;
@@ -141,6 +144,7 @@ export class FilterEventStream implements Disposable {
       netns: src.attachment?.netns ?? null,
       hook: where.hook,
       action: raw.action === 1 ? 'drop' : 'pass',
+      verdict: raw.verdict,
       family: raw.family,
       protocol: PROTOCOLS[raw.protocol] ?? String(raw.protocol),
       src: raw.src,
@@ -163,11 +167,11 @@ export class FilterEventStream implements Disposable {
   }
 }
 
-/** One event as a text line: time, interface and hook, action, 5-tuple, rule. */
+/** One event as a text line: time, interface and hook, verdict (drop or would-drop), 5-tuple, rule. */
 export function formatEventText(e: FilterEvent): string {
   const addr = (a: string, port: number | null) => (port === null ? a : e.family === 6 ? `[${a}]:${port}` : `${a}:${port}`);
   const rule = e.rule === null ? 'default action' : `rule ${e.policy}/${e.rule}`;
-  return `${e.time.toISOString()} ${e.interface} ${e.hook} ${e.action} ${e.protocol} ${addr(e.src, e.srcPort)} -> ${addr(e.dst, e.dstPort)} ${rule} (${e.length} bytes)`;
+  return `${e.time.toISOString()} ${e.interface} ${e.hook} ${e.verdict} ${e.protocol} ${addr(e.src, e.srcPort)} -> ${addr(e.dst, e.dstPort)} ${rule} (${e.length} bytes)`;
 }
 
 /** One event as a JSON line (keys in a fixed order). */
@@ -179,6 +183,7 @@ export function formatEventJson(e: FilterEvent): string {
     netns: e.netns,
     hook: e.hook,
     action: e.action,
+    verdict: e.verdict,
     family: e.family,
     protocol: e.protocol,
     src: e.src,
@@ -191,7 +196,7 @@ export function formatEventJson(e: FilterEvent): string {
   });
 }
 
-/** The `events` stream of PacketFilter: the sampled drops of every filter (of one policy, when named). */
+/** The `events` stream of PacketFilter: the sampled drops and would-drops of every filter (of one policy, when named). */
 export function openFilterEvents(root: string, policy?: string): EventStream {
   const stream = FilterEventStream.open(root, policy);
   return {

@@ -84,8 +84,13 @@ export const DECISION_KEY_SIZE = 20;
 export const DECISION_VALUE_SIZE = 16;
 export const CLASS_VALUE_SIZE = 4;
 export const CONFIG_SIZE = 4 * 5 + 32;
+/** struct pf_counter: packets, bytes, would-drop packets, would-drop bytes (u64 each, per CPU). */
+export const COUNTER_SIZE = 32;
 export const RULE_META_SIZE = 2 * NAME_LEN;
 export const EVENT_SIZE = 64;
+
+/** PF_VERDICT_*: what a sampled event's packet got. */
+export const Verdict = { drop: 1, wouldDrop: 2 } as const;
 
 /** PF_STAT_* */
 export const FilterStat = { notIp: 0, noRuleset: 1, noPorts: 2, eventsLost: 3 } as const;
@@ -120,6 +125,8 @@ export interface DecisionEntry {
   slot: number;
   sample: number;
   action: 0 | 1;
+  /** A drop is audited: the packet passes, counted as would-drop. */
+  audit: boolean;
 }
 
 /** One generation's config. */
@@ -127,6 +134,8 @@ export interface FilterConfig {
   patterns: number;
   lookups: number;
   defaultAction: 0 | 1;
+  /** The default's drops are audited. */
+  defaultAudit: boolean;
   defaultSample: number;
 }
 
@@ -176,12 +185,14 @@ export function encodeDecisionKey(d: Pick<DecisionEntry, 'pattern' | 'proto' | '
 }
 
 /** Encodes a decision value. */
-export function encodeDecisionValue(d: Pick<DecisionEntry, 'order' | 'slot' | 'sample' | 'action'>): Buffer {
+export function encodeDecisionValue(d: Pick<DecisionEntry, 'order' | 'slot' | 'sample' | 'action' | 'audit'>): Buffer {
+  // struct pf_decision: order@0 slot@4 sample@8 action@12 audit@13 pad@14
   const v = Buffer.alloc(DECISION_VALUE_SIZE);
   v.writeUInt32LE(d.order, 0);
   v.writeUInt32LE(d.slot, 4);
   v.writeUInt32LE(d.sample, 8);
-  v.writeUInt32LE(d.action, 12);
+  v.writeUInt8(d.action, 12);
+  v.writeUInt8(d.audit ? 1 : 0, 13);
   return v;
 }
 
@@ -190,7 +201,9 @@ export function encodeConfig(c: FilterConfig): Buffer {
   const v = Buffer.alloc(CONFIG_SIZE);
   v.writeUInt32LE(c.patterns, 0);
   v.writeUInt32LE(c.lookups, 4);
-  v.writeUInt32LE(c.defaultAction, 8);
+  // struct pf_config: patterns@0 lookups@4 default_action@8 default_audit@9 pad@10 default_sample@12 n_patterns@16 pattern_list@20
+  v.writeUInt8(c.defaultAction, 8);
+  v.writeUInt8(c.defaultAudit ? 1 : 0, 9);
   v.writeUInt32LE(c.defaultSample, 12);
   let n = 0;
   for (let p = 0; p < 32; p++) if (c.patterns & (1 << p)) v.writeUInt8(p, 20 + n++);
@@ -203,7 +216,8 @@ export function decodeConfig(v: Buffer): FilterConfig {
   return {
     patterns: v.readUInt32LE(0),
     lookups: v.readUInt32LE(4),
-    defaultAction: v.readUInt32LE(8) === 1 ? 1 : 0,
+    defaultAction: v.readUInt8(8) === 1 ? 1 : 0,
+    defaultAudit: v.readUInt8(9) === 1,
     defaultSample: v.readUInt32LE(12),
   };
 }
@@ -218,7 +232,7 @@ export function u32(n: number): Buffer {
 /** Record keys, records and counter slot names (pf_record_key, pf_record, pf_rule_meta). */
 export const { encodeRecordKey, decodeRecordKey, encodeRecord, decodeRecord, encodeRuleMeta, decodeRuleMeta } = mapRecordCodec(NAME_LEN, RECORD_LEN, 'filter record');
 
-/** A sampled drop as the BPF program reports it. */
+/** A sampled drop or would-drop as the BPF program reports it. */
 export interface RawFilterEvent {
   timeNs: bigint;
   ifindex: number;
@@ -227,6 +241,8 @@ export interface RawFilterEvent {
   family: 4 | 6;
   protocol: number;
   action: 0 | 1;
+  /** What the packet got: dropped, or passed in audit mode (would-drop). */
+  verdict: 'drop' | 'would-drop';
   /** The packet had no readable TCP/UDP header (a fragment): ports are 0. */
   noPorts: boolean;
   srcPort: number;
@@ -238,7 +254,7 @@ export interface RawFilterEvent {
 /** Decodes one ring buffer record. Throws RangeError when it is too short. */
 export function decodeEvent(b: Buffer): RawFilterEvent {
   if (b.length < EVENT_SIZE) throw new RangeError(`filter event of ${b.length} bytes, expected ${EVENT_SIZE}`);
-  // struct pf_event: time_ns@0 ifindex@8 slot@12 length@16 family@20 protocol@21 action@22 flags@23 sport@24 dport@26 src@28 dst@44
+  // struct pf_event: time_ns@0 ifindex@8 slot@12 length@16 family@20 protocol@21 action@22 flags@23 sport@24 dport@26 src@28 dst@44 verdict@60
   const family = b.readUInt8(20) === 6 ? 6 : 4;
   return {
     timeNs: b.readBigUInt64LE(0),
@@ -248,6 +264,7 @@ export function decodeEvent(b: Buffer): RawFilterEvent {
     family,
     protocol: b.readUInt8(21),
     action: b.readUInt8(22) === 1 ? 1 : 0,
+    verdict: b.readUInt8(60) === Verdict.wouldDrop ? 'would-drop' : 'drop',
     noPorts: (b.readUInt8(23) & 1) === 1,
     srcPort: b.readUInt16LE(24),
     dstPort: b.readUInt16LE(26),

@@ -1,7 +1,7 @@
 /**
  * PacketFilter's Prometheus metrics, read from the kernel at scrape time for
  * the filters of the last pass: every rule's packets and bytes (and the
- * default action's), how XDP is attached, and other tools' XDP programs
+ * default action's) by verdict (pass, drop, or would-drop in audit mode), how XDP is attached, and other tools' XDP programs
  * found on filtered interfaces.
  */
 import type { MetricFamily, MetricSample } from '../../reconciler/kind.js';
@@ -13,15 +13,15 @@ import { readFilterCounters, type ObservedFilters } from './store.js';
 export const FILTER_METRICS: readonly MetricFamily[] = [
   {
     name: 'ebpf_policy_filter_packets_total',
-    help: 'Packets that matched each rule (rule "" is the default action) of a filter, read from the kernel',
+    help: 'Packets that matched each rule (rule "" is the default action) of a filter, by verdict: pass, drop, or would-drop (a drop in audit mode, passed), read from the kernel',
     type: 'counter',
-    labelNames: ['policy', 'rule', 'action', 'interface', 'hook', 'netns'],
+    labelNames: ['policy', 'rule', 'action', 'interface', 'hook', 'netns', 'verdict'],
   },
   {
     name: 'ebpf_policy_filter_bytes_total',
-    help: 'Bytes of the packets that matched each rule (rule "" is the default action) of a filter, read from the kernel',
+    help: 'Bytes of the packets that matched each rule (rule "" is the default action) of a filter, by verdict: pass, drop, or would-drop (a drop in audit mode, passed), read from the kernel',
     type: 'counter',
-    labelNames: ['policy', 'rule', 'action', 'interface', 'hook', 'netns'],
+    labelNames: ['policy', 'rule', 'action', 'interface', 'hook', 'netns', 'verdict'],
   },
   {
     name: 'ebpf_policy_filter_attached',
@@ -56,10 +56,20 @@ export function collectFilterMetrics(desired: DesiredFilters, observed: Observed
       ...f.slots.map((s) => ({ policy: s.policy, rule: s.rule, action: actionOf.get(`${s.policy}\u0000${s.rule}`) ?? '', slot: s.slot })),
     ];
     for (const r of rows) {
-      const c = counters.get(r.slot) ?? { packets: 0n, bytes: 0n };
-      const labels = { policy: r.policy, rule: r.rule, action: r.action, ...where };
-      packets.push({ labels, value: Number(c.packets) });
-      bytes.push({ labels, value: Number(c.bytes) });
+      const c = counters.get(r.slot) ?? { packets: 0n, bytes: 0n, wouldDropPackets: 0n, wouldDropBytes: 0n };
+      const labels = (verdict: string) => ({ policy: r.policy, rule: r.rule, action: r.action, ...where, verdict });
+      // A pass rule only passes; a drop rule drops, or passes as would-drop in audit mode (both series exist,
+      // so a switch between modes does not make one appear). Summed over verdicts: every packet the rule decided.
+      if (r.action === 'pass') {
+        packets.push({ labels: labels('pass'), value: Number(c.packets) });
+        bytes.push({ labels: labels('pass'), value: Number(c.bytes) });
+      } else {
+        const verdict = r.action === 'drop' ? 'drop' : '';
+        packets.push({ labels: labels(verdict), value: Number(c.packets - c.wouldDropPackets) });
+        bytes.push({ labels: labels(verdict), value: Number(c.bytes - c.wouldDropBytes) });
+        packets.push({ labels: labels('would-drop'), value: Number(c.wouldDropPackets) });
+        bytes.push({ labels: labels('would-drop'), value: Number(c.wouldDropBytes) });
+      }
     }
     if (f.link?.attached)
       attached.push({

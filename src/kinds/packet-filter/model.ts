@@ -15,7 +15,9 @@ export interface DesiredFilterRule extends RuleMatch {
   policy: string;
   rule: string;
   action: FilterAction;
-  /** Report every Nth drop (0 = never): the policy's events.sampleRate. */
+  /** A drop of this rule is audited: counted and reported as would-drop, and the packet passes. */
+  audit: boolean;
+  /** Report every Nth drop or would-drop (0 = never): the policy's events.sampleRate. */
   sample: number;
 }
 
@@ -39,6 +41,8 @@ export interface DesiredFilter {
   policies: Array<{ name: string; sourceFile: string; specHash: string }>;
   rules: DesiredFilterRule[];
   defaultAction: FilterAction;
+  /** The default's drops are audited (the policies' spec.mode is audit). */
+  defaultAudit: boolean;
   defaultSample: number;
 }
 

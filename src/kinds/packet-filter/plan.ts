@@ -6,8 +6,9 @@
  *
  * Per filter: a missing or broken one is built in full (maps, program, first
  * rule set, attachment); a changed program is swapped into the link
- * atomically; changed rules are written into the inactive generation and
- * switched to (no new program, no new link); a filter no policy wants, or
+ * atomically; changed rules (and enforce/audit switches, which change the
+ * decision entries and the config) are written into the inactive generation
+ * and switched to (no new program, no new link); a filter no policy wants, or
  * whose interface vanished, is removed.
  */
 import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, filterDir, rulesetFingerprint, splitEntries } from './layout.js';
@@ -65,7 +66,8 @@ function attachSpec(f: DesiredFilter): AttachSpec {
 
 function describeRules(f: DesiredFilter, decisions: number): string {
   const drops = f.rules.filter((r) => r.action === 'drop').length;
-  return `${f.rules.length} rules (${drops} drop) of ${f.policies.map((p) => p.name).join(', ')}, ${decisions} decision entries, default ${f.defaultAction}`;
+  const audited = f.rules.filter((r) => r.action === 'drop' && r.audit).length;
+  return `${f.rules.length} rules (${drops} drop${audited ? `, ${audited} of them audited` : ''}) of ${f.policies.map((p) => p.name).join(', ')}, ${decisions} decision entries, default ${f.defaultAction}${f.defaultAudit ? ' (audit)' : ''}`;
 }
 
 function methodText(method: string): string {
@@ -197,7 +199,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
     try {
       const compiled = compileRules(
         want.rules.map((r, i) => ({ ...r, slot: slots[i]! })),
-        { action: want.defaultAction, sample: want.defaultSample },
+        { action: want.defaultAction, audit: want.defaultAudit, sample: want.defaultSample },
       );
       const encoded = encodeRuleset(compiled);
       fingerprint = rulesetFingerprint({ addr: splitEntries(encoded.addr), port: splitEntries(encoded.port), decision: splitEntries(encoded.decision), config: encoded.config });

@@ -1,14 +1,15 @@
 /**
  * Status of PacketFilter policies: conditions (Ready, Degraded, Failed, as
  * for PortSteering), and per interface the attachment (XDP mode, tcx or
- * cls_bpf, live ids) and every rule's packet and byte counters, computed from
- * a (dry-run) reconcile report and the kernel's counters.
+ * cls_bpf, live ids) and every rule's packet and byte counters (and, in
+ * audit mode, how many of them would have been dropped), computed from a
+ * (dry-run) reconcile report and the kernel's counters.
  */
 import type { PolicyView } from '../../reconciler/kind.js';
 import type { PolicyStatus } from '../../reconciler/model.js';
 import { renderStatusHead } from '../../reconciler/render.js';
-import type { ObservedFilter, ObservedFilters } from './store.js';
-import type { FilterAction, FilterHook } from './document.js';
+import type { FilterCounters, ObservedFilter, ObservedFilters } from './store.js';
+import type { FilterAction, FilterHook, FilterMode } from './document.js';
 import type { DesiredFilter, DesiredFilters } from './model.js';
 import { FilterStat } from './layout.js';
 
@@ -17,8 +18,14 @@ export interface RuleCounters {
   /** Rule name; null for the default action. */
   rule: string | null;
   action: FilterAction | null;
+  /** The mode of its drops (audit: counted as would-drop and passed); null when not known (no policy defines it). */
+  mode: FilterMode | null;
+  /** Every packet it decided, dropped, passed or would-drop. */
   packets: string;
   bytes: string;
+  /** Of those, the packets an audited drop passed (would have been dropped in enforce mode). */
+  wouldDropPackets: string;
+  wouldDropBytes: string;
 }
 
 /** One interface a PacketFilter policy filters. */
@@ -51,7 +58,7 @@ export interface FilterStatusDetails {
 export type FilterPolicyStatus = PolicyStatus & FilterStatusDetails;
 
 /** Counter reader: packets and bytes per slot of the filter in `dir`. */
-export type FilterCounterReader = (dir: string, slots: number[]) => Map<number, { packets: bigint; bytes: bigint }>;
+export type FilterCounterReader = (dir: string, slots: number[]) => Map<number, FilterCounters>;
 /** Reader of a filter's own statistics (not IP, no rule set, no ports, events lost), as src/bpf/filter-store.ts's readFilterStats. */
 export type FilterStatsReader = (dir: string) => bigint[];
 
@@ -65,9 +72,21 @@ function interfaceStatus(
   const st = stats?.(obs.dir);
   const slots = obs.slots.filter((s) => s.policy === policy);
   const values = counters(obs.dir, [0, ...slots.map((s) => s.slot)]);
-  const actionOf = new Map((want?.rules ?? []).filter((r) => r.policy === policy).map((r) => [r.rule, r.action]));
+  const ruleOf = new Map((want?.rules ?? []).filter((r) => r.policy === policy).map((r) => [r.rule, r]));
   const order = new Map((want?.rules ?? []).map((r, i) => [r.rule, i]));
-  const count = (slot: number) => values.get(slot) ?? { packets: 0n, bytes: 0n };
+  const zero: FilterCounters = { packets: 0n, bytes: 0n, wouldDropPackets: 0n, wouldDropBytes: 0n };
+  const row = (rule: string | null, slot: number, action: FilterAction | undefined, audit: boolean | undefined): RuleCounters => {
+    const c = values.get(slot) ?? zero;
+    return {
+      rule,
+      action: action ?? null,
+      mode: audit === undefined ? null : audit ? 'audit' : 'enforce',
+      packets: c.packets.toString(),
+      bytes: c.bytes.toString(),
+      wouldDropPackets: c.wouldDropPackets.toString(),
+      wouldDropBytes: c.wouldDropBytes.toString(),
+    };
+  };
   const rec = obs.attachment;
   const xdpMode = want?.xdpProgs.find((x) => x.progId === obs.program?.id)?.mode;
   return {
@@ -82,8 +101,8 @@ function interfaceStatus(
     attached: obs.link?.attached ?? false,
     rules: [...slots]
       .sort((a, b) => (order.get(a.rule) ?? Infinity) - (order.get(b.rule) ?? Infinity) || a.slot - b.slot)
-      .map((s) => ({ rule: s.rule, action: actionOf.get(s.rule) ?? null, packets: count(s.slot).packets.toString(), bytes: count(s.slot).bytes.toString() })),
-    default: { rule: null, action: want?.defaultAction ?? null, packets: count(0).packets.toString(), bytes: count(0).bytes.toString() },
+      .map((s) => row(s.rule, s.slot, ruleOf.get(s.rule)?.action, ruleOf.get(s.rule)?.audit)),
+    default: row(null, 0, want?.defaultAction, want?.defaultAudit),
     stats: st ? { notIp: String(st[FilterStat.notIp] ?? 0n), noPorts: String(st[FilterStat.noPorts] ?? 0n), eventsLost: String(st[FilterStat.eventsLost] ?? 0n) } : null,
   };
 }
@@ -144,7 +163,10 @@ export function renderFilterStatus(statuses: readonly PolicyStatus[]): string[] 
             : 'cls_bpf filter (no tcx)';
       out.push(`  interface ${i.interface} (ifindex ${i.ifindex}) ${i.hook}: ${how}, program ${i.programId ?? '-'}, link ${i.linkId ?? '-'}`);
       for (const c of [...i.rules, i.default])
-        out.push(`    ${c.rule === null ? 'default' : `rule ${c.rule}`}${c.action ? ` (${c.action})` : ''}: ${c.packets} packets, ${c.bytes} bytes`);
+        out.push(
+          `    ${c.rule === null ? 'default' : `rule ${c.rule}`}${c.action ? ` (${c.action}${c.mode === 'audit' && c.action === 'drop' ? ', audit' : ''})` : ''}: ${c.packets} packets, ${c.bytes} bytes` +
+            (c.action === 'drop' && (c.mode === 'audit' || c.wouldDropPackets !== '0') ? `, ${c.wouldDropPackets} would be dropped (${c.wouldDropBytes} bytes)` : ''),
+        );
       if (i.stats) out.push(`    not IP (passed): ${i.stats.notIp} packets; without ports: ${i.stats.noPorts}; events lost: ${i.stats.eventsLost}`);
     }
   }

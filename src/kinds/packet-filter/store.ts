@@ -24,6 +24,7 @@ import { attachClsBpf, clsBpfProgramId, detachClsBpf } from '../../bpf/cls-bpf.j
 import {
   ADDR_KEY_SIZE,
   CLASS_VALUE_SIZE,
+  COUNTER_SIZE,
   CONFIG_SIZE,
   DECISION_KEY_SIZE,
   DECISION_VALUE_SIZE,
@@ -227,20 +228,29 @@ export function observeFilters(root: string): ObservedFilters {
   return out;
 }
 
-/** Packets and bytes per counter slot (summed over CPUs); absent slots read as zero. */
-export function readFilterCounters(dir: string, slots: number[]): Map<number, { packets: bigint; bytes: bigint }> {
-  const out = new Map<number, { packets: bigint; bytes: bigint }>();
+/** The counters of one slot (struct pf_counter summed over CPUs): every packet it decided, and of them the would-drops (audit mode). */
+export interface FilterCounters {
+  packets: bigint;
+  bytes: bigint;
+  wouldDropPackets: bigint;
+  wouldDropBytes: bigint;
+}
+
+/** Counters per counter slot (summed over CPUs); absent slots read as zero. */
+export function readFilterCounters(dir: string, slots: number[]): Map<number, FilterCounters> {
+  const out = new Map<number, FilterCounters>();
   using m = tryOpen(() => BpfMap.fromPin(mapPinPath(dir, 'rule_stats')));
-  const stride = m ? m.valueSize / possibleCpus() : 16;
+  const stride = m ? m.valueSize / possibleCpus() : COUNTER_SIZE;
   for (const slot of slots) {
     const v = m?.lookup(u32(slot));
-    let packets = 0n;
-    let bytes = 0n;
-    for (let off = 0; v && off + 16 <= v.length; off += stride) {
-      packets += v.readBigUInt64LE(off);
-      bytes += v.readBigUInt64LE(off + 8);
+    const c: FilterCounters = { packets: 0n, bytes: 0n, wouldDropPackets: 0n, wouldDropBytes: 0n };
+    for (let off = 0; v && off + COUNTER_SIZE <= v.length; off += stride) {
+      c.packets += v.readBigUInt64LE(off);
+      c.bytes += v.readBigUInt64LE(off + 8);
+      c.wouldDropPackets += v.readBigUInt64LE(off + 16);
+      c.wouldDropBytes += v.readBigUInt64LE(off + 24);
     }
-    out.set(slot, { packets, bytes });
+    out.set(slot, c);
   }
   return out;
 }
@@ -269,7 +279,7 @@ export interface RulesetWrite {
 const LAYOUT: Partial<Record<FilterMapName, { key: number; value: number }>> = {
   config: { key: 4, value: CONFIG_SIZE },
   active: { key: 4, value: 4 },
-  rule_stats: { key: 4, value: 16 },
+  rule_stats: { key: 4, value: COUNTER_SIZE },
   rule_meta: { key: 4, value: RULE_META_SIZE },
   records: { key: NAME_LEN, value: RECORD_LEN },
 };

@@ -21,6 +21,10 @@ export type NetnsPath = string;
  */
 export type InterfacePattern = string;
 /**
+ * "enforce": dropped packets are dropped; "audit": they are counted and reported as would-drop, and passed. Default: "enforce". Rules may override it.
+ */
+export type PacketFilterMode = "enforce" | "audit";
+/**
  * Name of the rule, a DNS-1123 label, unique within the policy. Counters and events name the rule by it.
  */
 export type Dns1123Label1 = string;
@@ -40,9 +44,13 @@ export type Port = number;
  * A single port ("23") or an inclusive port range ("9000-9100") written as a string.
  */
 export type FilterPortString = string;
+/**
+ * Optional: the mode of this rule's drops, overriding spec.mode (only a drop rule has a mode that matters).
+ */
+export type PacketFilterMode1 = "enforce" | "audit";
 
 /**
- * Passes or drops IPv4 and IPv6 packets on some interfaces of a network namespace, at the XDP hook or the TC ingress or egress hook, by ordered rules on protocol, addresses and ports; counts every rule's packets and bytes, and can report sampled drops.
+ * Passes or drops IPv4 and IPv6 packets on some interfaces of a network namespace, at the XDP hook or the TC ingress or egress hook, by ordered rules on protocol, addresses and ports; counts every rule's packets and bytes, and can report sampled drops. In audit mode drops are only counted and reported.
  */
 export interface PacketFilter {
   apiVersion: ApiVersion;
@@ -85,8 +93,9 @@ export interface PacketFilterSpec {
    * Where packets are filtered: "xdp" (received packets, before the kernel allocates anything; native mode, generic mode where the driver lacks XDP), "tc-ingress" (received packets, at the traffic control hook) or "tc-egress" (sent packets).
    */
   hook: "xdp" | "tc-ingress" | "tc-egress";
+  mode?: PacketFilterMode;
   /**
-   * What happens to an IPv4 or IPv6 packet no rule matches: "pass" or "drop". Default: "pass". Other packets (ARP, ...) always pass.
+   * What happens to an IPv4 or IPv6 packet no rule matches: "pass" or "drop" (in spec.mode). Default: "pass". Other packets (ARP, ...) always pass.
    */
   defaultAction?: "pass" | "drop";
   /**
@@ -138,13 +147,14 @@ export interface PacketFilterRule {
    * What happens to a packet the rule matches: "pass" or "drop".
    */
   action: "pass" | "drop";
+  mode?: PacketFilterMode1;
 }
 /**
- * Optional: report sampled dropped packets through a ring buffer (ebpf-policy events). Default: no events.
+ * Optional: report sampled dropped and audited (would-drop) packets through a ring buffer (ebpf-policy events). Default: no events.
  */
 export interface PacketFilterEvents {
   /**
-   * Report every Nth dropped packet of each rule (counted per CPU), 1 to 1000000; 1 reports every drop.
+   * Report every Nth dropped or would-drop packet of each rule (counted per CPU), 1 to 1000000; 1 reports every one.
    */
   sampleRate: number;
 }

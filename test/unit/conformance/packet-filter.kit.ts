@@ -67,6 +67,7 @@ export function filterPolicy(name: string, rules: PacketFilterRule[], extra: Par
     netns: '/run/netns/x',
     interfaces: ['eth0'],
     hook: 'xdp',
+    mode: 'enforce',
     defaultAction: 'pass',
     rules,
     sampleRate: 0,
@@ -83,8 +84,9 @@ const arbRule = (i: number): fc.Arbitrary<PacketFilterRule> =>
       proto: fc.constantFrom('tcp' as const, 'udp' as const, undefined),
       src: fc.option(fc.constantFrom(['10.0.0.0/8'], ['10.1.0.0/16', '2001:db8::/32'], ['192.0.2.0/24']), { nil: undefined }),
       action: fc.constantFrom('pass' as const, 'drop' as const),
+      mode: fc.constantFrom('enforce' as const, 'enforce' as const, 'audit' as const),
     })
-    .map(({ port, proto, src, action }) => ({
+    .map(({ port, proto, src, action, mode }) => ({
       name: `r${port}`,
       protocol: proto,
       srcPrefixes: src,
@@ -92,6 +94,7 @@ const arbRule = (i: number): fc.Arbitrary<PacketFilterRule> =>
       srcPorts: undefined,
       dstPorts: proto ? [{ start: 1000 * (i + 1) + port, end: 1000 * (i + 1) + port }] : undefined,
       action,
+      mode,
     }));
 
 const arbPolicy = (name: string): fc.Arbitrary<PacketFilterPolicy> =>
@@ -100,12 +103,13 @@ const arbPolicy = (name: string): fc.Arbitrary<PacketFilterPolicy> =>
       netns: fc.oneof({ weight: 9, arbitrary: fc.constant('/run/netns/x') }, { weight: 1, arbitrary: fc.constant('/run/netns/missing') }),
       interfaces: fc.constantFrom(['lo'], ['eth0'], ['eth*'], ['lo', 'eth1'], ['*'], ['nothing*']),
       hook: fc.constantFrom('xdp' as const, 'tc-ingress' as const, 'tc-egress' as const),
+      mode: fc.constantFrom('enforce' as const, 'enforce' as const, 'audit' as const),
       defaultAction: fc.oneof({ weight: 4, arbitrary: fc.constant('pass' as const) }, { weight: 1, arbitrary: fc.constant('drop' as const) }),
       rules: fc.uniqueArray(arbRule(NAMES.indexOf(name)), { maxLength: 4, selector: (r) => r.name }),
       sampleRate: fc.constantFrom(0, 1, 100),
       file: fc.constantFrom(...FILTER_FILES),
     })
-    .map(({ netns, interfaces, hook, defaultAction, rules, sampleRate, file }) => ({
+    .map(({ netns, interfaces, hook, mode, defaultAction, rules, sampleRate, file }) => ({
       kind: 'PacketFilter' as const,
       name,
       labels: {},
@@ -113,6 +117,7 @@ const arbPolicy = (name: string): fc.Arbitrary<PacketFilterPolicy> =>
       netns,
       interfaces,
       hook,
+      mode,
       defaultAction,
       rules,
       sampleRate,
@@ -434,7 +439,7 @@ function assertFiltersConverged(desired: DesiredFilters, s: ObservedFilters, env
     const slotOf = new Map(f.slots.map((x) => [`${x.policy}\u0000${x.rule}`, x.slot]));
     const compiled = compileRules(
       want.rules.map((r) => ({ ...r, slot: slotOf.get(`${r.policy}\u0000${r.rule}`)! })),
-      { action: want.defaultAction, sample: want.defaultSample },
+      { action: want.defaultAction, audit: want.defaultAudit, sample: want.defaultSample },
     );
     const encoded = encodeRuleset(compiled);
     assert.equal(f.fingerprint, writtenFingerprint({ encoded, newSlots: [], staleSlots: [] }), `${what}: the active tables are the desired rules`);
