@@ -53,7 +53,8 @@ kernelTest('daemon (default flags): an XDP filter link detached with bpftool is 
 
     const metrics = httpGet(sandbox, 9890, '/metrics');
     assert.equal(metrics.status, 200);
-    assert.match(metrics.body, /^ebpf_policy_filter_packets_total\{policy="guard",rule="block-udp",action="drop",interface="vb",hook="xdp",netns="ino-\d+"\} 5$/m, metrics.body);
+    assert.match(metrics.body, /^ebpf_policy_filter_packets_total\{policy="guard",rule="block-udp",action="drop",interface="vb",hook="xdp",netns="ino-\d+",verdict="drop"\} 5$/m, metrics.body);
+    assert.match(metrics.body, /^ebpf_policy_filter_packets_total\{policy="guard",rule="block-udp",action="drop",interface="vb",hook="xdp",netns="ino-\d+",verdict="would-drop"\} 0$/m, metrics.body);
     assert.match(metrics.body, /^ebpf_policy_filter_attached\{interface="vb",hook="xdp",netns="ino-\d+",method="xdp",xdp_mode="native"\} 1$/m);
     await stopClean(d, dir, pinDir);
   } finally {

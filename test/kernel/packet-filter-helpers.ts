@@ -131,6 +131,8 @@ export interface FilterSpec {
   netns: string;
   interfaces: string[];
   hook: 'xdp' | 'tc-ingress' | 'tc-egress';
+  /** spec.mode (absent: not written, so enforce). */
+  mode?: 'enforce' | 'audit';
   defaultAction?: 'pass' | 'drop';
   /** Rules as YAML flow mappings, e.g. `{name: a, protocol: udp, dstPorts: [9], action: drop}`. */
   rules: string[];
@@ -147,6 +149,7 @@ export function writeFilter(dir: PolicyDir, name: string, spec: FilterSpec): str
     `  netns: ${spec.netns}`,
     `  interfaces: ${JSON.stringify(spec.interfaces)}`,
     `  hook: ${spec.hook}`,
+    ...(spec.mode ? [`  mode: ${spec.mode}`] : []),
     ...(spec.defaultAction ? [`  defaultAction: ${spec.defaultAction}`] : []),
     spec.rules.length ? '  rules:' : '  rules: []',
     ...spec.rules.map((r) => `    - ${r}`),

@@ -13,11 +13,14 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, Features, Link, Netns, hasFeature, loadObject, unpin } from '../../src/bpf/index.js';
-import { FilterEventStream, type FilterEvent } from '../../src/kinds/packet-filter/events.js';
+import { FilterEventStream, formatEventJson, formatEventText, type FilterEvent } from '../../src/kinds/packet-filter/events.js';
+import { collectFilterMetrics } from '../../src/kinds/packet-filter/metrics.js';
+import type { DesiredFilters } from '../../src/kinds/packet-filter/model.js';
+import type { MetricSample } from '../../src/reconciler/kind.js';
 import { FILTER_TABLES, FILTER_VARIANT_OBJECT, u32 } from '../../src/kinds/packet-filter/layout.js';
-import { readFilterCounters, type ObservedFilter } from '../../src/kinds/packet-filter/store.js';
+import { readFilterCounters, type ObservedFilter, type ObservedFilters } from '../../src/kinds/packet-filter/store.js';
 import type { FilterPolicyStatus } from '../../src/kinds/packet-filter/status.js';
-import { changes, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
+import { changes, kindState, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { bpftool, bpftoolIds, eventually, kernelTest } from './harness.js';
 import { NET, ifindexIn, ip, tcpConnect, udpExchange, vethPair, writeFilter } from './packet-filter-helpers.js';
@@ -61,6 +64,18 @@ function counters(f: ObservedFilter, policy: string): Record<string, { packets: 
   for (const s of [{ slot: 0, rule: '(default)' }, ...slots]) {
     const v = values.get(s.slot)!;
     out[s.rule] = { packets: Number(v.packets), bytes: Number(v.bytes) };
+  }
+  return out;
+}
+
+/** Packets and would-drop packets (audit mode) per rule of `policy`. */
+function auditCounters(f: ObservedFilter, policy: string): Record<string, { packets: number; wouldDrop: number; wouldDropBytes: number }> {
+  const slots = f.slots.filter((s) => s.policy === policy);
+  const values = readFilterCounters(f.dir, [0, ...slots.map((s) => s.slot)]);
+  const out: Record<string, { packets: number; wouldDrop: number; wouldDropBytes: number }> = {};
+  for (const s of [{ slot: 0, rule: '(default)' }, ...slots]) {
+    const v = values.get(s.slot)!;
+    out[s.rule] = { packets: Number(v.packets), wouldDrop: Number(v.wouldDropPackets), wouldDropBytes: Number(v.wouldDropBytes) };
   }
   return out;
 }
@@ -152,7 +167,7 @@ kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters mat
   assert.equal(udp.length, 11, JSON.stringify(evs));
   assert.deepEqual(
     { ...udp[0]!, time: undefined },
-    { time: undefined, interface: 'vb', ifindex: f.ifindex, netns: sandbox.path, hook: 'xdp', action: 'drop', family: 4, protocol: 'udp', src: NET.peer4, srcPort: 40001, dst: NET.local4, dstPort: 9999, policy: 'guard', rule: 'block-udp', length: V4_BYTES(10) },
+    { time: undefined, interface: 'vb', ifindex: f.ifindex, netns: sandbox.path, hook: 'xdp', action: 'drop', verdict: 'drop', family: 4, protocol: 'udp', src: NET.peer4, srcPort: 40001, dst: NET.local4, dstPort: 9999, policy: 'guard', rule: 'block-udp', length: V4_BYTES(10) },
   );
   const eventAt = udp[0]!.time.getTime();
   assert.ok(eventAt >= sentAt - 1000 && eventAt <= Date.now() + 1000, `the event time is when the datagram was sent (${udp[0]!.time.toISOString()})`);
@@ -183,8 +198,8 @@ kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters mat
   await closed;
   const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.equal(lines.length, 2, out);
-  assert.deepEqual(Object.keys(lines[0]!), ['time', 'interface', 'ifindex', 'netns', 'hook', 'action', 'family', 'protocol', 'src', 'srcPort', 'dst', 'dstPort', 'policy', 'rule', 'length']);
-  assert.deepEqual([lines[0]!.interface, lines[0]!.srcPort, lines[0]!.dstPort, lines[0]!.rule], ['vb', 40002, 9999, 'block-udp']);
+  assert.deepEqual(Object.keys(lines[0]!), ['time', 'interface', 'ifindex', 'netns', 'hook', 'action', 'verdict', 'family', 'protocol', 'src', 'srcPort', 'dst', 'dstPort', 'policy', 'rule', 'length']);
+  assert.deepEqual([lines[0]!.interface, lines[0]!.srcPort, lines[0]!.dstPort, lines[0]!.rule, lines[0]!.verdict], ['vb', 40002, 9999, 'block-udp', 'drop']);
 
   // Removing the policy detaches everything: bpftool shows none of our objects.
   const ids = ourObjects(filtersOf(again).filters);
@@ -194,6 +209,85 @@ kernelTest('XDP: dropped traffic is dropped, passed traffic passes, counters mat
   await assertNoneLeft(ids);
   assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2 }]), { 9999: 2 }, 'traffic passes again');
   assert.deepEqual(changes((await reconcileOnce({ ...opts, dryRun: true })).plan), []);
+});
+
+kernelTest('audit mode: the packets a drop rule matches get through, counted and reported as would-drop; switching to enforce (a file edit) is a map write: they are dropped, same program and link', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  using dir = new PolicyDir();
+  const spec = (mode: 'enforce' | 'audit') =>
+    writeFilter(dir, 'staged', {
+      netns: sandbox.path,
+      interfaces: ['vb'],
+      hook: 'xdp',
+      mode,
+      rules: ['{name: block-udp, protocol: udp, dstPorts: [9999], action: drop}', '{name: always, protocol: udp, dstPorts: [9998], action: drop, mode: enforce}', '{name: dns, protocol: udp, dstPorts: [5353], action: pass}'],
+      sampleRate: 1,
+    });
+  spec('audit');
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  assert.equal(reconcileExitCode(await reconciled(opts)), 0);
+  const dry = () => reconcileOnce({ ...opts, dryRun: true });
+  const f1 = filterOf(await dry(), 'vb', 'xdp');
+  assert.ok(f1.program && f1.link?.id, 'a program and a link');
+
+  using events = FilterEventStream.open(pinDir, 'staged');
+  const got = await udpExchange(sandbox, peer, [
+    { dst: NET.local4, port: 9999, count: 5, sport: 40011 },
+    { dst: NET.local6, port: 9999, count: 2 },
+    { dst: NET.local4, port: 9998, count: 3 },
+    { dst: NET.local4, port: 5353, count: 4 },
+  ]);
+  assert.deepEqual(got, { 9999: 7, 9998: 0, 5353: 4 }, 'the audited drop rule lets its packets through; the rule in enforce mode still drops');
+  const c1 = auditCounters(f1, 'staged');
+  assert.deepEqual(c1['block-udp'], { packets: 7, wouldDrop: 7, wouldDropBytes: 5 * V4_BYTES(10) + 2 * V6_BYTES(10) }, 'every packet of the audited rule is a would-drop');
+  assert.deepEqual(c1.always, { packets: 3, wouldDrop: 0, wouldDropBytes: 0 }, 'real drops are not would-drops');
+  assert.deepEqual(c1.dns, { packets: 4, wouldDrop: 0, wouldDropBytes: 0 });
+
+  const evs1 = await collectEvents(events, 10);
+  const summary = (evs: FilterEvent[]) => evs.map((e) => `${e.rule} ${e.action} ${e.verdict}`).sort();
+  assert.deepEqual(summary(evs1), [...Array<string>(3).fill('always drop drop'), ...Array<string>(7).fill('block-udp drop would-drop')]);
+  const first = evs1.find((e) => e.verdict === 'would-drop' && e.family === 4)!;
+  assert.deepEqual([first.src, first.srcPort, first.dst, first.dstPort], [NET.peer4, 40011, NET.local4, 9999]);
+  assert.match(formatEventText(first), / vb xdp would-drop udp 10\.200\.0\.1:40011 -> 10\.200\.0\.2:9999 rule staged\/block-udp /);
+  assert.equal((JSON.parse(formatEventJson(first)) as { verdict: string }).verdict, 'would-drop');
+
+  // status and /metrics show the audited verdicts apart from the real ones.
+  const st = runBounded(process.execPath, [cli, 'status', '--bpffs-root', pinDir, '--policies', dir.path]);
+  assert.equal(st.status, 0, st.stdout + st.stderr);
+  assert.match(st.stdout, /rule block-udp \(drop, audit\): 7 packets, \d+ bytes, 7 would be dropped/);
+  assert.match(st.stdout, /rule always \(drop\): 3 packets, \d+ bytes\n/);
+  const state = kindState(await dry(), 'PacketFilter')!;
+  const metric = (m: Record<string, MetricSample[]>, rule: string, verdict: string) =>
+    m.ebpf_policy_filter_packets_total!.find((s) => s.labels.rule === rule && s.labels.verdict === verdict)?.value;
+  const m1 = collectFilterMetrics(state.desired as DesiredFilters, state.observed as ObservedFilters);
+  assert.deepEqual([metric(m1, 'block-udp', 'would-drop'), metric(m1, 'block-udp', 'drop'), metric(m1, 'always', 'drop'), metric(m1, 'always', 'would-drop'), metric(m1, 'dns', 'pass')], [7, 0, 3, 0, 4]);
+
+  // Enforce: an edit of the file; the reconcile writes the other generation's tables and flips to it.
+  spec('enforce');
+  const switched = await reconciled(opts);
+  assert.deepEqual(
+    changes(switched.plan).map((a) => `${a.kind} ${a.op.type}`),
+    ['update writeFilterRules', 'update writeFilterRecords'],
+    'only the rules (and the policy record) are written',
+  );
+  const f2 = filterOf(await dry(), 'vb', 'xdp');
+  assert.deepEqual([f2.program?.id, f2.link?.id, f2.link?.progId], [f1.program.id, f1.link.id, f1.program.id], 'same program, same link');
+  assert.notEqual(f2.activeGen, f1.activeGen, 'the other generation is active');
+  assert.deepEqual(bpftool('link', 'show', 'id', String(f1.link.id)), bpftool('link', 'show', 'id', String(f2.link!.id)), 'bpftool sees the same link');
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 4 }, { dst: NET.local4, port: 5353, count: 1 }]), { 9999: 0, 5353: 1 }, 'dropped now');
+  const c2 = auditCounters(f2, 'staged');
+  assert.deepEqual([c2['block-udp']!.packets, c2['block-udp']!.wouldDrop], [11, 7], 'the rule keeps its counters; the new packets are real drops');
+  const evs2 = await collectEvents(events, 4);
+  assert.deepEqual(summary(evs2), Array<string>(4).fill('block-udp drop drop'));
+  const m2 = collectFilterMetrics(state.desired as DesiredFilters, filtersOf(await dry()));
+  assert.deepEqual([metric(m2, 'block-udp', 'would-drop'), metric(m2, 'block-udp', 'drop')], [7, 4]);
+  events.close();
+
+  const ids = ourObjects(filtersOf(await dry()).filters);
+  rmSync(join(dir.path, 'staged.yaml'));
+  await reconciled(opts);
+  await assertNoneLeft(ids);
 });
 
 const ICMP_PY = `
