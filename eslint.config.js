@@ -26,6 +26,7 @@ export default tseslint.config(
   ...layerRules([
     ['src/common/**/*.ts', '^\\.\\./', 'src/common/ is below every layer: it imports nothing of the project'],
     ['src/bpf/**/*.ts', '^\\.\\./(?!common/)', 'src/bpf/ is the kernel layer: it imports nothing above itself (only src/common/)'],
+    ['src/btf/**/*.ts', '^\\.\\./(?!common/)', 'src/btf/ (BTF reader and codec) is pure: it imports only src/common/ (no koffi, no kernel layer)'],
     ['src/policy/**/*.ts', '^(\\.\\./)+(kinds|reconciler|bpf|daemon|cli|demo|sandbox|manager)\\b', 'src/policy/ (documents) knows no kind, engine or kernel: kinds are handed to it'],
     ['src/reconciler/**/*.ts', '^(\\.\\./)+(kinds|daemon|cli|demo|manager)\\b', 'the engine (src/reconciler/) knows no kind: kinds are handed to it (src/kinds/registry.ts)'],
     ['src/{cli,daemon,demo}/**/*.ts', '^(\\.\\./)+kinds/', 'the CLI, daemon and demo reach the kinds only through src/manager.ts (they loop over KINDS and name none)'],

@@ -38,3 +38,10 @@ if ! { [ "$obj" -nt bpf/syscall_counter.c ] && [ "$obj" -nt bpf/syscall_counter.
   "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -Ibpf -c bpf/syscall_counter.c -o "$obj"
   echo "build-bpf: $obj"
 fi
+# Test fixtures that are only parsed, never loaded (the BTF reader's tests): test/fixtures/btf/NAME.c -> build/bpf/fixture_NAME.o.
+for src in test/fixtures/btf/*.c; do
+  obj="build/bpf/fixture_$(basename "${src%.c}").o"
+  if [ "$obj" -nt "$src" ] && [ "$obj" -nt "$0" ]; then continue; fi
+  "$CLANG" -target bpf -O2 -g -Wall -Werror -I"$arch_inc" -Ibpf -c "$src" -o "$obj"
+  echo "build-bpf: $obj"
+done

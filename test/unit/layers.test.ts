@@ -7,6 +7,10 @@ import { REPO_ROOT } from './policy-test-helpers.js';
 const CASES: Array<[file: string, source: string, forbidden: boolean]> = [
   ['src/bpf/x.ts', "import { reconcileOnce } from '../reconciler/reconcile.js';", true],
   ['src/bpf/x.ts', "import { failpoint } from '../common/failpoint.js';", false],
+  ['src/btf/x.ts', "import { lib } from '../bpf/native.js';", true],
+  ['src/btf/x.ts', "import { KINDS } from '../manager.js';", true],
+  ['src/btf/x.ts', "import { failpoint } from '../common/failpoint.js';", false],
+  ['src/kinds/port-steering/x.ts', "import { codecFor } from '../../btf/codec.js';", false],
   ['src/common/x.ts', "import { lib } from '../bpf/native.js';", true],
   ['src/policy/x.ts', "import { KINDS } from '../kinds/registry.js';", true],
   ['src/policy/net/x.ts', "import { ENGINE } from '../../manager.js';", true],
