@@ -24,6 +24,7 @@ import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachClsBpf, clsBpfProgramId, detachClsBpf } from '../../bpf/cls-bpf.js';
 import {
   ADDR_KEY_SIZE,
+  COUNTER,
   CLASS_VALUE_SIZE,
   CONFIG_SIZE,
   DECISION_KEY_SIZE,
@@ -231,14 +232,14 @@ export function observeFilters(root: string): ObservedFilters {
 export function readFilterCounters(dir: string, slots: number[]): Map<number, { packets: bigint; bytes: bigint }> {
   const out = new Map<number, { packets: bigint; bytes: bigint }>();
   using m = tryOpen(() => BpfMap.fromPin(mapPinPath(dir, 'rule_stats')));
-  const stride = m ? m.valueSize / possibleCpus() : 16;
+  const stride = m ? m.valueSize / possibleCpus() : COUNTER.size;
   for (const slot of slots) {
     const v = m?.lookup(u32(slot));
     let packets = 0n;
     let bytes = 0n;
-    for (let off = 0; v && off + 16 <= v.length; off += stride) {
-      packets += v.readBigUInt64LE(off);
-      bytes += v.readBigUInt64LE(off + 8);
+    for (let off = 0; v && off + COUNTER.size <= v.length; off += stride) {
+      packets += v.readBigUInt64LE(off + COUNTER.fields.packets.offset);
+      bytes += v.readBigUInt64LE(off + COUNTER.fields.bytes.offset);
     }
     out.set(slot, { packets, bytes });
   }
