@@ -56,10 +56,11 @@ function differences(assumed: CStruct): string[] {
 
 test('every hand-written layout matches its struct in the object BTF: size, members, offsets; no holes in keys', async () => {
   const layouts = await kindLayouts();
-  assert.deepEqual([...layouts.keys()], ['connect-policy', 'packet-filter', 'port-steering', 'syscall-counter']);
+  // The kinds with hand-written encoders; a kind that encodes through the BTF codec may list no struct.
+  for (const kind of ['connect-policy', 'packet-filter', 'port-steering', 'syscall-counter'])
+    assert.ok((layouts.get(kind)?.length ?? 0) > 0, `src/kinds/${kind}/layout.ts: no C_STRUCTS`);
   const problems: string[] = [];
   for (const [kind, structs] of layouts) {
-    assert.ok(structs.length > 0, `${kind}: empty C_STRUCTS`);
     for (const s of structs) for (const d of differences(s)) problems.push(`${kind}: struct ${s.struct}: ${d}`);
   }
   assert.deepEqual(problems, []);
