@@ -11,7 +11,7 @@ function layerRules(rules) {
 }
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'node_modules/**', 'src/types/generated/**'] },
+  { ignores: ['dist/**', 'build/**', 'node_modules/**', 'src/types/generated/**', 'src/types/bpf/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -9,6 +9,7 @@ import { builtBpfObject } from '../../common/package-paths.js';
 import { decodeFixedString, mapRecordCodec } from '../../common/map-records.js';
 import { packEntries, type PackedEntries } from '../../common/batch-entries.js';
 import { addressBytesText } from '../../policy/net/address-bytes.js';
+import { cStruct, type CStruct } from '../../common/c-struct.js';
 
 export { splitEntries } from '../../common/batch-entries.js';
 import { AttachType } from '../../bpf/constants.js';
@@ -87,14 +88,55 @@ export const RECORD_LEN = 4096;
 /** `active` before the first rule set: no generation. */
 export const NO_GENERATION = 0xff;
 
-export const ADDR_KEY_SIZE = 4 + 1 + 1 + 16;
-export const PORT_KEY_SIZE = 4 + 1 + 2;
-export const DECISION_KEY_SIZE = 12;
-export const DECISION_VALUE_SIZE = 16;
-export const CONFIG_SIZE = 8 + 2 * MAX_SCAN + DECISION_VALUE_SIZE * MAX_POLICIES;
-export const COUNTER_SIZE = 24;
-export const RULE_META_SIZE = 2 * NAME_LEN;
+/** `struct cp_addr_key` (packed: the LPM prefix covers the generation, family and address). */
+export const ADDR_KEY = cStruct(GUARD_OBJECT, 'cp_addr_key', 22, { prefixlen: [0, 4], gen: [4, 1], family: [5, 1], addr: [6, 16] }, { mapKey: true });
+/** `struct cp_port_key` (packed). */
+export const PORT_KEY = cStruct(GUARD_OBJECT, 'cp_port_key', 7, { prefixlen: [0, 4], gen: [4, 1], port: [5, 2] }, { mapKey: true });
+/** `struct cp_decision_key`. */
+export const DECISION_KEY = cStruct(
+  GUARD_OBJECT,
+  'cp_decision_key',
+  12,
+  { gen: [0, 1], policy: [1, 1], pattern: [2, 1], proto: [3, 1], dst: [4, 4], port: [8, 4] },
+  { mapKey: true },
+);
+/** `struct cp_decision`. */
+export const DECISION = cStruct(GUARD_OBJECT, 'cp_decision', 16, { order: [0, 4], slot: [4, 4], sample: [8, 4], action: [12, 1], audit: [13, 1], pad: [14, 2] });
+/** `struct cp_scan_entry`. */
+export const SCAN_ENTRY = cStruct(GUARD_OBJECT, 'cp_scan_entry', 2, { policy: [0, 1], pattern: [1, 1] });
+/** `struct cp_config`. */
+export const CONFIG = cStruct(GUARD_OBJECT, 'cp_config', 8 + SCAN_ENTRY.size * MAX_SCAN + DECISION.size * MAX_POLICIES, {
+  lookups: [0, 4],
+  n_scan: [4, 4],
+  scan: [8, SCAN_ENTRY.size * MAX_SCAN],
+  defaults: [8 + SCAN_ENTRY.size * MAX_SCAN, DECISION.size * MAX_POLICIES],
+});
+/** `struct cp_counter` (one per CPU in rule_stats). */
+export const COUNTER = cStruct(GUARD_OBJECT, 'cp_counter', 24, { connects: [0, 8], denies: [8, 8], would_deny: [16, 8] });
+/** `struct cp_rule_meta`, `struct cp_record_key` and `struct cp_record`, as mapRecordCodec writes them. */
+export const RULE_META = cStruct(GUARD_OBJECT, 'cp_rule_meta', 2 * NAME_LEN, { policy: [0, NAME_LEN], rule: [NAME_LEN, NAME_LEN] });
+export const RECORD_KEY = cStruct(GUARD_OBJECT, 'cp_record_key', NAME_LEN, { name: [0, NAME_LEN] }, { mapKey: true });
+export const RECORD = cStruct(GUARD_OBJECT, 'cp_record', RECORD_LEN, { len: [0, 4], json: [4, RECORD_LEN - 4] });
+/**
+ * Every C struct this module encodes that the object's BTF declares, for the layout guard
+ * (test/unit/bpf-layouts.test.ts). `struct cp_event` is not in the BTF (only a ring buffer holds it).
+ */
+export const C_STRUCTS: readonly CStruct[] = [ADDR_KEY, PORT_KEY, DECISION_KEY, DECISION, SCAN_ENTRY, CONFIG, COUNTER, RULE_META, RECORD_KEY, RECORD];
+
+export const ADDR_KEY_SIZE = ADDR_KEY.size;
+export const PORT_KEY_SIZE = PORT_KEY.size;
+export const DECISION_KEY_SIZE = DECISION_KEY.size;
+export const DECISION_VALUE_SIZE = DECISION.size;
+export const CONFIG_SIZE = CONFIG.size;
+export const COUNTER_SIZE = COUNTER.size;
+export const RULE_META_SIZE = RULE_META.size;
 export const EVENT_SIZE = 64;
+const AK = ADDR_KEY.fields;
+const PK = PORT_KEY.fields;
+const DK = DECISION_KEY.fields;
+const DV = DECISION.fields;
+const SE = SCAN_ENTRY.fields;
+const CF = CONFIG.fields;
 
 /** One entry of the address trie of a generation. */
 export interface AddrEntry {
@@ -143,13 +185,13 @@ export function encodeAddrKey(gen: number, e: Pick<AddrEntry, 'family' | 'addres
   const k = Buffer.alloc(ADDR_KEY_SIZE);
   const bits = e.family === 4 ? 32 : 128;
   if (!Number.isInteger(e.length) || e.length < 0 || e.length > bits) throw new RangeError(`prefix length ${e.length} out of range`);
-  k.writeUInt32LE(16 + e.length, 0);
-  k.writeUInt8(gen, 4);
-  k.writeUInt8(e.family, 5);
-  if (e.family === 4) k.writeUInt32BE(Number(e.address), 6);
+  k.writeUInt32LE(16 + e.length, AK.prefixlen.offset);
+  k.writeUInt8(gen, AK.gen.offset);
+  k.writeUInt8(e.family, AK.family.offset);
+  if (e.family === 4) k.writeUInt32BE(Number(e.address), AK.addr.offset);
   else {
-    k.writeBigUInt64BE(e.address >> 64n, 6);
-    k.writeBigUInt64BE(e.address & 0xffffffffffffffffn, 14);
+    k.writeBigUInt64BE(e.address >> 64n, AK.addr.offset);
+    k.writeBigUInt64BE(e.address & 0xffffffffffffffffn, AK.addr.offset + 8);
   }
   return k;
 }
@@ -158,32 +200,32 @@ export function encodeAddrKey(gen: number, e: Pick<AddrEntry, 'family' | 'addres
 export function encodePortKey(gen: number, e: Pick<PortEntry, 'port' | 'bits'>): Buffer {
   if (!Number.isInteger(e.bits) || e.bits < 0 || e.bits > 16) throw new RangeError(`port bits ${e.bits} out of range`);
   const k = Buffer.alloc(PORT_KEY_SIZE);
-  k.writeUInt32LE(8 + e.bits, 0);
-  k.writeUInt8(gen, 4);
-  k.writeUInt16BE(e.port, 5);
+  k.writeUInt32LE(8 + e.bits, PK.prefixlen.offset);
+  k.writeUInt8(gen, PK.gen.offset);
+  k.writeUInt16BE(e.port, PK.port.offset);
   return k;
 }
 
 /** Encodes a decision key of generation `gen`. */
 export function encodeDecisionKey(gen: number, d: Pick<DecisionEntry, 'policy' | 'pattern' | 'proto' | 'dst' | 'port'>): Buffer {
   const k = Buffer.alloc(DECISION_KEY_SIZE);
-  k.writeUInt8(gen, 0);
-  k.writeUInt8(d.policy, 1);
-  k.writeUInt8(d.pattern, 2);
-  k.writeUInt8(d.proto, 3);
-  k.writeUInt32LE(d.dst, 4);
-  k.writeUInt32LE(d.port, 8);
+  k.writeUInt8(gen, DK.gen.offset);
+  k.writeUInt8(d.policy, DK.policy.offset);
+  k.writeUInt8(d.pattern, DK.pattern.offset);
+  k.writeUInt8(d.proto, DK.proto.offset);
+  k.writeUInt32LE(d.dst, DK.dst.offset);
+  k.writeUInt32LE(d.port, DK.port.offset);
   return k;
 }
 
 /** Encodes a decision (a rule's or a default's). */
 export function encodeDecision(d: DecisionValue): Buffer {
   const v = Buffer.alloc(DECISION_VALUE_SIZE);
-  v.writeUInt32LE(d.order, 0);
-  v.writeUInt32LE(d.slot, 4);
-  v.writeUInt32LE(d.sample, 8);
-  v.writeUInt8(d.action, 12);
-  v.writeUInt8(d.audit ? 1 : 0, 13);
+  v.writeUInt32LE(d.order, DV.order.offset);
+  v.writeUInt32LE(d.slot, DV.slot.offset);
+  v.writeUInt32LE(d.sample, DV.sample.offset);
+  v.writeUInt8(d.action, DV.action.offset);
+  v.writeUInt8(d.audit ? 1 : 0, DV.audit.offset);
   return v;
 }
 
@@ -192,13 +234,13 @@ export function encodeConfig(c: GuardConfig): Buffer {
   if (c.scan.length > MAX_SCAN) throw new RangeError(`${c.scan.length} scan entries, at most ${MAX_SCAN}`);
   if (c.defaults.length > MAX_POLICIES) throw new RangeError(`${c.defaults.length} policies, at most ${MAX_POLICIES}`);
   const v = Buffer.alloc(CONFIG_SIZE);
-  v.writeUInt32LE(c.lookups, 0);
-  v.writeUInt32LE(c.scan.length, 4);
+  v.writeUInt32LE(c.lookups, CF.lookups.offset);
+  v.writeUInt32LE(c.scan.length, CF.n_scan.offset);
   c.scan.forEach((e, i) => {
-    v.writeUInt8(e.policy, 8 + 2 * i);
-    v.writeUInt8(e.pattern, 9 + 2 * i);
+    v.writeUInt8(e.policy, CF.scan.offset + SCAN_ENTRY.size * i + SE.policy.offset);
+    v.writeUInt8(e.pattern, CF.scan.offset + SCAN_ENTRY.size * i + SE.pattern.offset);
   });
-  c.defaults.forEach((d, i) => encodeDecision(d).copy(v, 8 + 2 * MAX_SCAN + DECISION_VALUE_SIZE * i));
+  c.defaults.forEach((d, i) => encodeDecision(d).copy(v, CF.defaults.offset + DECISION.size * i));
   return v;
 }
 
@@ -270,7 +312,7 @@ export function encodeGeneration(gen: number, r: { addr: AddrEntry[]; port: Port
 
 /** The generation byte of an address or port trie key, or of a decision key. */
 export function generationOf(map: 'addrs' | 'ports' | 'decisions', key: Buffer): number {
-  return map === 'decisions' ? key.readUInt8(0) : key.readUInt8(4);
+  return map === 'decisions' ? key.readUInt8(DK.gen.offset) : key.readUInt8(map === 'addrs' ? AK.gen.offset : PK.gen.offset);
 }
 
 /**
@@ -287,9 +329,9 @@ export function generationFingerprint(parts: {
 }): string {
   const h = createHash('sha256');
   for (const [name, entries, genAt] of [
-    ['addr', parts.addr, 4],
-    ['port', parts.port, 4],
-    ['decision', parts.decision, 0],
+    ['addr', parts.addr, AK.gen.offset],
+    ['port', parts.port, PK.gen.offset],
+    ['decision', parts.decision, DK.gen.offset],
   ] as const) {
     const lines: string[] = [];
     for (const [k, v] of entries) {

@@ -29,6 +29,7 @@ import { observePrograms, swapPinnedProgram, type PinnedProgram } from '../../bp
 import {
   ADDR_KEY_SIZE,
   CONFIG_SIZE,
+  COUNTER,
   COUNTER_SIZE,
   DECISION_KEY_SIZE,
   DECISION_VALUE_SIZE,
@@ -239,9 +240,9 @@ export function readGuardCounters(dir: string, slots: readonly number[]): Map<nu
     const v = m?.lookup(u32(slot));
     const c: GuardCounters = { connects: 0n, denies: 0n, wouldDeny: 0n };
     for (let off = 0; v && off + COUNTER_SIZE <= v.length; off += stride) {
-      c.connects += v.readBigUInt64LE(off);
-      c.denies += v.readBigUInt64LE(off + 8);
-      c.wouldDeny += v.readBigUInt64LE(off + 16);
+      c.connects += v.readBigUInt64LE(off + COUNTER.fields.connects.offset);
+      c.denies += v.readBigUInt64LE(off + COUNTER.fields.denies.offset);
+      c.wouldDeny += v.readBigUInt64LE(off + COUNTER.fields.would_deny.offset);
     }
     out.set(slot, c);
   }

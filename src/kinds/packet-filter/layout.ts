@@ -9,6 +9,7 @@ import { builtBpfObject } from '../../common/package-paths.js';
 import { mapRecordCodec } from '../../common/map-records.js';
 import { packEntries, type PackedEntries } from '../../common/batch-entries.js';
 import { addressBytesText } from '../../policy/net/address-bytes.js';
+import { cStruct, type CStruct } from '../../common/c-struct.js';
 
 export { splitEntries } from '../../common/batch-entries.js';
 
@@ -78,16 +79,58 @@ export const NAME_LEN = 64;
 /** PF_RECORD_LEN */
 export const RECORD_LEN = 4096;
 
-export const ADDR_KEY_SIZE = 4 + 1 + 1 + 16;
-export const PORT_KEY_SIZE = 4 + 1 + 2;
-export const DECISION_KEY_SIZE = 20;
-export const DECISION_VALUE_SIZE = 16;
+/** `struct pf_addr_key` (packed: the LPM prefix covers dim, family and address). */
+export const ADDR_KEY = cStruct(FILTER_OBJECT, 'pf_addr_key', 22, { prefixlen: [0, 4], dim: [4, 1], family: [5, 1], addr: [6, 16] }, { mapKey: true });
+/** `struct pf_port_key` (packed). */
+export const PORT_KEY = cStruct(FILTER_OBJECT, 'pf_port_key', 7, { prefixlen: [0, 4], dim: [4, 1], port: [5, 2] }, { mapKey: true });
+/** `struct pf_decision_key`. */
+export const DECISION_KEY = cStruct(
+  FILTER_OBJECT,
+  'pf_decision_key',
+  20,
+  { pattern: [0, 1], proto: [1, 1], pad: [2, 2], src: [4, 4], dst: [8, 4], sport: [12, 4], dport: [16, 4] },
+  { mapKey: true },
+);
+/** `struct pf_decision`. */
+export const DECISION = cStruct(FILTER_OBJECT, 'pf_decision', 16, { order: [0, 4], slot: [4, 4], sample: [8, 4], action: [12, 1], audit: [13, 1], pad: [14, 2] });
+/** `struct pf_config`. */
+export const CONFIG = cStruct(FILTER_OBJECT, 'pf_config', 52, {
+  patterns: [0, 4],
+  lookups: [4, 4],
+  default_action: [8, 1],
+  default_audit: [9, 1],
+  pad: [10, 2],
+  default_sample: [12, 4],
+  n_patterns: [16, 4],
+  pattern_list: [20, 32],
+});
+/** `struct pf_counter` (one per CPU in rule_stats). */
+export const COUNTER = cStruct(FILTER_OBJECT, 'pf_counter', 32, { packets: [0, 8], bytes: [8, 8], would_drop_packets: [16, 8], would_drop_bytes: [24, 8] });
+/** `struct pf_rule_meta`, `struct pf_record_key` and `struct pf_record`, as mapRecordCodec writes them. */
+export const RULE_META = cStruct(FILTER_OBJECT, 'pf_rule_meta', 2 * NAME_LEN, { policy: [0, NAME_LEN], rule: [NAME_LEN, NAME_LEN] });
+export const RECORD_KEY = cStruct(FILTER_OBJECT, 'pf_record_key', NAME_LEN, { name: [0, NAME_LEN] }, { mapKey: true });
+export const RECORD = cStruct(FILTER_OBJECT, 'pf_record', RECORD_LEN, { len: [0, 4], json: [4, RECORD_LEN - 4] });
+/**
+ * Every C struct this module encodes that the object's BTF declares, for the layout guard
+ * (test/unit/bpf-layouts.test.ts). `struct pf_event` is not in the BTF (only a ring buffer holds it).
+ */
+export const C_STRUCTS: readonly CStruct[] = [ADDR_KEY, PORT_KEY, DECISION_KEY, DECISION, CONFIG, COUNTER, RULE_META, RECORD_KEY, RECORD];
+
+export const ADDR_KEY_SIZE = ADDR_KEY.size;
+export const PORT_KEY_SIZE = PORT_KEY.size;
+export const DECISION_KEY_SIZE = DECISION_KEY.size;
+export const DECISION_VALUE_SIZE = DECISION.size;
 export const CLASS_VALUE_SIZE = 4;
-export const CONFIG_SIZE = 4 * 5 + 32;
+export const CONFIG_SIZE = CONFIG.size;
 /** struct pf_counter: packets, bytes, would-drop packets, would-drop bytes (u64 each, per CPU). */
-export const COUNTER_SIZE = 32;
-export const RULE_META_SIZE = 2 * NAME_LEN;
+export const COUNTER_SIZE = COUNTER.size;
+export const RULE_META_SIZE = RULE_META.size;
 export const EVENT_SIZE = 64;
+const AK = ADDR_KEY.fields;
+const PK = PORT_KEY.fields;
+const DK = DECISION_KEY.fields;
+const DV = DECISION.fields;
+const CF = CONFIG.fields;
 
 /** PF_VERDICT_*: what a sampled event's packet got. */
 export const Verdict = { drop: 1, wouldDrop: 2 } as const;
@@ -144,13 +187,13 @@ export function encodeAddrKey(e: Pick<AddrEntry, 'dim' | 'family' | 'address' | 
   const k = Buffer.alloc(ADDR_KEY_SIZE);
   const bits = e.family === 4 ? 32 : 128;
   if (!Number.isInteger(e.length) || e.length < 0 || e.length > bits) throw new RangeError(`prefix length ${e.length} out of range`);
-  k.writeUInt32LE(16 + e.length, 0);
-  k.writeUInt8(e.dim, 4);
-  k.writeUInt8(e.family, 5);
-  if (e.family === 4) k.writeUInt32BE(Number(e.address), 6);
+  k.writeUInt32LE(16 + e.length, AK.prefixlen.offset);
+  k.writeUInt8(e.dim, AK.dim.offset);
+  k.writeUInt8(e.family, AK.family.offset);
+  if (e.family === 4) k.writeUInt32BE(Number(e.address), AK.addr.offset);
   else {
-    k.writeBigUInt64BE(e.address >> 64n, 6);
-    k.writeBigUInt64BE(e.address & 0xffffffffffffffffn, 14);
+    k.writeBigUInt64BE(e.address >> 64n, AK.addr.offset);
+    k.writeBigUInt64BE(e.address & 0xffffffffffffffffn, AK.addr.offset + 8);
   }
   return k;
 }
@@ -159,9 +202,9 @@ export function encodeAddrKey(e: Pick<AddrEntry, 'dim' | 'family' | 'address' | 
 export function encodePortKey(e: Pick<PortEntry, 'dim' | 'port' | 'bits'>): Buffer {
   if (!Number.isInteger(e.bits) || e.bits < 0 || e.bits > 16) throw new RangeError(`port bits ${e.bits} out of range`);
   const k = Buffer.alloc(PORT_KEY_SIZE);
-  k.writeUInt32LE(8 + e.bits, 0);
-  k.writeUInt8(e.dim, 4);
-  k.writeUInt16BE(e.port, 5);
+  k.writeUInt32LE(8 + e.bits, PK.prefixlen.offset);
+  k.writeUInt8(e.dim, PK.dim.offset);
+  k.writeUInt16BE(e.port, PK.port.offset);
   return k;
 }
 
@@ -175,50 +218,48 @@ export function encodeClass(cls: number): Buffer {
 /** Encodes a decision key. */
 export function encodeDecisionKey(d: Pick<DecisionEntry, 'pattern' | 'proto' | 'src' | 'dst' | 'sport' | 'dport'>): Buffer {
   const k = Buffer.alloc(DECISION_KEY_SIZE);
-  k.writeUInt8(d.pattern, 0);
-  k.writeUInt8(d.proto, 1);
-  k.writeUInt32LE(d.src, 4);
-  k.writeUInt32LE(d.dst, 8);
-  k.writeUInt32LE(d.sport, 12);
-  k.writeUInt32LE(d.dport, 16);
+  k.writeUInt8(d.pattern, DK.pattern.offset);
+  k.writeUInt8(d.proto, DK.proto.offset);
+  k.writeUInt32LE(d.src, DK.src.offset);
+  k.writeUInt32LE(d.dst, DK.dst.offset);
+  k.writeUInt32LE(d.sport, DK.sport.offset);
+  k.writeUInt32LE(d.dport, DK.dport.offset);
   return k;
 }
 
 /** Encodes a decision value. */
 export function encodeDecisionValue(d: Pick<DecisionEntry, 'order' | 'slot' | 'sample' | 'action' | 'audit'>): Buffer {
-  // struct pf_decision: order@0 slot@4 sample@8 action@12 audit@13 pad@14
   const v = Buffer.alloc(DECISION_VALUE_SIZE);
-  v.writeUInt32LE(d.order, 0);
-  v.writeUInt32LE(d.slot, 4);
-  v.writeUInt32LE(d.sample, 8);
-  v.writeUInt8(d.action, 12);
-  v.writeUInt8(d.audit ? 1 : 0, 13);
+  v.writeUInt32LE(d.order, DV.order.offset);
+  v.writeUInt32LE(d.slot, DV.slot.offset);
+  v.writeUInt32LE(d.sample, DV.sample.offset);
+  v.writeUInt8(d.action, DV.action.offset);
+  v.writeUInt8(d.audit ? 1 : 0, DV.audit.offset);
   return v;
 }
 
 /** Encodes a generation's config: the patterns bitmask also as the list of patterns in use. */
 export function encodeConfig(c: FilterConfig): Buffer {
   const v = Buffer.alloc(CONFIG_SIZE);
-  v.writeUInt32LE(c.patterns, 0);
-  v.writeUInt32LE(c.lookups, 4);
-  // struct pf_config: patterns@0 lookups@4 default_action@8 default_audit@9 pad@10 default_sample@12 n_patterns@16 pattern_list@20
-  v.writeUInt8(c.defaultAction, 8);
-  v.writeUInt8(c.defaultAudit ? 1 : 0, 9);
-  v.writeUInt32LE(c.defaultSample, 12);
+  v.writeUInt32LE(c.patterns, CF.patterns.offset);
+  v.writeUInt32LE(c.lookups, CF.lookups.offset);
+  v.writeUInt8(c.defaultAction, CF.default_action.offset);
+  v.writeUInt8(c.defaultAudit ? 1 : 0, CF.default_audit.offset);
+  v.writeUInt32LE(c.defaultSample, CF.default_sample.offset);
   let n = 0;
-  for (let p = 0; p < 32; p++) if (c.patterns & (1 << p)) v.writeUInt8(p, 20 + n++);
-  v.writeUInt32LE(n, 16);
+  for (let p = 0; p < 32; p++) if (c.patterns & (1 << p)) v.writeUInt8(p, CF.pattern_list.offset + n++);
+  v.writeUInt32LE(n, CF.n_patterns.offset);
   return v;
 }
 
 /** Decodes a generation's config. */
 export function decodeConfig(v: Buffer): FilterConfig {
   return {
-    patterns: v.readUInt32LE(0),
-    lookups: v.readUInt32LE(4),
-    defaultAction: v.readUInt8(8) === 1 ? 1 : 0,
-    defaultAudit: v.readUInt8(9) === 1,
-    defaultSample: v.readUInt32LE(12),
+    patterns: v.readUInt32LE(CF.patterns.offset),
+    lookups: v.readUInt32LE(CF.lookups.offset),
+    defaultAction: v.readUInt8(CF.default_action.offset) === 1 ? 1 : 0,
+    defaultAudit: v.readUInt8(CF.default_audit.offset) === 1,
+    defaultSample: v.readUInt32LE(CF.default_sample.offset),
   };
 }
 

@@ -23,6 +23,7 @@ import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachClsBpf, clsBpfProgramId, detachClsBpf } from '../../bpf/cls-bpf.js';
 import {
   ADDR_KEY_SIZE,
+  COUNTER,
   CLASS_VALUE_SIZE,
   COUNTER_SIZE,
   CONFIG_SIZE,
@@ -240,15 +241,16 @@ export interface FilterCounters {
 export function readFilterCounters(dir: string, slots: number[]): Map<number, FilterCounters> {
   const out = new Map<number, FilterCounters>();
   using m = tryOpen(() => BpfMap.fromPin(mapPinPath(dir, 'rule_stats')));
-  const stride = m ? m.valueSize / possibleCpus() : COUNTER_SIZE;
+  const stride = m ? m.valueSize / possibleCpus() : COUNTER.size;
+  const F = COUNTER.fields;
   for (const slot of slots) {
     const v = m?.lookup(u32(slot));
     const c: FilterCounters = { packets: 0n, bytes: 0n, wouldDropPackets: 0n, wouldDropBytes: 0n };
-    for (let off = 0; v && off + COUNTER_SIZE <= v.length; off += stride) {
-      c.packets += v.readBigUInt64LE(off);
-      c.bytes += v.readBigUInt64LE(off + 8);
-      c.wouldDropPackets += v.readBigUInt64LE(off + 16);
-      c.wouldDropBytes += v.readBigUInt64LE(off + 24);
+    for (let off = 0; v && off + COUNTER.size <= v.length; off += stride) {
+      c.packets += v.readBigUInt64LE(off + F.packets.offset);
+      c.bytes += v.readBigUInt64LE(off + F.bytes.offset);
+      c.wouldDropPackets += v.readBigUInt64LE(off + F.would_drop_packets.offset);
+      c.wouldDropBytes += v.readBigUInt64LE(off + F.would_drop_bytes.offset);
     }
     out.set(slot, c);
   }

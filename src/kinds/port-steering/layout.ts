@@ -5,6 +5,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { builtBpfObject } from '../../common/package-paths.js';
 import { decodeLengthPrefixed, encodeLengthPrefixed } from '../../common/length-prefixed.js';
+import { cStruct, type CStruct } from '../../common/c-struct.js';
 
 /** Compiled object of bpf/dispatcher.c. */
 export const DISPATCHER_OBJECT = builtBpfObject('dispatcher.o');
@@ -20,15 +21,29 @@ export const DISPATCHER_VARIANT_OBJECT = builtBpfObject('dispatcher_variant.o');
 /** Compiled object of bpf/test_counter.c (a second sk_lookup program, for upgrade tests). */
 export const TEST_COUNTER_OBJECT = builtBpfObject('test_counter.o');
 
-/** Size of `struct binding_key`. */
-export const BINDING_KEY_SIZE = 4 + 1 + 2 + 16;
-/** Size of `struct binding_value`. */
-export const BINDING_VALUE_SIZE = 8;
-/** Bits of protocol and port in the LPM prefix. */
-const FIXED_BITS = 8 + 16;
 /** Size of `struct policy_key` and `struct policy_record`. */
 export const POLICY_NAME_LEN = 64;
 export const POLICY_RECORD_LEN = 8192;
+
+/** `struct binding_key` (packed: the LPM prefix covers protocol, port and address). */
+export const BINDING_KEY = cStruct(DISPATCHER_OBJECT, 'binding_key', 23, { prefixlen: [0, 4], protocol: [4, 1], port: [5, 2], addr: [7, 16] }, { mapKey: true });
+/** `struct binding_value`. */
+export const BINDING_VALUE = cStruct(DISPATCHER_OBJECT, 'binding_value', 8, { dest_id: [0, 4], binding_id: [4, 4] });
+/** `struct policy_key`. */
+export const POLICY_KEY = cStruct(DISPATCHER_OBJECT, 'policy_key', POLICY_NAME_LEN, { name: [0, POLICY_NAME_LEN] }, { mapKey: true });
+/** `struct policy_record`, as encodeLengthPrefixed writes it. */
+export const POLICY_RECORD = cStruct(DISPATCHER_OBJECT, 'policy_record', POLICY_RECORD_LEN, { len: [0, 4], json: [4, POLICY_RECORD_LEN - 4] });
+/** Every C struct this module encodes, for the layout guard (test/unit/bpf-layouts.test.ts). */
+export const C_STRUCTS: readonly CStruct[] = [BINDING_KEY, BINDING_VALUE, POLICY_KEY, POLICY_RECORD];
+
+/** Size of `struct binding_key`. */
+export const BINDING_KEY_SIZE = BINDING_KEY.size;
+/** Size of `struct binding_value`. */
+export const BINDING_VALUE_SIZE = BINDING_VALUE.size;
+/** Bits of protocol and port in the LPM prefix. */
+const FIXED_BITS = 8 + 16;
+const BK = BINDING_KEY.fields;
+const BV = BINDING_VALUE.fields;
 
 /** IP protocol numbers. */
 export const IPPROTO = { tcp: 6, udp: 17 } as const;
@@ -59,9 +74,9 @@ export function encodePortBlockKey(b: PortBlock): Buffer {
   if (!Number.isInteger(b.port) || b.port < 0 || b.port > 65535 || b.port % 2 ** (16 - b.bits) !== 0)
     throw new RangeError(`port ${b.port} is not the start of a /${b.bits} port block`);
   const key = Buffer.alloc(BINDING_KEY_SIZE);
-  key.writeUInt32LE(8 + b.bits, 0);
-  key.writeUInt8(IPPROTO[b.protocol], 4);
-  key.writeUInt16BE(b.port, 5);
+  key.writeUInt32LE(8 + b.bits, BK.prefixlen.offset);
+  key.writeUInt8(IPPROTO[b.protocol], BK.protocol.offset);
+  key.writeUInt16BE(b.port, BK.port.offset);
   return key;
 }
 
@@ -97,24 +112,24 @@ export function encodeBindingKey(b: Binding): Buffer {
     throw new RangeError(`prefix length ${b.prefixLength} out of range for ${b.address}`);
   if (!Number.isInteger(b.port) || b.port < 0 || b.port > 65535) throw new RangeError(`port ${b.port} out of range`);
   const key = Buffer.alloc(BINDING_KEY_SIZE);
-  key.writeUInt32LE(FIXED_BITS + (v4 ? 96 : 0) + b.prefixLength, 0);
-  key.writeUInt8(IPPROTO[b.protocol], 4);
-  key.writeUInt16BE(b.port, 5);
-  addressBytes(b.address).copy(key, 7);
+  key.writeUInt32LE(FIXED_BITS + (v4 ? 96 : 0) + b.prefixLength, BK.prefixlen.offset);
+  key.writeUInt8(IPPROTO[b.protocol], BK.protocol.offset);
+  key.writeUInt16BE(b.port, BK.port.offset);
+  addressBytes(b.address).copy(key, BK.addr.offset);
   return key;
 }
 
 /** Encodes a binding value: the destination (sockmap key) and the binding's counter index. */
 export function encodeBindingValue(destId: number, bindingId: number): Buffer {
   const v = Buffer.alloc(BINDING_VALUE_SIZE);
-  v.writeUInt32LE(destId, 0);
-  v.writeUInt32LE(bindingId, 4);
+  v.writeUInt32LE(destId, BV.dest_id.offset);
+  v.writeUInt32LE(bindingId, BV.binding_id.offset);
   return v;
 }
 
 /** Decodes a binding value. */
 export function decodeBindingValue(v: Buffer): { destId: number; bindingId: number } {
-  return { destId: v.readUInt32LE(0), bindingId: v.readUInt32LE(4) };
+  return { destId: v.readUInt32LE(BV.dest_id.offset), bindingId: v.readUInt32LE(BV.binding_id.offset) };
 }
 
 /** Encodes a u32 map key (sockets, counters). */

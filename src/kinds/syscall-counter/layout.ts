@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { decodeFixedString, mapRecordCodec } from '../../common/map-records.js';
 import { builtBpfObject } from '../../common/package-paths.js';
+import { cStruct, type CStruct } from '../../common/c-struct.js';
 import type { GroupByField } from './document.js';
 
 /** Compiled object of bpf/syscall_counter.c. */
@@ -33,9 +34,25 @@ export const MAX_SYSCALLS = 1024;
 export const COMM_LEN = 16;
 export const NAME_LEN = 64;
 export const RECORD_LEN = 4096;
-export const KEY_SIZE = 32;
-export const POLICY_SIZE = 16;
-export const CONFIG_SIZE = 16;
+
+/** `struct sc_key`: the key of every count table (no padding: a hole would split equal keys). */
+export const COUNT_KEY = cStruct(COUNTER_OBJECT, 'sc_key', 32, { syscall: [0, 4], pid: [4, 4], cgroup_id: [8, 8], comm: [16, COMM_LEN] }, { mapKey: true });
+/** `struct sc_policy`. */
+export const SLOT_POLICY = cStruct(COUNTER_OBJECT, 'sc_policy', 16, { in_use: [0, 4], group_by: [4, 4], cgroup: [8, 4], all: [12, 4] });
+/** `struct sc_config`. */
+export const COUNTER_CONFIG = cStruct(COUNTER_OBJECT, 'sc_config', 16, { all_mask: [0, 8], n_slots: [8, 4], pad: [12, 4] });
+/** `struct sc_record_key` and `struct sc_record`, as mapRecordCodec writes them. */
+export const RECORD_KEY = cStruct(COUNTER_OBJECT, 'sc_record_key', NAME_LEN, { name: [0, NAME_LEN] }, { mapKey: true });
+export const RECORD = cStruct(COUNTER_OBJECT, 'sc_record', RECORD_LEN, { len: [0, 4], json: [4, RECORD_LEN - 4] });
+/** Every C struct this module encodes, for the layout guard (test/unit/bpf-layouts.test.ts). */
+export const C_STRUCTS: readonly CStruct[] = [COUNT_KEY, SLOT_POLICY, COUNTER_CONFIG, RECORD_KEY, RECORD];
+
+export const KEY_SIZE = COUNT_KEY.size;
+export const POLICY_SIZE = SLOT_POLICY.size;
+export const CONFIG_SIZE = COUNTER_CONFIG.size;
+const K = COUNT_KEY.fields;
+const P = SLOT_POLICY.fields;
+const C = COUNTER_CONFIG.fields;
 
 /** SC_BY_* bits. */
 export const GroupBit: Record<GroupByField, number> = { syscall: 1, comm: 2, cgroup: 4, pid: 8 };
@@ -58,29 +75,34 @@ export function groupBits(groupBy: readonly GroupByField[]): number {
 /** Encodes struct sc_policy. */
 export function encodeSlotConfig(c: SlotConfig): Buffer {
   const v = Buffer.alloc(POLICY_SIZE);
-  v.writeUInt32LE(c.inUse ? 1 : 0, 0);
-  v.writeUInt32LE(c.groupBy, 4);
-  v.writeUInt32LE(c.cgroup ? 1 : 0, 8);
-  v.writeUInt32LE(c.all ? 1 : 0, 12);
+  v.writeUInt32LE(c.inUse ? 1 : 0, P.in_use.offset);
+  v.writeUInt32LE(c.groupBy, P.group_by.offset);
+  v.writeUInt32LE(c.cgroup ? 1 : 0, P.cgroup.offset);
+  v.writeUInt32LE(c.all ? 1 : 0, P.all.offset);
   return v;
 }
 
 /** Decodes struct sc_policy. */
 export function decodeSlotConfig(v: Buffer): SlotConfig {
-  return { inUse: v.readUInt32LE(0) === 1, groupBy: v.readUInt32LE(4), cgroup: v.readUInt32LE(8) === 1, all: v.readUInt32LE(12) === 1 };
+  return {
+    inUse: v.readUInt32LE(P.in_use.offset) === 1,
+    groupBy: v.readUInt32LE(P.group_by.offset),
+    cgroup: v.readUInt32LE(P.cgroup.offset) === 1,
+    all: v.readUInt32LE(P.all.offset) === 1,
+  };
 }
 
 /** Encodes struct sc_config. */
 export function encodeConfig(c: { allMask: bigint; nSlots: number }): Buffer {
   const v = Buffer.alloc(CONFIG_SIZE);
-  v.writeBigUInt64LE(c.allMask, 0);
-  v.writeUInt32LE(c.nSlots, 8);
+  v.writeBigUInt64LE(c.allMask, C.all_mask.offset);
+  v.writeUInt32LE(c.nSlots, C.n_slots.offset);
   return v;
 }
 
 /** Decodes struct sc_config. */
 export function decodeConfig(v: Buffer): { allMask: bigint; nSlots: number } {
-  return { allMask: v.readBigUInt64LE(0), nSlots: v.readUInt32LE(8) };
+  return { allMask: v.readBigUInt64LE(C.all_mask.offset), nSlots: v.readUInt32LE(C.n_slots.offset) };
 }
 
 /** One count's key (struct sc_key), decoded; fields the policy does not group by are 0 or "". */
@@ -93,7 +115,12 @@ export interface CountKey {
 
 /** Decodes struct sc_key. */
 export function decodeCountKey(k: Buffer): CountKey {
-  return { syscall: k.readUInt32LE(0), pid: k.readUInt32LE(4), cgroupId: k.readBigUInt64LE(8), comm: decodeFixedString(k, 16, COMM_LEN) };
+  return {
+    syscall: k.readUInt32LE(K.syscall.offset),
+    pid: k.readUInt32LE(K.pid.offset),
+    cgroupId: k.readBigUInt64LE(K.cgroup_id.offset),
+    comm: decodeFixedString(k, K.comm.offset, K.comm.size),
+  };
 }
 
 /** Encodes a u32 key or value. */
