@@ -9,6 +9,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { hashSpec } from '../../common/spec-hash.js';
 import { AttachType } from '../../bpf/constants.js';
 import { codecFor, CodecError } from '../../btf/codec.js';
+import { structLayout } from '../../btf/layout.js';
 import { readObjectInfo, type ObjectInfo } from '../../btf/object-info.js';
 import type { ProgramAttach } from '../../types/generated/program.js';
 import type { EncodedEntry } from './layout.js';
@@ -219,8 +220,8 @@ export function mapSummaries(info: ObjectInfo): ObjectMapSummary[] {
     if (id === undefined) return '';
     const t = info.btf.resolve(id);
     if (t.kind !== 'struct' && t.kind !== 'union') return info.btf.typeName(id);
-    const fields = (t.members ?? []).map((m) => `${m.name}:${info.btf.typeName(m.type)}@${m.bitOffset}/${m.bitSize || info.btf.sizeOf(m.type) * 8}`);
-    return `${info.btf.typeName(id)}{${fields.join(',')}}/${info.btf.sizeOf(id)}`;
+    const l = structLayout(info.btf, id);
+    return `${info.btf.typeName(id)}{${l.fields.map((f) => `${f.name}:${f.type}@${f.offset}/${f.size}`).join(',')}}/${l.size}`;
   };
   return info.maps
     .map((m) => ({ name: m.name, mapType: m.mapType, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, keyType: layout(m.keyType), valueType: layout(m.valueType) }))
