@@ -9,6 +9,12 @@
  */
 import { constants as osConstants } from 'node:os';
 
+/** `enum xdp_action` (`linux/bpf.h`): what an XDP program returns. */
+export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
+
+/** `TC_ACT_*` (`linux/pkt_cls.h`): what a tc (cls_bpf direct action, tcx) program returns. */
+export const TcAction = { UNSPEC: -1, OK: 0, SHOT: 2 } as const;
+
 /** `enum bpf_prog_type` */
 export const ProgType = {
   SOCKET_FILTER: 1,

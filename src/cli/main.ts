@@ -8,6 +8,7 @@ import { registerDemo } from './demo.js';
 import { registerValidate } from './validate.js';
 import { registerReconcile } from './reconcile.js';
 import { registerEvents } from './events.js';
+import { registerTest } from './test.js';
 import { PACKAGE_VERSION } from '../common/package-paths.js';
 
 const program = new Command('ebpf-policy')
@@ -23,5 +24,6 @@ registerDemo(program);
 registerValidate(program);
 registerReconcile(program);
 registerEvents(program);
+registerTest(program);
 
 await program.parseAsync(process.argv);
