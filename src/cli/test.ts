@@ -98,12 +98,12 @@ export function runTestCommand(opts: CommonOptions): number {
   if (missing) return err(missing);
   const kindOptions = parseKindOptions(opts.kindOption, KINDS.map((k) => k.kind));
   if (typeof kindOptions === 'string') return err(kindOptions);
+  if (!requirePrivileges('test')) return EXIT_ERROR;
   const load = loadPolicies({ paths: opts.policies, insecurePermissions: opts.insecurePolicyPerms });
   for (const p of load.problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (!load.ok) return err('the policies have errors (see above; `ebpf-policy validate` checks them); no case was run');
   const tests = load.policies.filter(isPolicyTest);
   if (tests.length === 0) return err(`no PolicyTest document in ${(opts.policies ?? []).join(', ') || 'the policy directory'}: nothing to test (docs/policy-tests.md)`);
-  if (!requirePrivileges('test')) return EXIT_ERROR;
   const reports = runTests(tests, load.policies, kindOptions);
   const summary = summarize(reports);
   if (opts.output === 'json') {
