@@ -12,7 +12,8 @@ import assert from 'node:assert/strict';
 import { cpSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { reconcileOnce } from '../../src/manager.js';
+import { KINDS, loadPolicies, reconcileOnce } from '../../src/manager.js';
+import type { PolicyTestPolicy } from '../../src/policy/policy-test.js';
 import { runBounded } from '../../src/sandbox/bounded-wait.js';
 import type { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { bpftoolIds, eventually, kernelTest } from './harness.js';
@@ -139,4 +140,24 @@ kernelTest('the engine plans nothing for PolicyTest documents', async ({ pinDir,
     [],
     'every action is the PacketFilter policy\'s; none is the PolicyTest\'s',
   );
+});
+
+kernelTest('the PacketFilter and PortSteering runners, in process: results per case, every fd closed (checked by the harness)', async ({ sandbox }) => {
+  using dir = new PolicyDir();
+  cpSync(POLICIES, dir.path, { recursive: true });
+  dir.writeRaw('port-steering.yaml', readFileSync(join(POLICIES, 'port-steering.yaml'), 'utf8').replace('protocol: tcp', `netns: ${sandbox.path}\n  protocol: tcp`));
+  await startHttpServer(sandbox, '127.0.0.1', 8080);
+  const load = loadPolicies({ paths: [dir.path], insecurePermissions: true });
+  assert.deepEqual(load.problems, []);
+  const tests = load.policies.filter((p): p is PolicyTestPolicy => p.kind === 'PolicyTest');
+  assert.equal(tests.length, 2);
+  for (const t of tests) {
+    const target = load.policies.find((p) => p.name === t.policy)!;
+    const results = KINDS.find((k) => k.kind === target.kind)!.policyTest!.run(target, t.cases, { options: {} });
+    assert.deepEqual(
+      results.map((r) => [r.name, r.status]),
+      t.cases.map((c) => [c.name, 'pass']),
+      JSON.stringify(results),
+    );
+  }
 });
