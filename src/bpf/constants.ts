@@ -9,6 +9,18 @@
  */
 import { constants as osConstants } from 'node:os';
 
+/** `enum xdp_action` (`linux/bpf.h`): what an XDP program returns. */
+export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
+
+/** `TC_ACT_*` (`linux/pkt_cls.h`): what a tc (cls_bpf direct action, tcx) program returns. */
+export const TcAction = { UNSPEC: -1, OK: 0, SHOT: 2 } as const;
+
+/** `enum sk_action` (`linux/bpf.h`): what an sk_lookup program returns. */
+export const SkAction = { DROP: 0, PASS: 1 } as const;
+
+/** Address families (`AF_INET`, `AF_INET6` of `bits/socket.h`), as `struct bpf_sk_lookup` carries them. */
+export const AddressFamily = { INET: 2, INET6: 10 } as const;
+
 /** `enum bpf_prog_type` */
 export const ProgType = {
   SOCKET_FILTER: 1,

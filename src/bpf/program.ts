@@ -51,6 +51,28 @@ export class Program extends KernelObject {
     return { retval: opts.readUInt32LE(56), durationNs: opts.readUInt32LE(64) };
   }
 
+  /**
+   * Runs the program once on a context only (BPF_PROG_TEST_RUN without
+   * packet data: sk_lookup programs take a `struct bpf_sk_lookup`). Returns
+   * the return value and the context as the kernel wrote it back (for
+   * sk_lookup: the selected socket's cookie in its first 8 bytes). Throws
+   * ErrnoError.
+   */
+  testRunContext(ctx: Buffer): { retval: number; ctxOut: Buffer } {
+    const ctxIn = Buffer.from(ctx); // the kernel reads it; keep the caller's buffer untouched
+    const ctxOut = Buffer.alloc(ctx.length);
+    const opts = Buffer.alloc(80); // struct bpf_test_run_opts, libbpf 1.1
+    opts.writeBigUInt64LE(80n, 0); // sz
+    opts.writeBigUInt64LE(addressOf(ctxIn), 32); // ctx_in
+    opts.writeBigUInt64LE(addressOf(ctxOut), 40); // ctx_out
+    opts.writeUInt32LE(ctxIn.length, 48); // ctx_size_in
+    opts.writeUInt32LE(ctxOut.length, 52); // ctx_size_out
+    opts.writeInt32LE(1, 60); // repeat
+    const ret = lib().bpf_prog_test_run_opts(this.fd, opts);
+    if (ret < 0) throw new ErrnoError(-ret, 'bpf_prog_test_run_opts', this.label);
+    return { retval: opts.readUInt32LE(56), ctxOut: ctxOut.subarray(0, opts.readUInt32LE(52)) };
+  }
+
   /** Readable program type, e.g. `sk_lookup`. */
   typeName(): string {
     return constantName(ProgType, this.info().type);

@@ -9,6 +9,7 @@ import { registerValidate } from './validate.js';
 import { registerReconcile } from './reconcile.js';
 import { registerEvents } from './events.js';
 import { registerTypes } from './types.js';
+import { registerTest } from './test.js';
 import { PACKAGE_VERSION } from '../common/package-paths.js';
 
 const program = new Command('ebpf-policy')
@@ -25,5 +26,6 @@ registerValidate(program);
 registerReconcile(program);
 registerEvents(program);
 registerTypes(program);
+registerTest(program);
 
 await program.parseAsync(process.argv);

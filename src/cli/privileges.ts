@@ -65,7 +65,7 @@ export function missingCapabilities(capEff: bigint): CapabilityName[] {
 }
 
 /** Commands whose policies may name PortSteering targets (they resolve them), so the message mentions CAP_SYS_PTRACE. */
-const RESOLVES_TARGETS = new Set(['plan', 'reconcile', 'status']);
+const RESOLVES_TARGETS = new Set(['test', 'plan', 'reconcile', 'status']);
 
 /**
  * The pure decision: undefined when `creds` suffice for `command`, else the

@@ -5,6 +5,7 @@
  * match pattern".
  */
 import { parseCidr } from './net/cidr.js';
+import { parseIpAddress } from './net/ip.js';
 import { parseListenAddress } from './net/listen-address.js';
 import { explainInterfacePattern } from './net/interface-pattern.js';
 import { parseFilterPort, parsePortRange } from './net/ports.js';
@@ -125,5 +126,9 @@ export const STRING_FORMATS: Readonly<Record<string, StringFormat>> = {
       const parsed = parseListenAddress(value);
       return parsed.ok ? undefined : parsed.reason;
     },
+  },
+  'ip-address': {
+    noun: 'IP address',
+    explain: (value) => (parseIpAddress(value) !== undefined ? undefined : value.includes('/') ? 'a single address, without a prefix length' : 'expected an IPv4 address (198.51.100.7) or an IPv6 address (2001:db8::1)'),
   },
 };

@@ -69,6 +69,13 @@ export interface PolicyKind<TDocument, TDesired extends DesiredPolicyBase> {
    * e.g. two policies claiming the same traffic. Never throws.
    */
   findConflicts(policies: readonly TDesired[]): PolicyConflict<TDesired>[];
+  /**
+   * Optional checks of this kind's valid documents against every valid
+   * policy of any kind (e.g. a PolicyTest naming the policy it tests).
+   * `invalidNames` are the names of documents that failed validation.
+   * Never throws.
+   */
+  crossCheck?(own: readonly TDesired[], all: readonly DesiredPolicyBase[], invalidNames: ReadonlySet<string>): PolicyConflict<TDesired>[];
 }
 
 /** A policy kind with its document type erased, as held by the registry. */

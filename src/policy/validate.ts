@@ -133,9 +133,11 @@ export function validatePolicyDocuments(
   }
 
   problems.push(...findDuplicateNames(documents));
+  const validNames = new Set(policies.map((p) => p.name));
+  const invalidNames = new Set(documents.map(nameOf).filter((n): n is string => n !== undefined && !validNames.has(n)));
   for (const kind of kinds.kinds) {
     const ofKind = policies.filter((p) => p.kind === kind.kind);
-    for (const conflict of kind.findConflicts(ofKind)) {
+    for (const conflict of [...kind.findConflicts(ofKind), ...(kind.crossCheck?.(ofKind, policies, invalidNames) ?? [])]) {
       const document = documentOf.get(conflict.policy);
       if (document !== undefined) problems.push(toProblem(document, conflict));
     }

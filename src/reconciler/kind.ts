@@ -11,6 +11,7 @@
  * its own plain data; its plan is a pure function of them.
  */
 import type { AnyPolicyKind, DesiredPolicyBase } from '../policy/kind.js';
+import type { PolicyTestChecker, PolicyTestCase, PolicyTestResult } from '../policy/policy-test.js';
 import type { Action, Operation, PlanProblem, PolicyStatus } from './model.js';
 
 /** What a kind gets when it resolves policies or runs an operation. */
@@ -104,6 +105,27 @@ export interface EventStream {
   close(): void;
 }
 
+/** What a kind's policy test runner gets. */
+export interface PolicyTestEnv {
+  /** This kind's options (e.g. which compiled object to load), as for reconcile. */
+  options: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Runs PolicyTest cases through a kind's real program (`ebpf-policy test`):
+ * with private, unpinned maps filled as reconcile fills them; never touches
+ * pins, links or interfaces.
+ */
+export interface KindPolicyTest extends PolicyTestChecker {
+  /**
+   * Runs `cases` (already checked) against `policy`, one result per case in
+   * order. A case that cannot run here (e.g. its target socket does not
+   * exist) is a result with status `error`; throws only for failures of the
+   * whole run (the program does not load).
+   */
+  run(policy: DesiredPolicyBase, cases: readonly PolicyTestCase[], env: PolicyTestEnv): PolicyTestResult[];
+}
+
 /**
  * One kind of policy, as the engine drives it.
  * @typeParam D the kind's desired state (plain data, resolved against the system).
@@ -161,6 +183,9 @@ export interface ReconcilerKind<D = unknown, O = unknown, E = unknown> {
   events?: {
     open(root: string, policy?: string): EventStream;
   };
+
+  /** Checks and runs PolicyTest cases for this kind's policies; absent: `ebpf-policy test` does not support the kind yet. */
+  policyTest?: KindPolicyTest;
 
   /** Metrics read at scrape time from the state of the last pass. */
   metrics?: {

@@ -46,7 +46,7 @@ function nobodysCheckout(): { path: string; policies: string; file: string } & D
   return { path, policies, file, [Symbol.dispose]: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-kernelTest('as nobody: plan, reconcile, status, destroy and events exit 2 with one line naming the missing capabilities', ({ pinDir }) => {
+kernelTest('as nobody: plan, reconcile, status, destroy, events and test exit 2 with one line naming the missing capabilities', ({ pinDir }) => {
   using dir = nobodysCheckout();
   const missing = 'needs root, or the capabilities CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN (missing: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)';
   const ptrace = ", and CAP_SYS_PTRACE for PortSteering targets held by another user's process";
@@ -62,6 +62,7 @@ kernelTest('as nobody: plan, reconcile, status, destroy and events exit 2 with o
     ['status', ['status', '--policies', dir.policies, '--bpffs-root', pinDir], true],
     ['destroy', ['destroy', '--yes', '--bpffs-root', pinDir], false],
     ['events', ['events', '--timeout', '1', '--bpffs-root', pinDir], false],
+    ['test', ['test', '--policies', dir.policies], true],
   ];
   for (const [command, args, resolvesTargets] of runs) {
     const r = asNobody(dir.path, ...args);

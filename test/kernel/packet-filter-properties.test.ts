@@ -15,6 +15,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { loadObject, removePinTree } from '../../src/bpf/index.js';
+import { buildFrame, type FramePacket as Packet } from '../../src/common/frame.js';
 import { compileRules, type CompileRule } from '../../src/kinds/packet-filter/compile.js';
 import { FILTER_MAPS, FILTER_OBJECT, encodeRuleset } from '../../src/kinds/packet-filter/layout.js';
 import { readFilterCounters, readFilterStats, writeFilterRules, type RulesetWrite } from '../../src/kinds/packet-filter/store.js';
@@ -46,22 +47,6 @@ interface RuleSet {
   rules: Rule[];
   defaultAction: 'pass' | 'drop';
   defaultAudit: boolean;
-}
-
-/** A frame to build. `ports` only matter for TCP and UDP. */
-interface Packet {
-  arp: boolean;
-  vlans: number; // 0..2
-  family: Family;
-  proto: number; // IP protocol number
-  src: number[];
-  dst: number[];
-  sport: number;
-  dport: number;
-  ipOptions: boolean; // IPv4: IHL 6
-  v4frag: 'none' | 'first' | 'later';
-  ext: Array<{ type: 0 | 43 | 60 | 51 | 44; fragOffset: number }>; // IPv6 extension headers, in order
-  truncate: number; // bytes of the TCP/UDP header kept (-1: whole header and payload)
 }
 
 /** What the filter sees: the fields rules look at; `ports` undefined without a readable TCP/UDP header. */
@@ -119,56 +104,6 @@ function expected(set: RuleSet, pkt: Packet): { action: 'pass' | 'drop'; slot: n
   const [action, audit] = i < 0 ? [set.defaultAction, set.defaultAudit] : [set.rules[i]!.action, set.rules[i]!.audit === true];
   const wouldDrop = action === 'drop' && audit;
   return { action: wouldDrop ? 'pass' : action, slot: i + 1, wouldDrop };
-}
-
-// ---------------------------------------------------------------- frames
-
-function frame(p: Packet): Buffer {
-  const b: number[] = [];
-  const u16 = (v: number) => b.push((v >> 8) & 255, v & 255);
-  b.push(2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1); // MACs
-  for (let i = 0; i < p.vlans; i++) {
-    u16(i === 0 && p.vlans === 2 ? 0x88a8 : 0x8100);
-    u16(100 + i); // TCI
-  }
-  if (p.arp) {
-    u16(0x0806);
-    b.push(0, 1, 8, 0, 6, 4, 0, 1, ...Array<number>(20).fill(7));
-    return Buffer.from(b);
-  }
-  if (p.family === 4) {
-    u16(0x0800);
-    const ihl = p.ipOptions ? 6 : 5;
-    b.push(0x40 | ihl, 0);
-    u16(0); // total length (not checked)
-    u16(0x1234);
-    u16(p.v4frag === 'none' ? 0x4000 : p.v4frag === 'first' ? 0x2000 : 0x2000 | 185);
-    b.push(64, p.proto, 0, 0, ...p.src, ...p.dst);
-    if (p.ipOptions) b.push(1, 1, 1, 0); // NOPs, EOL
-  } else {
-    u16(0x86dd);
-    b.push(0x60, 0, 0, 0);
-    u16(0);
-    b.push(p.ext.length ? p.ext[0]!.type : p.proto, 64, ...p.src, ...p.dst);
-    p.ext.forEach((e, i) => {
-      const next = i + 1 < p.ext.length ? p.ext[i + 1]!.type : p.proto;
-      if (e.type === 44) {
-        b.push(next, 0);
-        u16((e.fragOffset << 3) | 1);
-        b.push(0, 0, 0, 42);
-      } else if (e.type === 51) b.push(next, 1, 0, 0, ...Array<number>(8).fill(0xaa)); // AH: (1 + 2) * 4 bytes
-      else b.push(next, 1, ...Array<number>(14).fill(0)); // (1 + 1) * 8 bytes
-    });
-  }
-  const l4: number[] = [];
-  if (p.proto === 6) {
-    l4.push(p.sport >> 8, p.sport & 255, p.dport >> 8, p.dport & 255, ...Array<number>(8).fill(0), 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0);
-  } else if (p.proto === 17) {
-    l4.push(p.sport >> 8, p.sport & 255, p.dport >> 8, p.dport & 255, 0, 16, 0, 0);
-  } else l4.push(8, 0, 0, 0, 0, 1, 0, 1);
-  const payload = [0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4];
-  b.push(...(p.truncate >= 0 ? l4.slice(0, p.truncate) : [...l4, ...payload]));
-  return Buffer.from(b);
 }
 
 // ---------------------------------------------------------------- generators
@@ -377,7 +312,7 @@ kernelTest(
       let before = readFilterCounters(dir, slots);
       let statsBefore = readFilterStats(dir);
       for (const pkt of packets) {
-        const data = frame(pkt);
+        const data = buildFrame(pkt);
         const { retval } = prog.testRun(data);
         packetsRun++;
         const after = readFilterCounters(dir, slots);

@@ -36,7 +36,7 @@ function walk(schema: Schema, pointer: string, visit: (s: Schema, pointer: strin
 const OPEN_OBJECTS = new Set(['common.schema.json#/definitions/labels', 'envelope.schema.json#/properties/spec', 'program.schema.json#/definitions/spec/properties/maps']);
 
 test('the schemas compile, with $id equal to the file name', () => {
-  assert.deepEqual(schemaFiles, ['common.schema.json', 'connect-policy.schema.json', 'envelope.schema.json', 'packet-filter.schema.json', 'port-steering.schema.json', 'program.schema.json', 'syscall-counter.schema.json']);
+  assert.deepEqual(schemaFiles, ['common.schema.json', 'connect-policy.schema.json', 'envelope.schema.json', 'packet-filter.schema.json', 'policy-test.schema.json', 'port-steering.schema.json', 'program.schema.json', 'syscall-counter.schema.json']);
   const set = loadSchemaSet(SCHEMA_DIR);
   for (const file of schemaFiles) assert.equal(typeof set.validatorFor(file), 'function');
   assert.equal(typeof defaultSchemaSet().validatorFor('envelope.schema.json'), 'function');

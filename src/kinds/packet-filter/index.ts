@@ -15,6 +15,7 @@ import { collectFilterMetrics, FILTER_METRICS } from './metrics.js';
 import type { DesiredFilters } from './model.js';
 import { executeFilter, filterOptionsOf } from './ops.js';
 import { planFilters } from './plan.js';
+import { packetFilterPolicyTest } from './policy-test.js';
 import { systemFilterResolver } from './resolver.js';
 import { filterViews, renderFilterStatus } from './status.js';
 import { observeFilters, readFilterCounters, readFilterStats, removeAllFilters, type ObservedFilters } from './store.js';
@@ -40,4 +41,5 @@ export const packetFilter: ReconcilerKind<DesiredFilters, ObservedFilters, Filte
   drift: { expect: filterExpectation, probe: probeFilters },
   events: { open: openFilterEvents },
   metrics: { families: FILTER_METRICS, collect: collectFilterMetrics },
+  policyTest: packetFilterPolicyTest,
 };

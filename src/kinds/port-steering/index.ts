@@ -15,6 +15,7 @@ import { planSteering } from './plan.js';
 import { systemResolver } from './resolver.js';
 import { renderSteeringStatus, steeringViews } from './status.js';
 import { NETNS_DIR, readCounters } from './store.js';
+import { portSteeringPolicyTest } from './policy-test.js';
 
 /** PortSteering, as the engine drives it. */
 export const portSteering: ReconcilerKind<SteeringDesired, SteeringObserved, SteeringExpectation> = {
@@ -33,4 +34,5 @@ export const portSteering: ReconcilerKind<SteeringDesired, SteeringObserved, Ste
     probe: (expectation, env) => probeSteering(expectation, systemResolver(dispatcherObjectOf(env))),
   },
   metrics: { families: STEERING_METRICS, collect: (_desired, observed) => collectSteeringMetrics(observed) },
+  policyTest: portSteeringPolicyTest,
 };
