@@ -18,11 +18,10 @@ export const POLICY_TEST_KIND = 'PolicyTest';
 export const DEFAULT_SOURCE_PORT = 40000;
 
 /**
- * What a packet filter does with a packet. `would-drop` (a drop by a rule
- * in audit mode, which passes the packet) is reserved: it joins this union
- * and the schema's `verdict` enum when PacketFilter has audit mode.
+ * What a packet filter does with a packet: `would-drop` is a drop by a rule
+ * (or default) in audit mode, which passes the packet and counts it.
  */
-export type TestVerdict = 'pass' | 'drop';
+export type TestVerdict = 'pass' | 'drop' | 'would-drop';
 
 /** A case's packet, normalized: one family, canonical addresses, ports only for tcp and udp. */
 export interface TestPacket {

@@ -63,19 +63,22 @@ kernelTest('ebpf-policy test: the shipped examples pass, wrong expectations fail
   assert.match(ok.stdout, /^legacy-http-cases \(.*legacy-http-tests\.yaml\): PortSteering legacy-http$/m);
   assert.match(ok.stdout, /^ {2}PASS {2}port 8081 reaches the server$/m);
   assert.doesNotMatch(ok.stdout, /FAIL|ERROR/);
-  assert.match(ok.stderr, /ebpf-policy test: 12 cases: 12 passed, 0 failed, 0 errors/);
+  assert.match(ok.stderr, /ebpf-policy test: 13 cases: 13 passed, 0 failed, 0 errors/);
 
   // Wrong expectations, one per kind: exit 1, the case named with what the program did.
   {
     using dir = new PolicyDir();
-    examplesWith(dir, 'edge-guard-tests.yaml', (t) => t.replace('expect: {verdict: pass, rule: count-dns}', 'expect: {verdict: drop, rule: count-dns}'));
+    examplesWith(dir, 'edge-guard-tests.yaml', (t) =>
+      t.replace('expect: {verdict: pass, rule: count-dns}', 'expect: {verdict: drop, rule: count-dns}').replace('expect: {verdict: would-drop, rule: audit-smb}', 'expect: {verdict: drop, rule: audit-smb}'),
+    );
     dir.writeRaw('legacy-http-tests.yaml', readFileSync(join(POLICIES, 'legacy-http-tests.yaml'), 'utf8').replace('dstPort: 9011}\n      expect: {steeredTo: none}', 'dstPort: 9011}\n      expect: {steeredTo: "127.0.0.1:8080"}'));
     const bad = runIn(sandbox, 'test', '--policies', dir.path, '--insecure-policy-perms');
     assert.equal(bad.status, 1, bad.stdout + bad.stderr);
     assert.match(bad.stdout, /^ {2}FAIL {2}dns passes and is counted: expected verdict drop, rule count-dns; the program gave verdict pass, rule count-dns$/m);
     assert.match(bad.stdout, /^ {2}FAIL {2}the port after the range is left to the regular lookup: expected steered to 127\.0\.0\.1:8080; the program gave steered to none$/m);
+    assert.match(bad.stdout, /^ {2}FAIL {2}smb is audited, not dropped yet: expected verdict drop, rule audit-smb; the program gave verdict would-drop, rule audit-smb$/m, 'an audited drop is told apart from a drop');
     assert.match(bad.stdout, /^ {2}PASS {2}telnet from outside is dropped$/m, 'the other cases still pass');
-    assert.match(bad.stderr, /12 cases: 10 passed, 2 failed, 0 errors/);
+    assert.match(bad.stderr, /13 cases: 10 passed, 3 failed, 0 errors/);
     const json = JSON.parse(runIn(sandbox, 'test', '--policies', dir.path, '--insecure-policy-perms', '--output', 'json').stdout) as {
       ok: boolean;
       tests: Array<{ test: string; results: Array<{ name: string; status: string; actual?: Record<string, string> }> }>;

@@ -22,6 +22,7 @@ import type { PacketFilterPolicy } from './document.js';
 import {
   ADDR_KEY_SIZE,
   CLASS_VALUE_SIZE,
+  COUNTER,
   DECISION_KEY_SIZE,
   DECISION_VALUE_SIZE,
   DEFAULT_SLOT,
@@ -107,13 +108,17 @@ function fillMaps(map: (name: string) => BpfMap, encoded: EncodedRuleset, slots:
   map('active').update(u32(0), u32(gen));
 }
 
-/** Packets counted per slot (summed over CPUs). */
-function packetCounts(stats: BpfMap, slots: number): bigint[] {
+/** Packets and, of them, audited would-drops counted per slot (summed over CPUs, struct pf_counter). */
+function packetCounts(stats: BpfMap, slots: number): { packets: bigint; wouldDrop: bigint }[] {
   const stride = stats.valueSize / possibleCpus();
+  const F = COUNTER.fields;
   return Array.from({ length: slots }, (_, slot) => {
     const v = stats.lookup(u32(slot));
-    let n = 0n;
-    for (let off = 0; v && off + 16 <= v.length; off += stride) n += v.readBigUInt64LE(off);
+    const n = { packets: 0n, wouldDrop: 0n };
+    for (let off = 0; v && off + COUNTER.size <= v.length; off += stride) {
+      n.packets += v.readBigUInt64LE(off + F.packets.offset);
+      n.wouldDrop += v.readBigUInt64LE(off + F.would_drop_packets.offset);
+    }
     return n;
   });
 }
@@ -148,10 +153,12 @@ function runFilterCases(policy: DesiredPolicyBase, cases: readonly PolicyTestCas
     const before = packetCounts(stats, slots.length + 1);
     const { retval } = prog.testRun(caseFrame(c.packet));
     const after = packetCounts(stats, slots.length + 1);
-    const moved = after.map((n, slot) => (n !== before[slot] ? slot : -1)).filter((s) => s >= 0);
-    const verdict = xdp
+    const moved = after.map((n, slot) => (n.packets !== before[slot]!.packets ? slot : -1)).filter((s) => s >= 0);
+    const audited = moved.length === 1 && after[moved[0]!]!.wouldDrop !== before[moved[0]!]!.wouldDrop;
+    const returned = xdp
       ? retval === XdpAction.DROP ? 'drop' : retval === XdpAction.PASS ? 'pass' : undefined
       : retval === TcAction.SHOT ? 'drop' : (retval | 0) === TcAction.UNSPEC || retval === TcAction.OK ? 'pass' : undefined; // passes with TC_ACT_UNSPEC (tcx: next program)
+    const verdict = returned === 'pass' && audited ? 'would-drop' : returned;
     if (verdict === undefined || moved.length > 1)
       return { name: c.name, index: c.index, status: 'error', expect: c.expect, error: `unexpected result of the program: return value ${retval}, counter slots moved: ${moved.join(', ') || 'none'}` };
     const slot = moved[0];

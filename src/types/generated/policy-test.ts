@@ -99,9 +99,9 @@ export interface PolicyTestPacket {
  */
 export interface PolicyTestExpectation {
   /**
-   * PacketFilter: what the filter does with the packet. (would-drop, for audited rules, is reserved.)
+   * PacketFilter: what the filter does with the packet: pass, drop, or would-drop (a drop rule in audit mode: the packet passes and is counted as would-drop).
    */
-  verdict?: "pass" | "drop";
+  verdict?: "pass" | "drop" | "would-drop";
   /**
    * PacketFilter: name of the rule that decides, or "default" when no rule matches.
    */
