@@ -99,6 +99,8 @@ export class Daemon {
     this.#log = o.logger;
     this.#scheduler = new PassScheduler((reasons) => this.#runPass(reasons), {
       debounceMs: o.debounceMs,
+      // A lone policy change is applied at once; a burst after it waits for the debounce (one trailing pass).
+      leading: true,
       onError: (err) => this.#log.error('internal error in a pass', { error: (err as Error)?.stack ?? String(err) }),
     });
     this.#metrics = o.metricsAddress

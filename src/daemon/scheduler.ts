@@ -2,7 +2,10 @@
  * When the daemon runs a reconcile pass. Requests carry only a reason (the
  * pass itself is level-based and reads everything again): bursts of requests
  * are coalesced by a trailing debounce, passes never overlap, and a request
- * that arrives during a pass buys exactly one more pass after it.
+ * that arrives during a pass buys exactly one more pass after it. With
+ * `leading`, the first request after a quiet spell starts a pass at once
+ * (a lone change is applied without waiting out the debounce); what follows
+ * it is coalesced into one trailing pass as before.
  */
 
 /** The clock and timers the scheduler uses; tests pass fake ones. */
@@ -29,6 +32,13 @@ export interface PassSchedulerOptions {
    * Default: max(1000, 4 × debounceMs).
    */
   maxDelayMs?: number;
+  /**
+   * Leading edge: a request that comes after a quiet spell (no request and no
+   * pass for at least `debounceMs`, and none running or pending) starts a
+   * pass at once; requests after it are debounced into a trailing pass.
+   * Default: false (every pass waits for the debounce).
+   */
+  leading?: boolean;
   clock?: SchedulerClock;
   /** Hears of a pass that threw (the scheduler goes on). */
   onError?: (err: unknown) => void;
@@ -45,6 +55,10 @@ export class PassScheduler {
   readonly #maxDelayMs: number;
   readonly #clock: SchedulerClock;
   readonly #onError: (err: unknown) => void;
+  readonly #leading: boolean;
+  /** When the last request came, and when the last pass ended (-Infinity: never). */
+  #lastRequestAt = -Infinity;
+  #lastPassEndAt = -Infinity;
   /** Reasons waiting for the next pass, in arrival order, without duplicates. */
   #reasons: string[] = [];
   #firstAt = 0;
@@ -62,6 +76,7 @@ export class PassScheduler {
     this.#maxDelayMs = opts.maxDelayMs ?? Math.max(1000, 4 * opts.debounceMs);
     this.#clock = opts.clock ?? SYSTEM_CLOCK;
     this.#onError = opts.onError ?? (() => undefined);
+    this.#leading = opts.leading ?? false;
   }
 
   /** True while a pass runs. */
@@ -86,10 +101,17 @@ export class PassScheduler {
   request(reason: string, opts: { immediate?: boolean } = {}): void {
     if (this.#stopped) return;
     const now = this.#clock.now();
+    const quiet =
+      this.#leading &&
+      !this.#running &&
+      this.#reasons.length === 0 &&
+      now - this.#lastRequestAt >= this.#debounceMs &&
+      now - this.#lastPassEndAt >= this.#debounceMs;
+    this.#lastRequestAt = now;
     if (this.#reasons.length === 0) this.#firstAt = now;
     this.#lastAt = now;
     if (!this.#reasons.includes(reason)) this.#reasons.push(reason);
-    if (opts.immediate) this.#immediate = true;
+    if (opts.immediate || quiet) this.#immediate = true;
     if (!this.#running) this.#arm();
   }
 
@@ -133,6 +155,7 @@ export class PassScheduler {
         this.#onError(err);
       } finally {
         this.#running = undefined;
+        this.#lastPassEndAt = this.#clock.now();
         if (!this.#stopped && this.#reasons.length > 0) this.#arm();
       }
     })();

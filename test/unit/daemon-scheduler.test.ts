@@ -223,3 +223,105 @@ test('property: passes never overlap, every request is served by a pass that sta
     { numRuns: 200 },
   );
 });
+
+test('leading edge: the first request after a quiet spell starts a pass at once; the rest of the burst becomes one trailing pass', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 50, clock, leading: true });
+  s.request('a');
+  await clock.advance(0);
+  assert.deepEqual(rec.passes, [{ at: 0, reasons: ['a'] }], 'no debounce for the first request');
+  s.request('b');
+  await clock.advance(5);
+  await rec.finish();
+  s.request('c');
+  await clock.advance(49);
+  assert.equal(rec.passes.length, 1, 'what follows the first request waits for its debounce');
+  await clock.advance(1);
+  assert.deepEqual(rec.passes[1], { at: 55, reasons: ['b', 'c'] });
+  await rec.finish();
+  await clock.advance(1000);
+  assert.equal(rec.passes.length, 2, 'nothing more without requests');
+  s.request('d');
+  await clock.advance(0);
+  assert.equal(rec.passes.length, 3, 'after a quiet spell, at once again');
+  assert.equal(rec.passes[2]!.at, 1055);
+  await rec.finish();
+  assert.equal(rec.maxRunning, 1);
+});
+
+test('leading edge: a request soon after a pass ended is debounced (no pass per event in a slow stream)', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 50, clock, leading: true });
+  s.request('a');
+  await clock.advance(0);
+  await clock.advance(100);
+  await rec.finish(); // the pass ends at 100
+  await clock.advance(20);
+  s.request('b'); // 100 ms after the last request, but 20 ms after the pass ended
+  await clock.advance(49);
+  assert.equal(rec.passes.length, 1);
+  await clock.advance(1);
+  assert.equal(rec.passes[1]!.at, 170);
+});
+
+test('leading edge: 1,000 requests in 1 s (one a millisecond) take at most 3 passes, the last after the last request', async () => {
+  for (const passLength of [1, 20, 200, 1500]) {
+    const clock = new FakeClock();
+    const starts: number[] = [];
+    const s = new PassScheduler(
+      async () => {
+        starts.push(clock.now());
+        await new Promise<void>((r) => clock.setTimeout(r, passLength));
+      },
+      { debounceMs: 50, clock, leading: true },
+    );
+    for (let i = 0; i < 1000; i++) {
+      s.request('write');
+      await clock.advance(1);
+    }
+    const last = clock.now() - 1;
+    await clock.advance(100_000);
+    assert.ok(starts.length <= 3, `pass length ${passLength}: ${starts.length} passes at ${starts.join(', ')}`);
+    assert.equal(starts[0], 0, 'the first pass starts at once');
+    assert.ok(starts[starts.length - 1]! >= last, 'a pass started after the last request');
+    assert.equal(s.running || s.pending, false);
+  }
+});
+
+test('property (leading edge): passes never overlap, every request is served by a pass that starts after it', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.record({ gap: fc.integer({ min: 0, max: 120 }), immediate: fc.boolean(), passLength: fc.integer({ min: 0, max: 200 }) }), { minLength: 1, maxLength: 30 }),
+      async (steps) => {
+        const clock = new FakeClock();
+        const starts: number[] = [];
+        const ends: number[] = [];
+        const lengths = steps.map((s) => s.passLength);
+        const s = new PassScheduler(
+          async () => {
+            starts.push(clock.now());
+            const length = lengths[starts.length - 1] ?? 0;
+            await new Promise<void>((r) => clock.setTimeout(r, length));
+            ends.push(clock.now());
+          },
+          { debounceMs: 50, clock, leading: true },
+        );
+        const requests: number[] = [];
+        for (const step of steps) {
+          await clock.advance(step.gap);
+          requests.push(clock.now());
+          s.request('r', { immediate: step.immediate });
+        }
+        await clock.advance(100_000);
+        for (let i = 1; i < starts.length; i++) assert.ok(starts[i]! >= ends[i - 1]!, 'a pass starts after the previous one ended');
+        const last = requests[requests.length - 1]!;
+        assert.ok(starts.some((t) => t >= last), 'the last request was served');
+        assert.ok(starts.length <= requests.length);
+        assert.equal(s.running || s.pending, false);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
