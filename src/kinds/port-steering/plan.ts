@@ -16,6 +16,9 @@ import { dispatcherDir } from './store.js';
 import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
 import { OWN_NETNS } from '../../bpf/netns.js';
 
+/** The order of String.prototype.localeCompare, without building a collator per comparison. */
+const byName = new Intl.Collator();
+
 const MAX_DEST_ID = 65535;
 const MAX_BINDING_ID = 65535;
 
@@ -320,7 +323,7 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
 
     // Desired records and entries of this dispatcher.
     const plannedRecords: Array<{ p: DesiredSteering; record: PolicyRecord; previous?: PolicyRecord; fresh: number[] }> = [];
-    for (const p of [...wanted].sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const p of [...wanted].sort((a, b) => byName.compare(a.name, b.name))) {
       const previous = records.get(p.name);
       const destId = previous?.destId ?? allocate(usedDest, 1, 1, MAX_DEST_ID)[0]!;
       const old = new Map((previous?.bindings ?? []).map((b) => [`${b.start}-${b.end}@${b.prefix}`, b.id]));
