@@ -250,20 +250,46 @@ test('leading edge: the first request after a quiet spell starts a pass at once;
   assert.equal(rec.maxRunning, 1);
 });
 
-test('leading edge: a request soon after a pass ended is debounced (no pass per event in a slow stream)', async () => {
+test('leading edge: a request within the debounce of the previous one is debounced, whenever the pass ended', async () => {
   const clock = new FakeClock();
   const rec = recorder(clock);
   const s = new PassScheduler(rec.pass, { debounceMs: 50, clock, leading: true });
   s.request('a');
   await clock.advance(0);
-  await clock.advance(100);
-  await rec.finish(); // the pass ends at 100
-  await clock.advance(20);
-  s.request('b'); // 100 ms after the last request, but 20 ms after the pass ended
+  await clock.advance(5);
+  await rec.finish(); // the pass ends at 5
+  await clock.advance(25);
+  s.request('b'); // 30 ms after a
   await clock.advance(49);
   assert.equal(rec.passes.length, 1);
   await clock.advance(1);
-  assert.equal(rec.passes[1]!.at, 170);
+  assert.equal(rec.passes[1]!.at, 80);
+  await rec.finish();
+  await clock.advance(100);
+  s.request('c'); // a quiet spell again
+  await clock.advance(0);
+  assert.equal(rec.passes[2]!.at, 180);
+});
+
+test('leading edge: a pending settle pass does not hold back a lone request', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 20, clock, leading: true, settleMs: 50 });
+  s.request('a', { settle: true });
+  await clock.advance(0);
+  await rec.finish(); // a settle pass is due at 50
+  await clock.advance(30);
+  s.request('b', { settle: true });
+  await clock.advance(0);
+  assert.deepEqual(rec.passes[1], { at: 30, reasons: ['settle', 'b'] });
+  await rec.finish();
+  await clock.advance(49);
+  assert.equal(rec.passes.length, 2);
+  await clock.advance(1);
+  assert.deepEqual(rec.passes[2], { at: 80, reasons: ['settle'] }, 'settles b, which also covers a');
+  await rec.finish();
+  await clock.advance(10_000);
+  assert.equal(rec.passes.length, 3);
 });
 
 test('leading edge: 1,000 requests in 1 s (one a millisecond) take at most 3 passes, the last after the last request', async () => {
@@ -275,10 +301,10 @@ test('leading edge: 1,000 requests in 1 s (one a millisecond) take at most 3 pas
         starts.push(clock.now());
         await new Promise<void>((r) => clock.setTimeout(r, passLength));
       },
-      { debounceMs: 50, clock, leading: true },
+      { debounceMs: 50, clock, leading: true, settleMs: 50 },
     );
     for (let i = 0; i < 1000; i++) {
-      s.request('write');
+      s.request('write', { settle: true });
       await clock.advance(1);
     }
     const last = clock.now() - 1;
@@ -306,22 +332,53 @@ test('property (leading edge): passes never overlap, every request is served by 
             await new Promise<void>((r) => clock.setTimeout(r, length));
             ends.push(clock.now());
           },
-          { debounceMs: 50, clock, leading: true },
+          { debounceMs: 50, clock, leading: true, settleMs: 30 },
         );
         const requests: number[] = [];
         for (const step of steps) {
           await clock.advance(step.gap);
           requests.push(clock.now());
-          s.request('r', { immediate: step.immediate });
+          s.request('r', { immediate: step.immediate, settle: true });
         }
         await clock.advance(100_000);
         for (let i = 1; i < starts.length; i++) assert.ok(starts[i]! >= ends[i - 1]!, 'a pass starts after the previous one ended');
         const last = requests[requests.length - 1]!;
         assert.ok(starts.some((t) => t >= last), 'the last request was served');
-        assert.ok(starts.length <= requests.length);
+        assert.ok(starts.length <= 2 * requests.length, 'at most one settle pass per request');
         assert.equal(s.running || s.pending, false);
       },
     ),
     { numRuns: 200 },
   );
+});
+
+test('settle: a pass that starts within settleMs of the request it serves is followed by one more, settleMs after that request', async () => {
+  const clock = new FakeClock();
+  const rec = recorder(clock);
+  const s = new PassScheduler(rec.pass, { debounceMs: 100, clock, leading: true, settleMs: 50 });
+  s.request('a', { settle: true });
+  await clock.advance(0);
+  assert.deepEqual(rec.passes, [{ at: 0, reasons: ['a'] }]);
+  await clock.advance(10);
+  await rec.finish();
+  await clock.advance(39);
+  assert.equal(rec.passes.length, 1, 'not before 50 ms after the request');
+  await clock.advance(1);
+  assert.deepEqual(rec.passes[1], { at: 50, reasons: ['settle'] });
+  await rec.finish();
+  await clock.advance(10_000);
+  assert.equal(rec.passes.length, 2, 'the settle pass started 50 ms after the request: nothing follows it');
+  // A request while a settle pass waits: the pass waits for the request's debounce and settles it too.
+  s.request('b', { settle: true });
+  await clock.advance(0);
+  await rec.finish(); // the leading pass of b, at 10,050
+  await clock.advance(20);
+  s.request('c', { settle: true });
+  await clock.advance(99);
+  assert.equal(rec.passes.length, 3);
+  await clock.advance(1);
+  assert.deepEqual(rec.passes[3], { at: 10_170, reasons: ['settle', 'c'] });
+  await rec.finish();
+  await clock.advance(10_000);
+  assert.equal(rec.passes.length, 4, 'that pass started 100 ms after c: nothing follows it');
 });
