@@ -109,6 +109,8 @@ export class Daemon {
       // A lone policy change is applied at once; a burst after it waits for the debounce (one trailing pass).
       leading: true,
       settleMs: WATCHER_CHANGE_THROTTLE_MS,
+      // It serves policy changes whose events the watcher may have dropped.
+      settleReason: 'policy change',
       onError: (err) => this.#log.error('internal error in a pass', { error: (err as Error)?.stack ?? String(err) }),
     });
     this.#metrics = o.metricsAddress

@@ -47,8 +47,11 @@ export interface PassSchedulerOptions {
    * throttle), so a write in that window is only seen by a pass that starts
    * after it: a leading pass, or one started by `maxDelayMs` in a stream of
    * writes, would miss it. Default: 0 (no follow-up pass).
+   * The settle pass's reason is `settleReason`.
    */
   settleMs?: number;
+  /** The reason a settle pass is given. Default: `settle`. */
+  settleReason?: string;
   clock?: SchedulerClock;
   /** Hears of a pass that threw (the scheduler goes on). */
   onError?: (err: unknown) => void;
@@ -67,6 +70,7 @@ export class PassScheduler {
   readonly #onError: (err: unknown) => void;
   readonly #leading: boolean;
   readonly #settleMs: number;
+  readonly #settleReason: string;
   /** The pending pass starts no earlier than this (a settle pass). */
   #notBefore = -Infinity;
   /** The only pending reason is a settle pass (no request since): it waits for `settleMs`, not the debounce. */
@@ -94,6 +98,7 @@ export class PassScheduler {
     this.#onError = opts.onError ?? (() => undefined);
     this.#leading = opts.leading ?? false;
     this.#settleMs = opts.settleMs ?? 0;
+    this.#settleReason = opts.settleReason ?? 'settle';
   }
 
   /** True while a pass runs. */
@@ -181,7 +186,7 @@ export class PassScheduler {
         this.#running = undefined;
         if (!this.#stopped && unsettled && this.#reasons.length === 0) {
           // Not a request: lastAt stays that of the requests served.
-          this.#reasons = ['settle'];
+          this.#reasons = [this.#settleReason];
           this.#settleOnly = true;
           this.#firstAt = this.#clock.now();
           this.#notBefore = servedUpTo + this.#settleMs;
