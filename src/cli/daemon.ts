@@ -28,7 +28,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 /** Adds the daemon's options to the reconcile command. */
 export function withDaemonOptions(cmd: Command): Command {
   return cmd
-    .option('--debounce <duration>', 'daemon: wait this long after the last policy change before a pass (coalesces bursts)', '50ms')
+    .option('--debounce <duration>', 'daemon: in a burst of policy changes, wait this long after the last one before a pass (a lone change is applied at once)', '100ms')
     .option('--resync-interval <duration>', 'daemon: run a full pass this often to repair any drift (0 = never)', '30s')
     .option('--drift-probe-interval <duration>', 'daemon: check links, pins and sockets this often; a pass follows only on drift (0 = never)', '1s')
     .addOption(new Option('--log-level <level>', 'daemon: least severe level logged').choices([...LOG_LEVELS]).default('info'))

@@ -26,6 +26,13 @@ import type { Logger } from './logger.js';
 import { DaemonMetrics } from './metrics.js';
 import { inputFingerprint, summarizePass, total } from './pass-summary.js';
 import { PassScheduler } from './scheduler.js';
+
+/**
+ * chokidar reports at most one change of a file per 50 ms and drops the
+ * others (its `change` throttle): a pass that may have started inside that
+ * window is followed by one that starts after it (see PassSchedulerOptions.settleMs).
+ */
+const WATCHER_CHANGE_THROTTLE_MS = 50;
 import { TreeWatcher } from './tree-watcher.js';
 
 /** One kind's drift expectation after a pass, with what its probe needs. */
@@ -99,6 +106,11 @@ export class Daemon {
     this.#log = o.logger;
     this.#scheduler = new PassScheduler((reasons) => this.#runPass(reasons), {
       debounceMs: o.debounceMs,
+      // A lone policy change is applied at once; a burst after it waits for the debounce (one trailing pass).
+      leading: true,
+      settleMs: WATCHER_CHANGE_THROTTLE_MS,
+      // It serves policy changes whose events the watcher may have dropped.
+      settleReason: 'policy change',
       onError: (err) => this.#log.error('internal error in a pass', { error: (err as Error)?.stack ?? String(err) }),
     });
     this.#metrics = o.metricsAddress
@@ -193,7 +205,7 @@ export class Daemon {
 
   #onPolicyEvent(event: string, path: string): void {
     this.#log.debug('policy change', { event, path });
-    this.#scheduler.request('policy change');
+    this.#scheduler.request('policy change', { settle: true });
   }
 
   #onPinEvent(event: string, path: string): void {

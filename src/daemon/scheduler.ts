@@ -2,7 +2,10 @@
  * When the daemon runs a reconcile pass. Requests carry only a reason (the
  * pass itself is level-based and reads everything again): bursts of requests
  * are coalesced by a trailing debounce, passes never overlap, and a request
- * that arrives during a pass buys exactly one more pass after it.
+ * that arrives during a pass buys exactly one more pass after it. With
+ * `leading`, the first request after a quiet spell starts a pass at once
+ * (a lone change is applied without waiting out the debounce); what follows
+ * it is coalesced into one trailing pass as before.
  */
 
 /** The clock and timers the scheduler uses; tests pass fake ones. */
@@ -29,6 +32,26 @@ export interface PassSchedulerOptions {
    * Default: max(1000, 4 × debounceMs).
    */
   maxDelayMs?: number;
+  /**
+   * Leading edge: a request that comes after a quiet spell (no request for at
+   * least `debounceMs`, no pass running and none pending but a settle pass)
+   * starts a pass at once; requests after it are debounced into a trailing pass.
+   * Default: false (every pass waits for the debounce).
+   */
+  leading?: boolean;
+  /**
+   * A pass that starts less than this long after the last `settle` request it
+   * serves is followed by one more pass this long after that request (reason
+   * `settle`), even with no request in between. The daemon's watcher drops a
+   * file's change events for 50 ms after one it reported (chokidar's change
+   * throttle), so a write in that window is only seen by a pass that starts
+   * after it: a leading pass, or one started by `maxDelayMs` in a stream of
+   * writes, would miss it. Default: 0 (no follow-up pass).
+   * The settle pass's reason is `settleReason`.
+   */
+  settleMs?: number;
+  /** The reason a settle pass is given. Default: `settle`. */
+  settleReason?: string;
   clock?: SchedulerClock;
   /** Hears of a pass that threw (the scheduler goes on). */
   onError?: (err: unknown) => void;
@@ -45,6 +68,17 @@ export class PassScheduler {
   readonly #maxDelayMs: number;
   readonly #clock: SchedulerClock;
   readonly #onError: (err: unknown) => void;
+  readonly #leading: boolean;
+  readonly #settleMs: number;
+  readonly #settleReason: string;
+  /** The pending pass starts no earlier than this (a settle pass). */
+  #notBefore = -Infinity;
+  /** The only pending reason is a settle pass (no request since): it waits for `settleMs`, not the debounce. */
+  #settleOnly = false;
+  /** When the last pending request that needs settling came (-Infinity: none pending). */
+  #settleFrom = -Infinity;
+  /** When the last request came (-Infinity: never). */
+  #lastRequestAt = -Infinity;
   /** Reasons waiting for the next pass, in arrival order, without duplicates. */
   #reasons: string[] = [];
   #firstAt = 0;
@@ -62,6 +96,9 @@ export class PassScheduler {
     this.#maxDelayMs = opts.maxDelayMs ?? Math.max(1000, 4 * opts.debounceMs);
     this.#clock = opts.clock ?? SYSTEM_CLOCK;
     this.#onError = opts.onError ?? (() => undefined);
+    this.#leading = opts.leading ?? false;
+    this.#settleMs = opts.settleMs ?? 0;
+    this.#settleReason = opts.settleReason ?? 'settle';
   }
 
   /** True while a pass runs. */
@@ -81,15 +118,22 @@ export class PassScheduler {
 
   /**
    * Asks for a pass. `immediate` skips the debounce (SIGHUP, startup); the
-   * pass still waits for a running one to end. Ignored after {@link stop}.
+   * pass still waits for a running one to end. `settle`: the request is a
+   * watcher's event, whose pass must start `settleMs` after it or be followed
+   * by one that does. Ignored after {@link stop}.
    */
-  request(reason: string, opts: { immediate?: boolean } = {}): void {
+  request(reason: string, opts: { immediate?: boolean; settle?: boolean } = {}): void {
     if (this.#stopped) return;
     const now = this.#clock.now();
+    // A pending settle pass is no request: a leading pass now settles later itself.
+    const quiet = this.#leading && !this.#running && (this.#reasons.length === 0 || this.#settleOnly) && now - this.#lastRequestAt >= this.#debounceMs;
+    this.#lastRequestAt = now;
+    this.#settleOnly = false;
     if (this.#reasons.length === 0) this.#firstAt = now;
     this.#lastAt = now;
+    if (opts.settle) this.#settleFrom = now;
     if (!this.#reasons.includes(reason)) this.#reasons.push(reason);
-    if (opts.immediate) this.#immediate = true;
+    if (opts.immediate || quiet) this.#immediate = true;
     if (!this.#running) this.#arm();
   }
 
@@ -109,7 +153,9 @@ export class PassScheduler {
     const now = this.#clock.now();
     const dueByDebounce = this.#lastAt + this.#debounceMs;
     const dueByMax = this.#firstAt + this.#maxDelayMs;
-    const delay = this.#immediate ? 0 : Math.max(0, Math.min(dueByDebounce, dueByMax) - now);
+    const due = this.#immediate ? now : this.#settleOnly ? this.#notBefore : Math.min(dueByDebounce, dueByMax);
+    // An immediate pass may come before a pending settle pass's time: it is followed by its own, which covers that one's.
+    const delay = Math.max(0, due - now, this.#immediate ? 0 : this.#notBefore - now);
     this.#timer = this.#clock.setTimeout(() => this.#fire(), delay);
   }
 
@@ -122,8 +168,13 @@ export class PassScheduler {
     this.#timer = undefined;
     if (this.#stopped || this.#running || this.#reasons.length === 0) return;
     const reasons = this.#reasons;
+    const servedUpTo = this.#settleFrom;
+    const unsettled = this.#settleMs > 0 && this.#clock.now() - servedUpTo < this.#settleMs;
+    this.#settleFrom = -Infinity;
     this.#reasons = [];
     this.#immediate = false;
+    this.#notBefore = -Infinity;
+    this.#settleOnly = false;
     this.#passes++;
     this.#running = (async () => {
       try {
@@ -133,6 +184,13 @@ export class PassScheduler {
         this.#onError(err);
       } finally {
         this.#running = undefined;
+        if (!this.#stopped && unsettled && this.#reasons.length === 0) {
+          // Not a request: lastAt stays that of the requests served.
+          this.#reasons = [this.#settleReason];
+          this.#settleOnly = true;
+          this.#firstAt = this.#clock.now();
+          this.#notBefore = servedUpTo + this.#settleMs;
+        } else if (unsettled) this.#notBefore = Math.max(this.#notBefore, servedUpTo + this.#settleMs);
         if (!this.#stopped && this.#reasons.length > 0) this.#arm();
       }
     })();

@@ -3,7 +3,8 @@
  * syntax tree to report problems at their line and column.
  */
 import jsYaml from 'js-yaml';
-import { Composer, CST, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, Parser, type Document, type Node } from 'yaml';
+import type { CST, Document, LineCounter, Node } from 'yaml';
+import { yamlLib } from './yaml-lib.js';
 import type { PathSegment } from './json-path.js';
 import { findJsonSyntaxError } from './json-syntax.js';
 import type { PolicyProblem } from './problem.js';
@@ -89,11 +90,11 @@ const COMPOSE_OPTIONS = { prettyErrors: false, uniqueKeys: false, version: '1.2'
 function findDuplicateKey(doc: Document): Node | undefined {
   let first: Node | undefined;
   const visit = (node: unknown): void => {
-    if (isMap(node)) {
+    if (yamlLib().isMap(node)) {
       const names = new Set<string>();
       for (const pair of node.items) {
         const key = pair.key;
-        if (isScalar(key)) {
+        if (yamlLib().isScalar(key)) {
           const name = key.value === null ? '' : String(key.value);
           if (names.has(name) && (first === undefined || (key.range?.[0] ?? 0) < (first.range?.[0] ?? 0))) first = key;
           names.add(name);
@@ -101,8 +102,8 @@ function findDuplicateKey(doc: Document): Node | undefined {
         visit(key);
         visit(pair.value);
       }
-    } else if (isSeq(node)) {
-      for (const item of node.items) visit(isPair(item) ? item.value : item);
+    } else if (yamlLib().isSeq(node)) {
+      for (const item of node.items) visit(yamlLib().isPair(item) ? item.value : item);
     }
   };
   visit(doc.contents);
@@ -169,8 +170,8 @@ function deepOffset(source: string): number {
   let indicators = 0;
   let indent = 0;
   let lineStart = true;
-  for (const token of new Lexer().lex(source)) {
-    const type = CST.tokenType(token);
+  for (const token of new (yamlLib().Lexer)().lex(source)) {
+    const type = yamlLib().CST.tokenType(token);
     if (type === 'doc-mode' || type === 'flow-error-end' || type === 'scalar') continue; // markers that are not text
     if (type === 'flow-map-start' || type === 'flow-seq-start') flow++;
     else if (type === 'flow-map-end' || type === 'flow-seq-end') flow = Math.max(0, flow - 1);
@@ -222,7 +223,7 @@ function attributeByOffset(docs: Document[]): void {
 function composeText(text: string): ComposedDocuments {
   const deepAt = new Map<number, number>(); // document token offset -> offset of the first collection too deep
   const tokens = Array.from(
-    new Parser().parse(text),
+    new (yamlLib().Parser)().parse(text),
     (token) => {
       if (token.type !== 'document') return token;
       const tooDeep = findExcessiveNesting([token], MAX_NESTING_DEPTH);
@@ -231,7 +232,7 @@ function composeText(text: string): ComposedDocuments {
       return { ...token, value: undefined }; // composed as an empty document
     },
   );
-  const docs = Array.from(new Composer(COMPOSE_OPTIONS).compose(tokens));
+  const docs = Array.from(new (yamlLib().Composer)(COMPOSE_OPTIONS).compose(tokens));
   attributeByOffset(docs);
   const tooDeep = new Map<Document, number>();
   for (const doc of docs) {
@@ -253,7 +254,7 @@ function lazyLocator(source: string): (index: number, path: readonly PathSegment
   return (index, path, atKey, startOffset) => {
     if (parsed === undefined) {
       // Line starts from the text itself, not from the parser (which reports some inside broken block scalars one character early).
-      const lineCounter = new LineCounter();
+      const lineCounter = new (yamlLib().LineCounter)();
       lineCounter.addNewLine(0);
       for (let i = source.indexOf('\n'); i !== -1; i = source.indexOf('\n', i + 1)) lineCounter.addNewLine(i + 1);
       const composed = composeDocuments(source);

@@ -2,7 +2,8 @@
  * Maps paths in a parsed YAML/JSON document back to line and column in the
  * source text, using the node ranges kept by the `yaml` parser.
  */
-import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair, type YAMLMap } from 'yaml';
+import type { Document, LineCounter, Node, Pair, YAMLMap } from 'yaml';
+import { yamlLib } from './yaml-lib.js';
 import type { PathSegment } from './json-path.js';
 
 /** A 1-based line and column. */
@@ -30,7 +31,7 @@ function pairOf(map: YAMLMap, key: string): Pair | undefined {
   if (index === undefined) {
     index = new Map();
     for (const pair of map.items) {
-      if (!isScalar(pair.key)) continue;
+      if (!yamlLib().isScalar(pair.key)) continue;
       const text = String(pair.key.value);
       if (!index.has(text)) index.set(text, pair);
     }
@@ -54,16 +55,16 @@ export function locateInDocument(
   let node: Node | null | undefined = doc.contents;
   let best = start;
   for (let i = 0; i < path.length; i++) {
-    if (isAlias(node)) node = node.resolve(doc);
+    if (yamlLib().isAlias(node)) node = node.resolve(doc);
     const segment = path[i] as PathSegment;
     let keyNode: Node | null | undefined;
     let next: Node | null | undefined;
-    if (isMap(node)) {
+    if (yamlLib().isMap(node)) {
       const pair = pairOf(node as YAMLMap, String(segment));
       if (pair === undefined) return best;
       keyNode = pair.key as Node;
       next = pair.value as Node | null;
-    } else if (isSeq(node) && typeof segment === 'number') {
+    } else if (yamlLib().isSeq(node) && typeof segment === 'number') {
       next = node.items[segment] as Node | undefined;
       if (next === undefined) return best;
     } else {

@@ -81,6 +81,33 @@ function validateDocument(
   return { findings: checked, desired: kind.normalize(value, source) };
 }
 
+/**
+ * What validating one document found, by document, for each (kinds, schemas)
+ * pair. The loader hands out the same document objects again for files whose
+ * text did not change (its parse cache), and documents are never mutated
+ * after parsing, so an unchanged document is not validated again: a pass of
+ * the daemon over unchanged files pays for the cross-document checks only.
+ * Weak: documents of files that changed or went away are dropped with them.
+ */
+const validatedDocuments = new WeakMap<KindRegistry, WeakMap<SchemaSet, WeakMap<PolicyDocument, ReturnType<typeof validateDocument>>>>();
+
+function documentCache(kinds: KindRegistry, schemas: SchemaSet): WeakMap<PolicyDocument, ReturnType<typeof validateDocument>> {
+  let bySchemas = validatedDocuments.get(kinds);
+  if (bySchemas === undefined) validatedDocuments.set(kinds, (bySchemas = new WeakMap()));
+  let byDocument = bySchemas.get(schemas);
+  if (byDocument === undefined) bySchemas.set(schemas, (byDocument = new WeakMap()));
+  return byDocument;
+}
+
+/**
+ * The last call's input and result: the same documents (the same objects, in
+ * the same order) against the same kinds and schemas give the same result,
+ * cross-document checks included, so a no-op pass validates nothing again.
+ */
+let lastValidation:
+  | { documents: readonly PolicyDocument[]; kinds: KindRegistry; schemas: SchemaSet; result: ValidationResult }
+  | undefined;
+
 /** metadata.name of a document, if it is a valid name whatever else is wrong. */
 function nameOf(document: PolicyDocument): string | undefined {
   const value = document.value;
@@ -119,12 +146,28 @@ export function validatePolicyDocuments(
 ): ValidationResult {
   const kinds = options.kinds;
   const schemas = options.schemas ?? defaultSchemaSet();
+  const last = lastValidation;
+  if (
+    last !== undefined &&
+    last.kinds === kinds &&
+    last.schemas === schemas &&
+    last.documents.length === documents.length &&
+    last.documents.every((d, i) => d === documents[i])
+  ) {
+    return { policies: [...last.result.policies], problems: [...last.result.problems] };
+  }
+  const perDocument = documentCache(kinds, schemas);
   const problems: PolicyProblem[] = [];
   const policies: DesiredPolicyBase[] = [];
   const documentOf = new Map<DesiredPolicyBase, PolicyDocument>();
 
   for (const document of documents) {
-    const { findings, desired } = validateDocument(document, kinds, schemas);
+    let validated = perDocument.get(document);
+    if (validated === undefined) {
+      validated = validateDocument(document, kinds, schemas);
+      perDocument.set(document, validated);
+    }
+    const { findings, desired } = validated;
     for (const finding of findings) problems.push(toProblem(document, finding));
     if (desired !== undefined) {
       policies.push(desired);
@@ -142,5 +185,6 @@ export function validatePolicyDocuments(
       if (document !== undefined) problems.push(toProblem(document, conflict));
     }
   }
+  lastValidation = { documents: [...documents], kinds, schemas, result: { policies: [...policies], problems: [...problems] } };
   return { policies, problems };
 }

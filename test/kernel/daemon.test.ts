@@ -102,9 +102,11 @@ kernelTest('daemon: a ConfigMap-style ..data symlink swap converges in exactly o
     await until(() => curl(sandbox, '127.0.0.1', 8082) === 200, 'the swapped version is applied', d);
     assert.equal(curl(sandbox, '127.0.0.1', 8081), 0);
     await sleep(800); // room for any further pass to show up
+    // The first event starts a pass at once (it may come before the rename and find nothing to change) and
+    // a settle pass follows: the swap itself is applied by exactly one pass, never in parts.
     const passes = d.passes(mark);
-    assert.equal(passes.length, 1, `the swap converged in exactly one pass:\n${passes.map((p) => JSON.stringify(p)).join('\n')}`);
-    assert.ok(Number(passes[0]!.changes) > 0);
+    const changing = passes.filter((p) => Number(p.changes) > 0);
+    assert.equal(changing.length, 1, `the swap converged in exactly one pass that changed something:\n${passes.map((p) => JSON.stringify(p)).join('\n')}`);
 
     await convergeToNothingAndStop(d, dir.path, pinDir);
   } finally {

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FAILPOINT_ENV } from '../../src/common/failpoint.js';
 import { childClosed, killAndWait, runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
-import { DISPATCHER_VARIANT_OBJECT } from '../../src/kinds/port-steering/layout.js';
+import { BpfMap } from '../../src/bpf/index.js';
+import { decodePolicyRecord, DISPATCHER_VARIANT_OBJECT, encodePolicyRecord } from '../../src/kinds/port-steering/layout.js';
 import { changes, reconcileExitCode, reconcileOnce } from '../../src/manager.js';
 import { bpftoolIds, eventually, kernelTest } from './harness.js';
 import { PolicyDir, connectionLoop, curl, startHttpServer, steeringOf } from './reconcile-helpers.js';
@@ -198,6 +199,54 @@ kernelTest('a restarted target is re-resolved; a missing one is Degraded, not fa
   const healed = await reconcileOnce(opts);
   assert.ok(healed.result!.applied.some((a) => a.op.type === 'putSocket'), 'the new socket is put into the sockmap');
   assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+
+  rmSync(join(dir.path, 'web.yaml'));
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+});
+
+kernelTest('no-op passes still read the kernel: a link pin, a binding entry and a record changed behind our back are each seen by the next pass', async ({ pinDir, sandbox }) => {
+  await startHttpServer(sandbox, '127.0.0.1', 8080);
+  using dir = new PolicyDir();
+  dir.writeSteering('web', { netns: sandbox.path, ports: [8081, 8082], listen: '127.0.0.1:8080' });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  // Warm every cache a pass keeps (parsed and validated documents, records, the target's holder).
+  for (let i = 0; i < 2; i++) assert.deepEqual(changes((await reconcileOnce(opts)).plan), []);
+  const dispatcher = steeringOf(await reconcileOnce(opts)).dispatchers[0]!;
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+
+  // The link pin, removed: the next pass links again.
+  rmSync(join(dispatcher.dir, 'link'));
+  const relinked = await reconcileOnce(opts);
+  assert.ok(relinked.result!.applied.some((a) => a.op.type === 'relink'), 'the missing link pin is seen');
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+
+  // A binding entry, deleted: the next pass writes it again.
+  {
+    using bindings = BpfMap.fromPin(join(dispatcher.dir, 'map_bindings'));
+    const entries = bindings.entries();
+    assert.ok(entries.length > 0);
+    for (const [k] of entries) bindings.delete(k);
+  }
+  assert.equal(curl(sandbox, '127.0.0.1', 8082), 0, 'the entries are gone');
+  const rewritten = await reconcileOnce(opts);
+  assert.ok(rewritten.result!.applied.some((a) => a.op.type === 'upsertBindings'), 'the deleted entries are seen');
+  assert.equal(curl(sandbox, '127.0.0.1', 8082), 200);
+
+  // The policy record, altered: the next pass writes it again.
+  {
+    using policies = BpfMap.fromPin(join(dispatcher.dir, 'map_policies'));
+    const [[k, v]] = policies.entries() as [[Buffer, Buffer]];
+    const record = JSON.parse(decodePolicyRecord(v)) as { targetText: string };
+    record.targetText = 'listen 127.0.0.1:9999';
+    policies.update(k, encodePolicyRecord(JSON.stringify(record)));
+  }
+  const restored = await reconcileOnce(opts);
+  assert.ok(
+    restored.result!.applied.some((a) => a.op.type === 'writeRecord' && a.code === 'RecordOutdated'),
+    `the altered record is seen: ${JSON.stringify(restored.plan.actions.filter((a) => a.kind !== 'noop').map((a) => a.code))}`,
+  );
+  assert.deepEqual(changes((await reconcileOnce(opts)).plan), [], 'and then nothing is left to do');
 
   rmSync(join(dir.path, 'web.yaml'));
   assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);

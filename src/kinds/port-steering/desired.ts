@@ -28,9 +28,17 @@ export function targetText(t: PortSteeringPolicy['target']): string {
 
 /** Hash of what defines a PortSteering policy (independent of how its target resolves). */
 export function specHash(p: PortSteeringPolicy): string {
-  const spec = { netns: p.netns ?? null, protocol: p.protocol, ports: p.ports, prefixes: p.prefixes, target: targetText(p.target) };
-  return hashSpec(spec);
+  let hash = specHashes.get(p);
+  if (hash === undefined) {
+    const spec = { netns: p.netns ?? null, protocol: p.protocol, ports: p.ports, prefixes: p.prefixes, target: targetText(p.target) };
+    hash = hashSpec(spec);
+    specHashes.set(p, hash);
+  }
+  return hash;
 }
+
+/** Hashes by normalized policy: validation hands out the same (never mutated) objects again for unchanged documents. */
+const specHashes = new WeakMap<PortSteeringPolicy, string>();
 
 /**
  * Resolves PortSteering policies: each with its namespace's pin key and its

@@ -5,7 +5,22 @@
 import { observeDispatchers, observeSockets } from './store.js';
 import type { ObservedDispatcherState, SteeringObserved, PolicyRecord } from './model.js';
 
+/**
+ * Records parsed in the last pass, by name and JSON text: a record whose
+ * bytes in the map did not change is not parsed again (records are never
+ * mutated once parsed). Only the last pass's records are kept.
+ */
+let parsedRecords = new Map<string, PolicyRecord | string>();
+let parsingRecords = new Map<string, PolicyRecord | string>();
+
 function parseRecord(name: string, json: string): PolicyRecord | string {
+  const key = `${name}\u0000${json}`;
+  const known = parsedRecords.get(key) ?? parseRecordText(name, json);
+  parsingRecords.set(key, known);
+  return known;
+}
+
+function parseRecordText(name: string, json: string): PolicyRecord | string {
   try {
     const r = JSON.parse(json) as PolicyRecord;
     if (r.v !== 1 || r.name !== name || typeof r.destId !== 'number' || !Array.isArray(r.bindings)) return 'unknown record format';
@@ -38,5 +53,7 @@ export function observe(root: string): SteeringObserved {
       return { ...d, records: [], badRecords: [], bindings: [], sockets: {}, error: (err as Error).message };
     }
   });
+  parsedRecords = parsingRecords;
+  parsingRecords = new Map();
   return { dispatchers, stray: raw.stray };
 }

@@ -16,6 +16,9 @@ import { dispatcherDir } from './store.js';
 import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
 import { OWN_NETNS } from '../../bpf/netns.js';
 
+/** The order of String.prototype.localeCompare, without building a collator per comparison. */
+const byName = new Intl.Collator();
+
 const MAX_DEST_ID = 65535;
 const MAX_BINDING_ID = 65535;
 
@@ -34,8 +37,28 @@ export function describeSpec(r: Pick<PolicyRecord, 'protocol' | 'bindings' | 'ta
   return `${r.protocol} ${parts.join('; ')} -> ${r.targetText}`;
 }
 
+/**
+ * True when two plain JSON values would serialize to the same JSON text (the
+ * same keys in the same order, undefined properties left out), without
+ * serializing them: a no-op pass compares every policy's record.
+ */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bs = b as unknown[];
+    return a.length === bs.length && a.every((x, i) => sameJson(x ?? null, bs[i] ?? null));
+  }
+  const ao = a as Record<string, unknown>;
+  const bo = b as Record<string, unknown>;
+  const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
+  const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
+  return ak.length === bk.length && ak.every((k, i) => k === bk[i] && sameJson(ao[k], bo[k]));
+}
+
 function sameRecord(a: PolicyRecord, b: PolicyRecord): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return sameJson(a, b);
 }
 
 /**
@@ -300,7 +323,7 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
 
     // Desired records and entries of this dispatcher.
     const plannedRecords: Array<{ p: DesiredSteering; record: PolicyRecord; previous?: PolicyRecord; fresh: number[] }> = [];
-    for (const p of [...wanted].sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const p of [...wanted].sort((a, b) => byName.compare(a.name, b.name))) {
       const previous = records.get(p.name);
       const destId = previous?.destId ?? allocate(usedDest, 1, 1, MAX_DEST_ID)[0]!;
       const old = new Map((previous?.bindings ?? []).map((b) => [`${b.start}-${b.end}@${b.prefix}`, b.id]));

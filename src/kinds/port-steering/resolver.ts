@@ -42,12 +42,23 @@ export function systemResolver(objectPath: string): Resolver {
   return resolver;
 }
 
+/**
+ * The process and fd found holding a listen target's socket, by namespace
+ * and target, kept across passes: finding it scans every fd of every process
+ * (/proc/PID/fd), the largest fixed cost of a pass. It is reused only while
+ * the namespace still lists that socket inode as listening (read on every
+ * pass) and the fd still refers to it, so a restarted server is found again;
+ * the inode identifies the socket, so its cookie is the one taken before.
+ */
+const knownHolders = new Map<string, { pid: number; fd: number; inode: number; cookie: string }>();
+const MAX_KNOWN_HOLDERS = 4096;
+
 function uncachedResolver(objectPath: string): Resolver {
   return {
     netnsKey: resolveNetnsKey,
     target(netnsPath, protocol, target): ResolvedTarget {
       try {
-        let ref: { pid: number; fd: number } | undefined;
+        let ref: { pid: number; fd: number };
         let what: string;
         if (target.type === 'socket') {
           what = `fd ${target.fd} of pid ${target.pid}`;
@@ -59,8 +70,18 @@ function uncachedResolver(objectPath: string): Resolver {
           const inodes = listeningInodes(netnsPath === OWN_NETNS ? undefined : netnsPath, protocol, target.address, target.port);
           if (inodes.length === 0)
             return { ok: false, reason: `nothing ${protocol === 'tcp' ? 'listens' : 'is bound'} on ${target.address}:${target.port} in ${netnsPath}` };
-          ref = findSocketHolder(inodes);
-          if (!ref) return { ok: false, reason: `no process holds the socket on ${target.address}:${target.port}` };
+          const key = `${netnsPath}\u0000${what}`;
+          const known = knownHolders.get(key);
+          // The holder found last time, if it still holds one of these sockets: the same socket inode has the same cookie.
+          if (known !== undefined && inodes.includes(known.inode) && socketInodeOf(known.pid, known.fd) === known.inode)
+            return { ok: true, pid: known.pid, fd: known.fd, cookie: known.cookie };
+          knownHolders.delete(key);
+          const holder = findSocketHolder(inodes);
+          if (!holder) return { ok: false, reason: `no process holds the socket on ${target.address}:${target.port}` };
+          const cookie = remoteSocketCookie(holder).toString();
+          if (knownHolders.size >= MAX_KNOWN_HOLDERS) knownHolders.clear();
+          knownHolders.set(key, { ...holder, cookie });
+          return { ok: true, pid: holder.pid, fd: holder.fd, cookie };
         }
         return { ok: true, pid: ref.pid, fd: ref.fd, cookie: remoteSocketCookie(ref).toString() };
       } catch (err) {

@@ -28,10 +28,22 @@ const PREFIX_LENGTH = /^(0|[1-9][0-9]{0,2})$/;
 
 /** The mask selecting the network bits of a prefix of `length` bits. */
 export function prefixMask(family: IpFamily, length: number): bigint {
+  const masks = family === 4 ? IPV4_MASKS : IPV6_MASKS;
+  const known = masks[length];
+  if (known !== undefined) return known;
   const width = BigInt(ADDRESS_BITS[family]);
   const hostBits = width - BigInt(length);
   return ((1n << width) - 1n) ^ ((1n << hostBits) - 1n);
 }
+
+function masksOf(width: number): bigint[] {
+  const all = (1n << BigInt(width)) - 1n;
+  return Array.from({ length: width + 1 }, (_, length) => all ^ ((1n << BigInt(width - length)) - 1n));
+}
+
+/** Every mask of each family, computed once: BigInt shifts are a large part of normalizing a prefix. */
+const IPV4_MASKS = masksOf(32);
+const IPV6_MASKS = masksOf(128);
 
 /**
  * Parses "ADDRESS/LENGTH" (IPv4 or IPv6). Host bits may be set; they are
@@ -39,6 +51,25 @@ export function prefixMask(family: IpFamily, length: number): bigint {
  * Never throws.
  */
 export function parseCidr(text: string): CidrParseResult {
+  let parsed = parsedCidrs.get(text);
+  if (parsed === undefined) {
+    if (parsedCidrs.size >= MAX_PARSED_CIDRS) parsedCidrs.clear();
+    parsed = parseCidrText(text);
+    parsedCidrs.set(text, parsed);
+  }
+  return parsed;
+}
+
+/**
+ * Results of {@link parseCidr} by text (results are immutable): validating a
+ * document parses each of its prefixes three times (the schema's format, the
+ * kind's checks, normalization), and the daemon sees the same texts on every
+ * pass. Bounded: cleared when full.
+ */
+const parsedCidrs = new Map<string, CidrParseResult>();
+const MAX_PARSED_CIDRS = 65536;
+
+function parseCidrText(text: string): CidrParseResult {
   const slash = text.indexOf('/');
   if (slash < 0) {
     return { ok: false, reason: `missing "/LENGTH", e.g. "${text}/${text.includes(':') ? 128 : 32}"` };
