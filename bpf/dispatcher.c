@@ -99,11 +99,25 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	}
 
 	val = bpf_map_lookup_elem(&bindings, &key);
+	if (val && ctx->family == AF_INET && (val->binding_id & BINDING_V6_ONLY)) {
+		/*
+		 * An IPv6 prefix holding the IPv4-mapped addresses: it is not for
+		 * IPv4. Every IPv4 binding would be a longer match than it, so what
+		 * is left are the bindings of every address: the port blocks, whose
+		 * prefixes end before the address. (An IPv6 ::/0 of this port has
+		 * prefixlen 8 + 16 too, but then no binding of every address holds
+		 * the port: that would be a conflict of identical prefixes.)
+		 */
+		key.prefixlen = 8 + 16;
+		val = bpf_map_lookup_elem(&bindings, &key);
+		if (val && (val->binding_id & BINDING_V6_ONLY))
+			val = 0;
+	}
 	if (!val)
 		return SK_PASS;
 
 	dest_id = val->dest_id;
-	count(&binding_hits, val->binding_id);
+	count(&binding_hits, val->binding_id & ~BINDING_V6_ONLY);
 
 	sk = bpf_map_lookup_elem(&sockets, &dest_id);
 	if (!sk) {

@@ -33,8 +33,17 @@ struct binding_key {
 
 struct binding_value {
 	__u32 dest_id;    /* key into the sockets sockmap */
-	__u32 binding_id; /* index into binding_hits */
+	__u32 binding_id; /* index into binding_hits, with BINDING_V6_ONLY */
 };
+
+/*
+ * binding_id flag of a binding to an IPv6 prefix (other than an IPv4-mapped
+ * one, ::ffff:0:0/96 and longer). IPv4 addresses are looked up IPv4-mapped,
+ * so a short IPv6 prefix (::/0 up to ::/80, and ::ffff:0:0 below /96)
+ * contains them too: an IPv4 lookup that lands on such an entry looks again
+ * among the bindings of every address only (see dispatcher.c).
+ */
+#define BINDING_V6_ONLY (1u << 31)
 
 #define MAX_BINDINGS 1048576
 #define MAX_DESTINATIONS 65536

@@ -2,8 +2,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { bindingEntries, EVERY_ADDRESS } from '../../src/kinds/port-steering/bindings.js';
 import {
   BINDING_KEY_SIZE,
+  BINDING_V6_ONLY,
+  isV6OnlyPrefix,
   addressBytes,
   decodeBindingValue,
   encodeBindingKey,
@@ -101,4 +104,16 @@ test('errno names include libbpf codes', () => {
   assert.equal(describeErrno(1).code, 'EPERM');
   assert.equal(describeErrno(524).code, 'ENOTSUPP');
   assert.equal(describeErrno(4007).code, 'LIBBPF_ERRNO__VERIFY');
+});
+
+test('entries of an IPv6 prefix carry BINDING_V6_ONLY (the dispatcher never applies them to IPv4); IPv4 and IPv4-mapped prefixes and port blocks do not', () => {
+  const word = (prefix: string) => bindingEntries('tcp', { id: 7, start: 80, end: 80, prefix }, 3)[0]!.bindingId;
+  assert.equal(word('::/0'), (7 | BINDING_V6_ONLY) >>> 0, '::/0 holds every IPv4-mapped address');
+  assert.equal(word('::/80'), (7 | BINDING_V6_ONLY) >>> 0);
+  assert.equal(word('2001:db8::/32'), (7 | BINDING_V6_ONLY) >>> 0);
+  assert.equal(word('10.0.0.0/8'), 7);
+  assert.equal(word('0.0.0.0/0'), 7);
+  assert.equal(word('::ffff:192.0.2.0/120'), 7, 'an IPv4-mapped prefix is IPv4');
+  assert.equal(word(EVERY_ADDRESS), 7);
+  assert.deepEqual([isV6OnlyPrefix('::ffff:0:0', 95), isV6OnlyPrefix('::ffff:0:0', 96)], [true, false]);
 });

@@ -6,7 +6,7 @@
  * port-block entries; otherwise every port of a range gets one entry per
  * prefix.
  */
-import { encodeBindingKey, encodePortBlockKey } from './layout.js';
+import { BINDING_V6_ONLY, encodeBindingKey, encodePortBlockKey, isV6OnlyPrefix } from './layout.js';
 import { portRangeBlocks } from '../../policy/net/ports.js';
 import type { DesiredSteering, Range, RecordedBinding } from './model.js';
 
@@ -25,7 +25,12 @@ export function bindingEntryCount(b: { start: number; end: number; prefix: strin
   return b.prefix === EVERY_ADDRESS ? portRangeBlocks(b.start, b.end).length : b.end - b.start + 1;
 }
 
-/** LPM entries of one binding, keys as latin1 strings (one char per key byte). */
+/**
+ * LPM entries of one binding, keys as latin1 strings (one char per key byte).
+ * `bindingId` is the value's second word: the binding's counter index, with
+ * BINDING_V6_ONLY for an IPv6 prefix (not IPv4-mapped), which the
+ * dispatcher never applies to an IPv4 connection.
+ */
 export function bindingEntries(
   protocol: 'tcp' | 'udp',
   b: RecordedBinding,
@@ -39,11 +44,12 @@ export function bindingEntries(
   }
   const [address, len] = b.prefix.split('/');
   const prefixLength = Number(len);
+  const word = (isV6OnlyPrefix(address!, prefixLength) ? b.id | BINDING_V6_ONLY : b.id) >>> 0;
   // Encode once, then patch the port bytes (offset 5, big-endian): 65,535 ports stay cheap.
   const key = encodeBindingKey({ protocol, address: address!, prefixLength, port: b.start });
   for (let port = b.start; port <= b.end; port++) {
     key.writeUInt16BE(port, 5);
-    out.push({ key: key.toString('latin1'), destId, bindingId: b.id });
+    out.push({ key: key.toString('latin1'), destId, bindingId: word });
   }
   return out;
 }

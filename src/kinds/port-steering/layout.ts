@@ -119,6 +119,22 @@ export function encodeBindingKey(b: Binding): Buffer {
   return key;
 }
 
+/**
+ * BINDING_V6_ONLY (bpf/dispatcher.h): set in the binding id word of the
+ * entries of an IPv6 prefix other than an IPv4-mapped one, so that the
+ * dispatcher never steers an IPv4 connection by it (IPv4 addresses are
+ * looked up IPv4-mapped, and ::/0 holds them too).
+ */
+export const BINDING_V6_ONLY = 0x80000000;
+
+/** Whether a binding of `address`/`prefixLength` is IPv6 only: an IPv6 prefix not inside ::ffff:0:0/96. */
+export function isV6OnlyPrefix(address: string, prefixLength: number): boolean {
+  if (isIPv4(address)) return false;
+  const b = addressBytes(address);
+  const mapped = prefixLength >= 96 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+  return !mapped;
+}
+
 /** Encodes a binding value: the destination (sockmap key) and the binding's counter index. */
 export function encodeBindingValue(destId: number, bindingId: number): Buffer {
   const v = Buffer.alloc(BINDING_VALUE_SIZE);
