@@ -46,6 +46,7 @@ test('the example policies/packet-filter.yaml is valid and normalizes as documen
         { name: 'block-telnet', protocol: 'tcp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 23, end: 23 }], action: 'drop', mode: 'enforce' },
         { name: 'bad-net', protocol: undefined, srcPrefixes: ['203.0.113.0/24', '2001:db8::/32'], dstPrefixes: undefined, srcPorts: undefined, dstPorts: undefined, action: 'drop', mode: 'enforce' },
         { name: 'count-dns', protocol: 'udp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 53, end: 53 }], action: 'pass', mode: 'enforce' },
+        { name: 'audit-smb', protocol: 'tcp', srcPrefixes: undefined, dstPrefixes: undefined, srcPorts: undefined, dstPorts: [{ start: 445, end: 445 }], action: 'drop', mode: 'audit' },
       ],
       sampleRate: 100,
     },
