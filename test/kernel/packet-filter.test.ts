@@ -224,6 +224,11 @@ kernelTest('audit mode: the packets a drop rule matches get through, counted and
       rules: ['{name: block-udp, protocol: udp, dstPorts: [9999], action: drop}', '{name: always, protocol: udp, dstPorts: [9998], action: drop, mode: enforce}', '{name: dns, protocol: udp, dstPorts: [5353], action: pass}'],
       sampleRate: 1,
     });
+  // IPv6 on a fresh veth pair: the first datagrams can be lost while neighbour discovery settles, so wait
+  // (at most 5 tries) until one gets through before counting exactly.
+  let v6Ready = false;
+  for (let i = 0; i < 5 && !v6Ready; i++) v6Ready = (await udpExchange(sandbox, peer, [{ dst: NET.local6, port: 5353, count: 1 }]))[5353] === 1;
+  assert.ok(v6Ready, 'an IPv6 datagram reaches the sandbox before the filter is attached');
   spec('audit');
   const opts = { root: pinDir, policyPaths: [dir.path] };
   assert.equal(reconcileExitCode(await reconciled(opts)), 0);
