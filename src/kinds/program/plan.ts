@@ -29,7 +29,7 @@ function targetName(t: AttachTarget): string {
     case 'tracepoint':
       return `tracepoint ${t.category}:${t.name}`;
     case 'cgroup':
-      return `cgroup ${t.type} ${t.path}`;
+      return `cgroup ${t.type} ${t.cgroupPath}`;
   }
 }
 

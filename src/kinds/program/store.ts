@@ -168,7 +168,7 @@ function attachLink(prog: Program, target: AttachTarget, label: string): Link {
       ensureTracefs();
       return Link.attachTracepoint(prog, target.category, target.name);
     case 'cgroup':
-      return attachToCgroup(prog, target.path, BigInt(target.id), target.attachType, label);
+      return attachToCgroup(prog, target.cgroupPath, BigInt(target.id), target.attachType, label);
   }
 }
 
@@ -182,7 +182,7 @@ export function describeTarget(t: AttachTarget): string {
     case 'tracepoint':
       return `tracepoint ${t.category}:${t.name}`;
     case 'cgroup':
-      return `cgroup ${t.type} on ${t.path}`;
+      return `cgroup ${t.type} on ${t.cgroupPath}`;
   }
 }
 
