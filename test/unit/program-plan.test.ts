@@ -106,3 +106,13 @@ test('regression: a cgroup target names its cgroup as cgroupPath, so no operatio
   assert.deepEqual(summary(actions), ['create ProgramMissing createProgram', 'create LinkMissing attachTarget']);
   for (const a of actions) for (const p of pathsIn(a.op)) assert.ok(p.startsWith(`${ROOT}/programs/`), `${a.op.type}: ${p} lies outside ROOT/programs`);
 });
+
+test('regression: an upgrade interrupted after the swap is finished, and the next upgrade expects program_next (the old program is freed by the rename)', () => {
+  const d = desiredProgram('counter', { sha256: SHA_B });
+  // The links run program_next (11); program (10) is the old one; the record still names the older object.
+  const o = observedOf(d, { programNext: { id: 11, tag: '1111111111111111' }, links: [{ pin: d.targets[0]!.pin, id: 30, progId: 11, attached: true }] }, { sha256: SHA_A });
+  const actions = plan(desiredOf([d]), [o]);
+  assert.deepEqual(summary(actions), ['update FinishUpgrade finishUpgrade', 'update ObjectChanged upgradeProgram']);
+  const upgrade = actions[1]!.op as Extract<ProgramOperation, { type: 'upgradeProgram' }>;
+  assert.equal(upgrade.expectedProgId, 11, 'the upgrade swaps from the program the links run once the swap is finished');
+});

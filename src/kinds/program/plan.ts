@@ -114,7 +114,9 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
     } else {
       const r = o.record!;
       if (r.sha256 !== d.sha256 || r.program !== d.program) {
-        if (r.mapsSignature === d.mapsSignature && o.program) {
+        // After an interrupted upgrade is finished (above), program_next is the program pinned and run: swap from it.
+        const current = o.programNext && swapInterruptedAfterUpdate(o, running) ? o.programNext : o.program;
+        if (r.mapsSignature === d.mapsSignature && current) {
           actions.push({
             ...base,
             kind: 'update',
@@ -122,9 +124,9 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
             object,
             code: 'ObjectChanged',
             reason: `the object changed (sha256 ${short(r.sha256)} → ${short(d.sha256)}); its maps have the same types and sizes: the program is swapped atomically in its links and the maps keep their contents (global variables start anew)`,
-            before: `${r.program} of ${r.object} (sha256 ${short(r.sha256)}), program id ${o.program.id}`,
+            before: `${r.program} of ${r.object} (sha256 ${short(r.sha256)}), program id ${current.id}`,
             after,
-            op: { type: 'upgradeProgram', desired: d, expectedProgId: o.program.id },
+            op: { type: 'upgradeProgram', desired: d, expectedProgId: current.id },
           });
         } else {
           fresh = true;
