@@ -116,3 +116,14 @@ test('regression: an upgrade interrupted after the swap is finished, and the nex
   const upgrade = actions[1]!.op as Extract<ProgramOperation, { type: 'upgradeProgram' }>;
   assert.equal(upgrade.expectedProgId, 11, 'the upgrade swaps from the program the links run once the swap is finished');
 });
+
+test('regression: a policy that moves to another file (same object) has its record name the new file, so a failure of that file keeps its pins', () => {
+  const d = desiredProgram('counter', { sourceFile: '/p/two.yaml' });
+  const o = observedOf(d, {}, { sourceFile: '/p/one.yaml' });
+  const actions = plan(desiredOf([d]), [o]);
+  assert.deepEqual(summary(actions), ['update SourceChanged recordSource']);
+  assert.deepEqual(actions[0]!.op, { type: 'recordSource', dir: d.dir, sourceFile: '/p/two.yaml', object: d.objectPath });
+  // Once recorded, /p/two.yaml failing (the policy vanished with it) deletes nothing.
+  const recorded = observedOf(d);
+  assert.deepEqual(plan(desiredOf([]), [recorded], { root: ROOT, failedFiles: new Set(['/p/two.yaml']) }), []);
+});

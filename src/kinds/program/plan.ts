@@ -143,6 +143,20 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
           });
         }
       }
+      // The same object from another policy file (or path): the record must name them, since a failed file keeps only the pins whose record names it.
+      const upgrading = r.sha256 !== d.sha256 || r.program !== d.program;
+      if (!fresh && !upgrading && (r.sourceFile !== d.sourceFile || r.object !== d.objectPath))
+        actions.push({
+          ...base,
+          kind: 'update',
+          phase: 'add',
+          object: `${object}: record`,
+          code: 'SourceChanged',
+          reason: `the policy now comes from ${d.sourceFile} (was ${r.sourceFile}), its object from ${d.objectPath} (same sha256): record it`,
+          before: `${r.sourceFile}, ${r.object}`,
+          after: `${d.sourceFile}, ${d.objectPath}`,
+          op: { type: 'recordSource', dir: d.dir, sourceFile: d.sourceFile, object: d.objectPath },
+        });
       if (!fresh && r.entriesHash !== d.entriesHash) {
         const now = new Set(d.entries.map((e) => `${e.map}\u0000${e.key}`));
         const deleteKeys = r.declaredKeys.filter((k) => !now.has(`${k.map}\u0000${k.key}`));

@@ -155,6 +155,14 @@ export function writeEntries(d: DesiredProgram, deleteKeys: { map: string; key: 
   });
 }
 
+/** Records the policy file and the object's path (same digest): what decides whether a failed file keeps the pins. Throws ErrnoError, Error without a readable record. */
+export function recordSource(dir: string, sourceFile: string, object: string): void {
+  updateRecord(dir, (r) => {
+    r.sourceFile = sourceFile;
+    r.object = object;
+  });
+}
+
 /** Creates the link of `target` for `prog`. The caller owns it. */
 function attachLink(prog: Program, target: AttachTarget, label: string): Link {
   switch (target.kind) {
