@@ -127,3 +127,23 @@ test('regression: a policy that moves to another file (same object) has its reco
   const recorded = observedOf(d);
   assert.deepEqual(plan(desiredOf([]), [recorded], { root: ROOT, failedFiles: new Set(['/p/two.yaml']) }), []);
 });
+
+test('regression: a link running a foreign program is updated also while a stray program_next (an upgrade interrupted before its swap) is removed', () => {
+  const d = desiredProgram('counter');
+  const o = observedOf(d, { programNext: { id: 11, tag: '1111111111111111' }, links: [{ pin: d.targets[0]!.pin, id: 30, progId: 999, attached: true }] });
+  assert.deepEqual(summary(plan(desiredOf([d]), [o])), ['delete Stray removeStray', 'update LinkRunsOtherProgram attachTarget']);
+});
+
+test('an upgrade interrupted halfway (one link swapped, another not) is finished, and the link left behind is updated to the program finished', () => {
+  const d = desiredProgram('counter', { targets: [xdp(2), xdp(3)] });
+  const o = observedOf(d, {
+    programNext: { id: 11, tag: '1111111111111111' },
+    links: [
+      { pin: d.targets[0]!.pin, id: 30, progId: 10, attached: true },
+      { pin: d.targets[1]!.pin, id: 31, progId: 11, attached: true },
+    ],
+  });
+  const actions = plan(desiredOf([d]), [o]);
+  assert.deepEqual(summary(actions), ['update FinishUpgrade finishUpgrade', 'update LinkRunsOtherProgram attachTarget']);
+  assert.equal((actions[1]!.op as Extract<ProgramOperation, { type: 'attachTarget' }>).target.pin, d.targets[0]!.pin);
+});

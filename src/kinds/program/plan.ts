@@ -86,10 +86,12 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
     if (o?.unreadable) continue;
     const base = { domain: `program ${d.name}`, policy: d.name };
     const object = `program ${d.name}`;
-    const running = o?.links.find((l) => l.attached)?.progId;
+    // The program an interrupted upgrade left running: program_next as soon as one link runs it (the swap went that far), else what the first attached link runs.
+    const running = o?.programNext && o.links.some((l) => l.attached && l.progId === o.programNext!.id) ? o.programNext.id : o?.links.find((l) => l.attached)?.progId;
+    const finishing = o?.programNext !== undefined && swapInterruptedAfterUpdate(o, running);
     // An interrupted upgrade: finish it when the links already run program_next, else drop the stray pin.
     if (o?.programNext) {
-      if (swapInterruptedAfterUpdate(o, running))
+      if (finishing)
         actions.push({ ...base, kind: 'update', phase: 'add', object, code: 'FinishUpgrade', reason: 'an interrupted upgrade left the new program running: finish it', op: { type: 'finishUpgrade', dir: d.dir } });
       else actions.push({ ...base, kind: 'delete', phase: 'gc', object: `${object}: program_next`, code: 'Stray', reason: 'left by an interrupted upgrade; nothing runs it', op: { type: 'removeStray', path: `${d.dir}/program_next` } });
     }
@@ -115,7 +117,7 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
       const r = o.record!;
       if (r.sha256 !== d.sha256 || r.program !== d.program) {
         // After an interrupted upgrade is finished (above), program_next is the program pinned and run: swap from it.
-        const current = o.programNext && swapInterruptedAfterUpdate(o, running) ? o.programNext : o.program;
+        const current = finishing ? o.programNext : o.program;
         if (r.mapsSignature === d.mapsSignature && current) {
           actions.push({
             ...base,
@@ -174,14 +176,15 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
 
     // Attachments: after a create or replace every target is attached anew.
     const links = new Map((fresh ? [] : (o?.links ?? [])).map((l) => [l.pin, l]));
-    const programId = fresh ? undefined : (o?.program?.id ?? o?.programNext?.id);
+    // The program every link should run once this pass is done: program_next when the pass finishes its swap.
+    const programId = fresh ? undefined : finishing ? o?.programNext?.id : (o?.program?.id ?? o?.programNext?.id);
     for (const t of d.targets) {
       const l = links.get(t.pin);
       const recorded = fresh ? undefined : o?.record?.targets.find((x) => x.pin === t.pin);
       let why: { code: string; reason: string } | undefined;
       if (!l) why = { code: 'LinkMissing', reason: `attach it (${targetName(t)})` };
       else if (!l.attached) why = { code: 'LinkDetached', reason: `its link ${l.id} was detached (${targetName(t)}): attach it again` };
-      else if (programId !== undefined && l.progId !== programId && !o?.programNext) why = { code: 'LinkRunsOtherProgram', reason: `link ${l.id} runs program ${l.progId}, not ours (${programId}): update it` };
+      else if (programId !== undefined && l.progId !== programId) why = { code: 'LinkRunsOtherProgram', reason: `link ${l.id} runs program ${l.progId}, not ours (${programId}): update it` };
       else if (recorded && JSON.stringify(recorded) !== JSON.stringify(t)) why = { code: 'TargetChanged', reason: `the attachment changed (${targetName(recorded)} → ${targetName(t)}): attach it again` };
       if (why) actions.push({ ...base, kind: l ? 'update' : 'create', phase: 'add', object: `${object}: ${t.pin}`, ...why, after: targetName(t), op: { type: 'attachTarget', desired: d, target: t } });
     }
