@@ -147,3 +147,12 @@ test('an upgrade interrupted halfway (one link swapped, another not) is finished
   assert.deepEqual(summary(actions), ['update FinishUpgrade finishUpgrade', 'update LinkRunsOtherProgram attachTarget']);
   assert.equal((actions[1]!.op as Extract<ProgramOperation, { type: 'attachTarget' }>).target.pin, d.targets[0]!.pin);
 });
+
+test('regression: a target no longer wanted whose link pin is already gone is dropped from the record', () => {
+  const d = desiredProgram('counter', { targets: [] });
+  // The record still names the xdp target; its link pin was removed.
+  const o = observedOf(d, { links: [] }, { targets: [xdp(2)] });
+  const actions = plan(desiredOf([d]), [o]);
+  assert.deepEqual(summary(actions), ['delete TargetRemoved detachTarget']);
+  assert.deepEqual(actions[0]!.op, { type: 'detachTarget', dir: d.dir, pin: xdp(2).pin });
+});

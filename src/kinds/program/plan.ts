@@ -188,10 +188,13 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
       else if (recorded && JSON.stringify(recorded) !== JSON.stringify(t)) why = { code: 'TargetChanged', reason: `the attachment changed (${targetName(recorded)} → ${targetName(t)}): attach it again` };
       if (why) actions.push({ ...base, kind: l ? 'update' : 'create', phase: 'add', object: `${object}: ${t.pin}`, ...why, after: targetName(t), op: { type: 'attachTarget', desired: d, target: t } });
     }
-    if (!fresh)
-      for (const l of o?.links ?? [])
-        if (!d.targets.some((t) => t.pin === l.pin))
-          actions.push({ ...base, kind: 'delete', phase: 'remove', object: `${object}: ${l.pin}`, code: 'TargetRemoved', reason: 'the policy no longer attaches here (or the interface is gone)', before: `link ${l.id}`, op: { type: 'detachTarget', dir: d.dir, pin: l.pin } });
+    if (!fresh) {
+      // Links not wanted, and targets the record names whose link pin is gone already (so the record says no more than what is attached).
+      const gone = [...(o?.links ?? []).map((l) => ({ pin: l.pin, before: `link ${l.id}` })), ...(o?.record?.targets ?? []).filter((t) => !o?.links.some((l) => l.pin === t.pin)).map((t) => ({ pin: t.pin, before: `${targetName(t)}, link pin missing` }))];
+      for (const g of gone)
+        if (!d.targets.some((t) => t.pin === g.pin))
+          actions.push({ ...base, kind: 'delete', phase: 'remove', object: `${object}: ${g.pin}`, code: 'TargetRemoved', reason: 'the policy no longer attaches here (or the interface is gone)', before: g.before, op: { type: 'detachTarget', dir: d.dir, pin: g.pin } });
+    }
   }
   return { actions, problems };
 }
