@@ -241,12 +241,21 @@ export function upgradeProgram(d: DesiredProgram, expectedProgId: number): void 
     const next = obj.program(d.program);
     let targets: AttachTarget[] = [];
     updateRecord(d.dir, (r) => void (targets = r.targets));
+    {
+      // A plan made against another program than the one pinned is stale: refuse rather than swap from the wrong one.
+      using pinned = Program.fromPin(join(d.dir, 'program'));
+      const id = pinned.info().id;
+      if (id !== expectedProgId) throw new Error(`${d.dir}: the pinned program is ${id}, not ${expectedProgId} as planned: plan again`);
+    }
     swapPinnedProgram(d.dir, next, () => {
       using old = Program.fromId(expectedProgId);
       for (const t of targets) {
         const pin = join(d.dir, t.pin);
         using link = tryOpen(() => Link.fromPin(pin));
-        if (!link) continue; // re-attached by the next pass
+        if (!link) continue; // re-attached by the same pass (LinkMissing)
+        const info = link.info();
+        // A detached link cannot be updated (ENOLINK), one running another program is refused (EPERM): the same pass attaches the first anew (LinkDetached) and updates the second (LinkRunsOtherProgram).
+        if (t.kind !== 'tracepoint' && (!info.target.attached || info.progId !== expectedProgId)) continue;
         if (t.kind === 'tracepoint') {
           using fresh = attachLink(next, t, `${describeTarget(t)} of program ${d.name}`);
           unpin(`${pin}_next`);
