@@ -69,12 +69,19 @@ function observeProgram(name: string, dir: string): ObservedProgram {
   return o;
 }
 
+/** The record of `dir`. Throws when there is no readable record. */
+function readRecord(dir: string, meta?: BpfMap): ProgramRecord {
+  using own = meta ? undefined : BpfMap.fromPin(mapPinPath(dir, META_MAP));
+  const v = (meta ?? own!).lookup(ZERO_KEY);
+  const r = v ? decodeProgramRecord(v) : 'the record is empty';
+  if (typeof r === 'string') throw new Error(`${dir}: cannot read the program record: ${r}`);
+  return r;
+}
+
 /** The record of `dir`, changed by `change` and written back. Throws when there is no readable record. */
 function updateRecord(dir: string, change: (r: ProgramRecord) => void): void {
   using meta = BpfMap.fromPin(mapPinPath(dir, META_MAP));
-  const v = meta.lookup(ZERO_KEY);
-  const r = v ? decodeProgramRecord(v) : 'the record is empty';
-  if (typeof r === 'string') throw new Error(`${dir}: cannot read the program record: ${r}`);
+  const r = readRecord(dir, meta);
   change(r);
   meta.update(ZERO_KEY, encodeProgramRecord(r));
 }
@@ -204,8 +211,16 @@ export function attachTarget(d: DesiredProgram, target: AttachTarget): void {
   using prog = Program.fromPin(join(d.dir, 'program'));
   const pin = join(d.dir, target.pin);
   using existing = tryOpen(() => Link.fromPin(pin));
-  if (existing && existing.info().target.attached && target.kind !== 'tracepoint') existing.update(prog);
+  // Only a link at the same hook (as recorded) is updated in place: a changed hook (XDP mode, cgroup, attach type) needs a new link there.
+  const recorded = readRecord(d.dir).targets.find((t) => t.pin === target.pin);
+  const sameHook = recorded !== undefined && JSON.stringify(recorded) === JSON.stringify(target);
+  if (existing && existing.info().target.attached && target.kind !== 'tracepoint' && sameHook) existing.update(prog);
   else {
+    if (existing && !sameHook) {
+      // Detach the old link first (an interface holds one XDP link): our fd and its pin are its last references.
+      existing.close();
+      unpin(pin);
+    }
     using link = attachLink(prog, target, `${describeTarget(target)} of program ${d.name}`);
     unpin(`${pin}_next`);
     link.pin(`${pin}_next`);
