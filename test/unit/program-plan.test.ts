@@ -186,11 +186,15 @@ test('a new digest with the same maps signature: one update ObjectChanged, an at
   assert.match(actions[0]!.reason, /maps keep their contents/);
 });
 
-test('a new digest whose maps differ: replace MapsIncompatible naming the maps lost, every target attached again', () => {
-  const old = desiredProgram('counter');
-  const d = desiredProgram('counter', { sha256: SHA_B, maps: MAPS_SMALL });
+test('a new digest whose maps differ: replace MapsIncompatible naming the maps lost, its links switched to the new program, those not wanted detached', () => {
+  const old = desiredProgram('counter', { targets: [xdp(2), xdp(4)] });
+  const d = desiredProgram('counter', { sha256: SHA_B, maps: MAPS_SMALL, targets: [xdp(2), xdp(3)] });
   const actions = plan(desiredOf([d]), [observedOf(old)]);
-  assert.deepEqual(summary(actions), ['replace MapsIncompatible createProgram', 'create LinkMissing attachTarget']);
+  assert.deepEqual(summary(actions), ['replace MapsIncompatible createProgram', 'update ProgramReloaded attachTarget', 'create LinkMissing attachTarget', 'delete TargetRemoved detachTarget']);
+  assert.deepEqual(
+    actions.slice(1).map((a) => (a.op as { target?: AttachTarget; pin?: string }).target?.pin ?? (a.op as { pin: string }).pin),
+    [xdp(2).pin, xdp(3).pin, xdp(4).pin],
+  );
   assert.match(actions[0]!.reason, /lost: the contents of config \(same size\), counts \(changed\)/);
   // A map the new object no longer has is named as gone.
   const fewer = desiredProgram('counter', { sha256: SHA_B, maps: [MAPS[1]!] });

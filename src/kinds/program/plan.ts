@@ -138,7 +138,7 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
             phase: 'add',
             object,
             code: 'MapsIncompatible',
-            reason: `the object changed (sha256 ${short(r.sha256)} → ${short(d.sha256)}) and its maps differ in names, types or sizes: the program and its maps are created anew; lost: ${lostState(d, o)}; its attachments are detached until it is attached again in this pass`,
+            reason: `the object changed (sha256 ${short(r.sha256)} → ${short(d.sha256)}) and its maps differ in names, types or sizes: the program and its maps are created anew; lost: ${lostState(d, o)}; its links are kept and switched to the new program in this pass`,
             before: `${r.program} of ${r.object} (sha256 ${short(r.sha256)})`,
             after,
             op: { type: 'createProgram', desired: d },
@@ -182,15 +182,18 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
       const l = links.get(t.pin);
       const recorded = fresh ? undefined : o?.record?.targets.find((x) => x.pin === t.pin);
       let why: { code: string; reason: string } | undefined;
-      if (!l) why = { code: 'LinkMissing', reason: `attach it (${targetName(t)})` };
+      // A load anew keeps the links its record names (createProgram): they are switched, not attached anew.
+      const kept = fresh ? o?.links.find((x) => x.pin === t.pin && o.record?.targets.some((r) => r.pin === x.pin)) : undefined;
+      if (kept) why = { code: 'ProgramReloaded', reason: `the program is loaded anew: switch link ${kept.id} to it, or attach anew (${targetName(t)})` };
+      else if (!l) why = { code: 'LinkMissing', reason: `attach it (${targetName(t)})` };
       else if (!l.attached) why = { code: 'LinkDetached', reason: `its link ${l.id} was detached (${targetName(t)}): attach it again` };
       else if (programId !== undefined && l.progId !== programId) why = { code: 'LinkRunsOtherProgram', reason: `link ${l.id} runs program ${l.progId}, not ours (${programId}): update it` };
       else if (recorded && JSON.stringify(recorded) !== JSON.stringify(t)) why = { code: 'TargetChanged', reason: `the attachment changed (${targetName(recorded)} → ${targetName(t)}): attach it again` };
-      if (why) actions.push({ ...base, kind: l ? 'update' : 'create', phase: 'add', object: `${object}: ${t.pin}`, ...why, after: targetName(t), op: { type: 'attachTarget', desired: d, target: t } });
+      if (why) actions.push({ ...base, kind: l || kept ? 'update' : 'create', phase: 'add', object: `${object}: ${t.pin}`, ...why, after: targetName(t), op: { type: 'attachTarget', desired: d, target: t } });
     }
-    if (!fresh) {
-      // Links not wanted, and targets the record names whose link pin is gone already (so the record says no more than what is attached).
-      const gone = [...(o?.links ?? []).map((l) => ({ pin: l.pin, before: `link ${l.id}` })), ...(o?.record?.targets ?? []).filter((t) => !o?.links.some((l) => l.pin === t.pin)).map((t) => ({ pin: t.pin, before: `${targetName(t)}, link pin missing` }))];
+    {
+      // Links not wanted (a load anew keeps the links its record names), and targets the record names whose link pin is gone already (so the record says no more than what is attached).
+      const gone = [...(o?.links ?? []).map((l) => ({ pin: l.pin, before: `link ${l.id}` })), ...(fresh ? [] : (o?.record?.targets ?? [])).filter((t) => !o?.links.some((l) => l.pin === t.pin)).map((t) => ({ pin: t.pin, before: `${targetName(t)}, link pin missing` }))];
       for (const g of gone)
         if (!d.targets.some((t) => t.pin === g.pin))
           actions.push({ ...base, kind: 'delete', phase: 'remove', object: `${object}: ${g.pin}`, code: 'TargetRemoved', reason: 'the policy no longer attaches here (or the interface is gone)', before: g.before, op: { type: 'detachTarget', dir: d.dir, pin: g.pin } });

@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { failpoint } from '../../common/failpoint.js';
-import { ensureTracefs, PIN_NAME, removePinTree, unpin } from '../../bpf/bpffs.js';
+import { ensureTracefs, listPins, PIN_NAME, removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachToCgroup } from '../../bpf/cgroup.js';
 import { MapType, PERCPU_MAP_TYPES } from '../../bpf/constants.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
@@ -105,15 +105,38 @@ function mapValue(map: BpfMap, value: Buffer): Buffer {
 }
 
 /**
+ * The targets of the links a load anew keeps: those the record names whose
+ * link pin exists (none without a readable record). A replace keeps them,
+ * so attachTarget swaps the new program into them in place: an interface
+ * holds one XDP link, and an unpinned one is detached only after an RCU
+ * grace period, so attaching anew right after unpinning fails with EBUSY.
+ */
+function keptLinks(dir: string): AttachTarget[] {
+  if (!existsSync(dir)) return [];
+  let targets: AttachTarget[];
+  try {
+    targets = readRecord(dir).targets;
+  } catch {
+    return [];
+  }
+  const pins = new Set(readdirSync(dir));
+  return targets.filter((t) => pins.has(t.pin));
+}
+
+/**
  * Creates a program's pins: checks the digest, loads the object, pins the
  * program and the object's maps, creates the record, writes the declared
- * entries. Attachments are separate operations. Whatever a crashed run left
- * in the directory is removed first; on failure nothing stays. Throws
- * ErrnoError, LoadError (with the verifier log), Error on a digest mismatch.
+ * entries. Attachments are separate operations; the links of a previous
+ * load that its record names are kept (still running the old program until
+ * attachTarget updates them) and recorded, everything else a previous or
+ * crashed run left in the directory is removed first; on failure nothing
+ * stays. Throws ErrnoError, LoadError (with the verifier log), Error on a
+ * digest mismatch.
  */
 export function createProgram(d: DesiredProgram): void {
   const bytes = verifiedBytes(d);
-  if (existsSync(d.dir)) removePinTree(d.dir);
+  const kept = keptLinks(d.dir);
+  if (existsSync(d.dir)) for (const pin of listPins(d.dir)) if (!kept.some((t) => pin === join(d.dir, t.pin))) unpin(pin);
   mkdirSync(d.dir, { recursive: true, mode: 0o750 });
   try {
     {
@@ -123,7 +146,7 @@ export function createProgram(d: DesiredProgram): void {
     }
     {
       using meta = BpfMap.create({ type: MapType.ARRAY, name: 'policy_meta', keySize: 4, valueSize: META_VALUE_SIZE, maxEntries: 1 });
-      const record: ProgramRecord = { v: 1, sha256: d.sha256, program: d.program, object: d.objectPath, sourceFile: d.sourceFile, mapsSignature: d.mapsSignature, entriesHash: '', declaredKeys: [], targets: [], ...(d.events ? { events: d.events } : {}) };
+      const record: ProgramRecord = { v: 1, sha256: d.sha256, program: d.program, object: d.objectPath, sourceFile: d.sourceFile, mapsSignature: d.mapsSignature, entriesHash: '', declaredKeys: [], targets: kept, ...(d.events ? { events: d.events } : {}) };
       meta.update(ZERO_KEY, encodeProgramRecord(record));
       meta.pin(mapPinPath(d.dir, META_MAP));
     }

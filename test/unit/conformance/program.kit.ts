@@ -233,18 +233,20 @@ export const programFake: FakeKernel<DesiredPrograms, ObservedPrograms> = {
       const op = a.op as ProgramOperation;
       switch (op.type) {
         case 'createProgram': {
-          // verifiedBytes, then whatever the directory held is removed (an unreadable one cannot be), the maps and the program pinned, the record and the entries written.
+          // verifiedBytes, then whatever the directory held is removed but the links its record names (an unreadable one cannot be), the maps and the program pinned, the record and the entries written.
           const d = op.desired;
           const old = find(d.dir);
           if (old?.unreadable) throw new FakeKernelError(`createProgram: the pins of ${d.dir} cannot be read (${old.unreadable})`);
+          // The links the old record names are kept (and recorded), still running what they ran.
+          const keptTargets = (old?.record?.targets ?? []).filter((t) => old!.links.some((l) => l.pin === t.pin));
           for (const e of d.entries) if (!d.maps.some((m) => m.name === e.map)) throw new FakeKernelError(`createProgram: the object has no map ${e.map}`);
           const o: ObservedProgram = {
             name: d.name,
             dir: d.dir,
-            record: { v: 1, sha256: d.sha256, program: d.program, object: d.objectPath, sourceFile: d.sourceFile, mapsSignature: d.mapsSignature, entriesHash: d.entriesHash, declaredKeys: d.entries.map((e) => ({ map: e.map, key: e.key })), targets: [], ...(d.events ? { events: d.events } : {}) },
+            record: { v: 1, sha256: d.sha256, program: d.program, object: d.objectPath, sourceFile: d.sourceFile, mapsSignature: d.mapsSignature, entriesHash: d.entriesHash, declaredKeys: d.entries.map((e) => ({ map: e.map, key: e.key })), targets: keptTargets, ...(d.events ? { events: d.events } : {}) },
             program: { id: nextId++, tag: d.sha256.slice(0, 16) },
             maps: d.maps.filter((m) => PIN_NAME.test(m.name)).map((m) => ({ name: m.name, id: nextId++, mapType: m.mapType, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries })),
-            links: [],
+            links: (old?.links ?? []).filter((l) => keptTargets.some((t) => t.pin === l.pin)),
             strays: [],
           };
           s.programs = [...s.programs.filter((x) => x.dir !== d.dir), o].sort((x, y) => (x.name < y.name ? -1 : 1));
@@ -374,6 +376,7 @@ function damagePrograms(observed: ObservedPrograms, damages: readonly Damage[]):
       const name = `zz${target}`;
       if (s.programs.some((o) => o.name === name)) continue;
       s.programs.push({ name, dir: programDir(ROOT, name), maps: [{ name: 'counts', id: maxId(s) + 1, mapType: 1, keySize: 8, valueSize: 16, maxEntries: 4096 }], links: [], strays: [] });
+      s.programs.sort((x, y) => (x.name < y.name ? -1 : 1));
       continue;
     }
     const readable = s.programs.filter((o) => !o.unreadable);
