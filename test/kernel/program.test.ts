@@ -11,52 +11,14 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
+import { sleep } from '../../src/sandbox/bounded-wait.js';
 import { changes, computeStatuses, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
 import { openProgramEvents } from '../../src/kinds/program/events.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { bpftoolIds, eventually, kernelTest } from './harness.js';
 import { NET, ifindexIn, udpExchange, vethPair } from './packet-filter-helpers.js';
 import { PolicyDir } from './reconcile-helpers.js';
-
-const EXAMPLE = fileURLToPath(new URL('../../../examples/xdp-counter/', import.meta.url));
-const SOURCE = join(EXAMPLE, 'xdp_counter.c');
-const OBJECT = join(EXAMPLE, 'xdp_counter.o');
-
-/** Compiles the example with extra clang flags into `out` (variants for upgrades); returns its sha256. */
-function compileVariant(out: string, flags: string[]): string {
-  const arch = runBounded('gcc', ['-dumpmachine']).stdout.trim() || 'x86_64-linux-gnu';
-  const r = runBounded('clang', ['-target', 'bpf', '-O2', '-g', '-Wall', '-Werror', `-I/usr/include/${arch}`, ...flags, '-c', SOURCE, '-o', out]);
-  assert.equal(r.status, 0, `clang ${flags.join(' ')}: ${r.stderr}`);
-  return sha256(out);
-}
-
-function sha256(path: string): string {
-  const r = runBounded('sha256sum', [path]);
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout.split(' ')[0]!;
-}
-
-/** The shipped policy, pointed at the sandbox's veth, with `object` and `digest`. */
-function writePolicy(dir: PolicyDir, netns: string, object: string, digest: string): string {
-  const text = readFileSync(join(EXAMPLE, 'tuple-counter.yaml'), 'utf8')
-    .replace(/^ {2}object: .*$/m, `  object: ${object}`)
-    .replace(/^ {2}sha256: .*$/m, `  sha256: ${digest}`)
-    .replace(/interfaces: \["eth0"\]/, 'interfaces: ["vb"]')
-    .replace(/^spec:$/m, `spec:\n  netns: ${netns}`);
-  return dir.writeRaw('tuple-counter.yaml', text);
-}
-
-type Counts = Record<string, { packets: number; bytes: number }>;
-
-/** The counts map through `status --show-maps` (decoded by the kernel's BTF): "saddr:sport/protocol" → counter. */
-function countsOf(opts: ReconcileOptions, r: Awaited<ReturnType<typeof reconcileOnce>>): Counts {
-  const [s] = computeStatuses(r, true, { showMaps: true }).filter((x) => x.kind === 'Program');
-  assert.ok(s, `a Program status (${JSON.stringify(opts.policyPaths)})`);
-  const contents = (s.mapContents as Record<string, { entries: { key: { saddr: string; sport: number; protocol: number }; value: { packets: number; bytes: number } }[] }>).counts!;
-  return Object.fromEntries(contents.entries.map((e) => [`${e.key.saddr}:${e.key.sport}/${e.key.protocol}`, e.value]));
-}
+import { EXAMPLE, OBJECT, compileVariant, countsOf, sha256, writePolicy } from './program-helpers.js';
 
 const UDP_FRAME = (payload: number) => 14 + 20 + 8 + payload;
 
