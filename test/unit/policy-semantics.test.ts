@@ -28,7 +28,7 @@ test('duplicate metadata.name: reported on the later policy, naming both places'
 test('duplicate names are found even between kinds and in otherwise invalid documents', () => {
   const text = `${steering('web', {})}---\napiVersion: ebpf-policy/v1\nkind: Other\nmetadata: {name: web}\nspec: {}\n`;
   assert.deepEqual(lines(text), [
-    'test.yaml:11:7: error: kind: unknown kind "Other" (known: ConnectPolicy, PacketFilter, PortSteering, SyscallCounter)',
+    'test.yaml:11:7: error: kind: unknown kind "Other" (known: ConnectPolicy, PacketFilter, PortSteering, Program, SyscallCounter)',
     'test.yaml:12:18: error: metadata.name: duplicate policy name "web": also defined at test.yaml:4:9',
   ]);
 });
