@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sleep } from '../../src/sandbox/bounded-wait.js';
+import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import { changes, computeStatuses, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
 import { openProgramEvents } from '../../src/kinds/program/events.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
@@ -121,4 +121,37 @@ kernelTest('Program: the example XDP counter counts real packets per tuple, send
   assert.deepEqual(removed.result?.failed.map((f) => f.error.message), []);
   assert.ok(await eventually(() => !bpftoolIds('prog').has(last!.programId as number), 3000), 'the program is gone');
   assert.ok(!bpftoolIds('link').has((last!.links as { id: number }[])[0]!.id), 'the link is gone');
+});
+
+/** The XDP mode the kernel reports for `dev` in `ns`: 1 native (drv), 2 generic (skb), undefined: none. */
+function xdpMode(ns: string, dev: string): number | undefined {
+  const r = runBounded('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]);
+  assert.equal(r.status, 0, r.stderr);
+  return (JSON.parse(r.stdout) as Array<{ xdp?: { mode: number } }>)[0]!.xdp?.mode;
+}
+
+kernelTest('Program: a changed XDP mode on the same interface attaches anew in that mode (regression: the old link was updated in place and kept its mode), and the counter counts there', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  using dir = new PolicyDir();
+  const withMode = (mode: string) => {
+    const path = writePolicy(dir, sandbox.path, OBJECT, sha256(OBJECT));
+    writeFileSync(path, readFileSync(path, 'utf8').replace(/mode: auto/, `mode: ${mode}`));
+  };
+  const opts: ReconcileOptions = { root: pinDir, policyPaths: [dir.path], reportDir: null };
+  withMode('native');
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  assert.equal(xdpMode(sandbox.name, 'vb'), 1, 'native XDP on the veth');
+  withMode('generic');
+  const planned = await reconcileOnce({ ...opts, dryRun: true });
+  assert.deepEqual(changes(planned.plan).map((a) => `${a.kind} ${a.code}`), ['update TargetChanged']);
+  const r = await reconcileOnce(opts);
+  assert.deepEqual(r.result?.failed.map((f) => f.error.message), []);
+  assert.ok(await eventually(() => xdpMode(sandbox.name, 'vb') === 2, 3000), `generic XDP on the veth now (mode ${xdpMode(sandbox.name, 'vb')})`);
+  assert.deepEqual(changes((await reconcileOnce({ ...opts, dryRun: true })).plan), [], 'then nothing to do');
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 7000, count: 4, sport: 40009 }]), { 7000: 4 });
+  assert.equal(countsOf(opts, await reconcileOnce({ ...opts, dryRun: true }))[`${NET.peer4}:40009/17`]?.packets, 4, 'counted by the program at the new hook');
+  writeFileSync(join(dir.path, 'tuple-counter.yaml'), '');
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  assert.ok(await eventually(() => xdpMode(sandbox.name, 'vb') === undefined, 5000), 'no XDP left on the veth');
 });
