@@ -51,3 +51,9 @@ if ! { [ "$obj" -nt examples/xdp-counter/xdp_counter.c ] && [ "$obj" -nt example
   CLANG="$CLANG" bash examples/xdp-counter/build.sh
   echo "build-bpf: $obj"
 fi
+# A second build of the example with other bytecode and the same maps, for the Program kind's upgrade in the compatibility suite (no clang run under emulation).
+obj=build/bpf/xdp_counter_variant.o
+if ! { [ "$obj" -nt examples/xdp-counter/xdp_counter.c ] && [ "$obj" -nt "$0" ]; }; then
+  "$CLANG" -target bpf -O2 -g -Wall -Werror -DVARIANT=1 -I"$arch_inc" -c examples/xdp-counter/xdp_counter.c -o "$obj"
+  echo "build-bpf: $obj"
+fi

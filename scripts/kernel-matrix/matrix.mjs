@@ -474,8 +474,8 @@ function printSupportTable(columns) {
   };
   const attached = (out) => Object.fromEntries((out.match(/# filters attached: (.*)/)?.[1] ?? '').split(' ').filter(Boolean).map((x) => x.split(':')));
   console.log('\nsupported kernels (from the compatibility suite):\n');
-  console.log('| kernel | shipped objects load | PortSteering (TCP, UDP) | PacketFilter XDP | PacketFilter tc ingress | PacketFilter tc egress | ConnectPolicy (connect, sendmsg, v4/v6) | SyscallCounter |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| kernel | shipped objects load | PortSteering (TCP, UDP) | PacketFilter XDP | PacketFilter tc ingress | PacketFilter tc egress | ConnectPolicy (connect, sendmsg, v4/v6) | SyscallCounter | Program (example XDP counter, upgrade) |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const c of rows) {
     const out = c.compatOut;
     const mark = (ok, how = '') => (ok === undefined ? 'not run' : ok ? `✓${how ? ` (${how})` : ''}` : '✗ (see the matrix)');
@@ -484,8 +484,9 @@ function printSupportTable(columns) {
     const filter = result(out, 'compat: PacketFilter');
     const connect = result(out, 'compat: ConnectPolicy');
     const counter = result(out, 'compat: SyscallCounter');
+    const program = result(out, 'compat: Program');
     const a = attached(out);
-    console.log(`| ${c.kver ?? c.kernel.id} | ${mark(objects)} | ${mark(steer)} | ${mark(filter, a.xdp)} | ${mark(filter, a['tc-ingress'])} | ${mark(filter, a['tc-egress'])} | ${mark(connect)} | ${mark(counter)} |`);
+    console.log(`| ${c.kver ?? c.kernel.id} | ${mark(objects)} | ${mark(steer)} | ${mark(filter, a.xdp)} | ${mark(filter, a['tc-ingress'])} | ${mark(filter, a['tc-egress'])} | ${mark(connect)} | ${mark(counter)} | ${mark(program)} |`);
   }
 }
 

@@ -7,7 +7,9 @@
  * Linux 6.6 tc runs through cls_bpf, for real: nothing is forced),
  * ConnectPolicy denying a real process's connects and UDP sends from a
  * cgroup with a sampled event, SyscallCounter finding exactly the execve
- * calls of a real process — and nothing left behind. Lean on purpose: under emulation every process start
+ * calls of a real process, Program running the shipped example XDP counter
+ * (examples/xdp-counter) on a veth, counting real packets per tuple and
+ * keeping its counts across an object upgrade — and nothing left behind. Lean on purpose: under emulation every process start
  * costs seconds; the full suite runs natively in `npm test`.
  */
 import assert from 'node:assert/strict';
@@ -16,7 +18,7 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { Features, hasFeature, listPins, loadObject } from '../../src/bpf/index.js';
 import { builtBpfObject, PACKAGE_ROOT } from '../../src/common/package-paths.js';
-import { changes, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
+import { changes, computeStatuses, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { kernelTest } from '../kernel/harness.js';
 import { assertNothingLeaked, kernelObjects } from '../kernel/leaks.js';
@@ -26,6 +28,8 @@ import { TestCgroup, tryConnects, writeConnectPolicy } from '../kernel/connect-p
 import { GuardEventStream } from '../../src/kinds/connect-policy/events.js';
 import { eventually } from '../kernel/harness.js';
 import { EXECS, SCRIPT, counterStatuses, inCgroup, keyed, writeCounter } from '../kernel/syscall-counter-helpers.js';
+import { OBJECT as EXAMPLE_OBJECT, countsOf, writePolicy } from '../kernel/program-helpers.js';
+import { sha256Of } from '../../src/kinds/program/object-file.js';
 
 /** The objects the package ships (what the tool loads); build/bpf also holds test objects and variants. */
 const SHIPPED = ['dispatcher.o', 'packet_filter.o', 'connect_policy.o', 'syscall_counter.o'];
@@ -216,4 +220,40 @@ kernelTest('compat: SyscallCounter counts exactly the execve and getppid calls o
   await converge(opts);
   assert.deepEqual(listPins(pinDir), []);
   await assertNothingLeaked(before, pinDir, 'after SyscallCounter');
+});
+
+kernelTest('compat: Program runs the example XDP counter on a veth, counts real packets per tuple, keeps the counts across an object upgrade, and removing it leaves nothing', async ({ pinDir, sandbox }) => {
+  const before = kernelObjects();
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  using dir = new PolicyDir();
+  const objects = [EXAMPLE_OBJECT, builtBpfObject('xdp_counter_variant.o')].map((path) => ({ path, sha: sha256Of(readFileSync(path)) }));
+  const [base, variant] = objects as [(typeof objects)[0], (typeof objects)[0]];
+  assert.notEqual(base.sha, variant.sha, 'the variant has other bytecode');
+  writePolicy(dir, sandbox.path, base.path, base.sha);
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  await converge(opts);
+  const counts = async () => countsOf(opts, await reconcileOnce({ ...opts, dryRun: true, reportDir: null }));
+  const tuple = `${NET.peer4}:40001/17`;
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 7000, count: 3, sport: 40001 }]), { 7000: 3 }, 'the packets pass');
+  assert.equal((await counts())[tuple]?.packets, 3, 'the XDP counter counted the 3 packets of the tuple');
+  const status = async () => computeStatuses(await reconcileOnce({ ...opts, dryRun: true, reportDir: null }), true).find((x) => x.kind === 'Program')!;
+  const first = await status();
+
+  // An object with the same maps: one update, the counts kept.
+  writePolicy(dir, sandbox.path, variant.path, variant.sha);
+  const planned = await reconcileOnce({ ...opts, dryRun: true, reportDir: null });
+  assert.deepEqual(changes(planned.plan).map((a) => `${a.kind} ${a.code}`), ['update ObjectChanged']);
+  await converge(opts);
+  const upgraded = await status();
+  assert.notEqual(upgraded.programId, first.programId, 'a new program runs');
+  assert.deepEqual((upgraded.links as { id: number }[]).map((l) => l.id), (first.links as { id: number }[]).map((l) => l.id), 'in the same link');
+  assert.equal((await counts())[tuple]?.packets, 3, 'the counts survived the upgrade');
+  await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 7000, count: 2, sport: 40001 }]);
+  assert.equal((await counts())[tuple]?.packets, 5, 'the upgraded program keeps counting in the same map');
+
+  for (const e of readdirSync(dir.path)) rmSync(join(dir.path, e));
+  await converge(opts);
+  assert.deepEqual(listPins(pinDir), []);
+  await assertNothingLeaked(before, pinDir, 'after Program');
 });

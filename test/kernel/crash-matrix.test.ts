@@ -3,7 +3,8 @@
  * kernel-changing steps (building from nothing, changing policies with a
  * program upgrade, removing everything) are interrupted by SIGKILL right
  * after step 1, 2, …, N of the apply and at each named point inside
- * multi-step operations (EBPF_POLICY_FAILPOINT). After every crash a normal
+ * multi-step operations (EBPF_POLICY_FAILPOINT). Program runs the shipped
+ * XDP counter (examples/xdp-counter) through an upgrade and a replace. After every crash a normal
  * `reconcile --once` must exit 0, a plan must be empty, traffic must behave
  * as the policies say, and bpftool must show no program, map or link of ours
  * that no pin reaches. The daemon is also killed in the middle of a pass and
@@ -11,7 +12,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +31,8 @@ import { DaemonProcess } from './daemon-helpers.js';
 import { EXECS, SCRIPT, counterStatuses, inCgroup, keyed, writeCounter } from './syscall-counter-helpers.js';
 import { eventually, kernelTest } from './harness.js';
 import { assertNothingLeaked, kernelObjects } from './leaks.js';
-import { NET, tcpConnect, vethPair, writeFilter } from './packet-filter-helpers.js';
+import { NET, tcpConnect, udpExchange, vethPair, writeFilter } from './packet-filter-helpers.js';
+import { OBJECT, compileVariant, countsOf, sha256, writePolicy } from './program-helpers.js';
 import { PolicyDir, curl, startHttpServer } from './reconcile-helpers.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -349,6 +352,57 @@ kernelTest(
   LONG,
 );
 
+// ---- Program: the example XDP counter on vb (sandbox), packets from the peer (va); its objects live outside the policy directory.
+
+kernelTest(
+  'crash matrix, Program: the example XDP counter from nothing, an upgrade keeping its maps, a replace with other maps, removing everything',
+  async ({ pinDir, sandbox }) => {
+    await using peer = NetnsSandbox.create('peer');
+    vethPair(sandbox, peer);
+    // A second interface the counter also attaches to: more steps to crash after.
+    runBounded('ip', ['-n', sandbox.name, 'link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd', 'netns', peer.name]);
+    runBounded('ip', ['-n', sandbox.name, 'link', 'set', 'vc', 'up']);
+    runBounded('ip', ['-n', peer.name, 'link', 'set', 'vd', 'up']);
+    using dir = new PolicyDir();
+    const objects = mkdtempSync(join(tmpdir(), 'ebpf-policy-crash-program-'));
+    try {
+      const base = { path: OBJECT, sha: sha256(OBJECT) };
+      const variant = { path: join(objects, 'variant.o'), sha: '' };
+      variant.sha = compileVariant(variant.path, ['-DVARIANT=1']);
+      const smaller = { path: join(objects, 'smaller.o'), sha: '' };
+      smaller.sha = compileVariant(smaller.path, ['-DCOUNTS_MAX_ENTRIES=1024', '-DVARIANT=1']);
+      const ns = sandbox.path;
+      const policy =
+        (o: { path: string; sha: string }, countsEntry = false) =>
+        (d: PolicyDir) =>
+          void writePolicy(d, ns, o.path, o.sha, { interfaces: ['vb', 'vc'], countsEntry });
+      // A fresh source port per check: the tuple's count is exactly what this check sent.
+      let sport = 41000;
+      const counted = async () => {
+        const port = sport++;
+        assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 7000, count: 3, sport: port }]), { 7000: 3 }, 'the packets pass');
+        const counts = countsOf({ root: pinDir, policyPaths: [dir.path] }, await reconcileOnce({ root: pinDir, policyPaths: [dir.path], dryRun: true, reportDir: null }));
+        assert.equal(counts[`${NET.peer4}:${port}/17`]?.packets, 3, `the XDP counter counted the 3 packets from port ${port}: ${JSON.stringify(counts)}`);
+      };
+      const uncounted = async () => {
+        await noXdp(sandbox);
+        assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 7000, count: 2, sport: sport++ }]), { 7000: 2 }, 'packets pass without the counter');
+      };
+      const settle = () => noXdp(sandbox);
+      const transitions: Transition[] = [
+        { kind: 'Program', name: 'nothing -> A', from: () => undefined, to: policy(base), named: ['create-after-maps'], check: counted, settle },
+        { kind: 'Program', name: 'A -> A with an upgrade (same maps) and a new declared entry', from: policy(base), to: policy(variant, true), named: ['swap-after-pin-next', 'swap-after-update'], check: counted, settle },
+        { kind: 'Program', name: 'A -> B, a replace (other maps)', from: policy(variant, true), to: policy(smaller), named: ['create-after-maps'], check: counted, settle },
+        { kind: 'Program', name: 'A -> nothing', from: policy(base), to: () => undefined, named: [], check: uncounted, settle },
+      ];
+      for (const t of transitions) await crashEverywhere(t, pinDir, dir);
+    } finally {
+      rmSync(objects, { recursive: true, force: true });
+    }
+  },
+  LONG,
+);
+
 kernelTest(
   'the daemon killed in the middle of a pass is restarted and converges with nothing leaked',
   async ({ pinDir, sandbox }) => {
@@ -385,7 +439,7 @@ kernelTest(
 );
 
 after(() => {
-  const total = (ran.PortSteering ?? 0) + (ran.PacketFilter ?? 0) + (ran.ConnectPolicy ?? 0) + (ran.SyscallCounter ?? 0);
+  const total = (ran.PortSteering ?? 0) + (ran.PacketFilter ?? 0) + (ran.ConnectPolicy ?? 0) + (ran.SyscallCounter ?? 0) + (ran.Program ?? 0);
   console.log(`# crash matrix: ${total} crash points over the kinds (${Object.entries(ran).map(([k, n]) => `${k} ${n}`).join(', ')})`);
   if (ran.PortSteering !== undefined && ran.PacketFilter !== undefined)
     assert.ok(total >= MIN_CRASH_POINTS, `the crash matrix ran ${total} crash points, fewer than ${MIN_CRASH_POINTS}`);

@@ -11,7 +11,6 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { runBounded, sleep } from '../../src/sandbox/bounded-wait.js';
 import { changes, computeStatuses, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
 import { openProgramEvents } from '../../src/kinds/program/events.js';
@@ -19,44 +18,7 @@ import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 import { bpftoolIds, eventually, kernelTest } from './harness.js';
 import { NET, ifindexIn, udpExchange, vethPair } from './packet-filter-helpers.js';
 import { PolicyDir } from './reconcile-helpers.js';
-
-const EXAMPLE = fileURLToPath(new URL('../../../examples/xdp-counter/', import.meta.url));
-const SOURCE = join(EXAMPLE, 'xdp_counter.c');
-const OBJECT = join(EXAMPLE, 'xdp_counter.o');
-
-/** Compiles the example with extra clang flags into `out` (variants for upgrades); returns its sha256. */
-function compileVariant(out: string, flags: string[]): string {
-  const arch = runBounded('gcc', ['-dumpmachine']).stdout.trim() || 'x86_64-linux-gnu';
-  const r = runBounded('clang', ['-target', 'bpf', '-O2', '-g', '-Wall', '-Werror', `-I/usr/include/${arch}`, ...flags, '-c', SOURCE, '-o', out]);
-  assert.equal(r.status, 0, `clang ${flags.join(' ')}: ${r.stderr}`);
-  return sha256(out);
-}
-
-function sha256(path: string): string {
-  const r = runBounded('sha256sum', [path]);
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout.split(' ')[0]!;
-}
-
-/** The shipped policy, pointed at the sandbox's veth, with `object` and `digest`. */
-function writePolicy(dir: PolicyDir, netns: string, object: string, digest: string): string {
-  const text = readFileSync(join(EXAMPLE, 'tuple-counter.yaml'), 'utf8')
-    .replace(/^ {2}object: .*$/m, `  object: ${object}`)
-    .replace(/^ {2}sha256: .*$/m, `  sha256: ${digest}`)
-    .replace(/interfaces: \["eth0"\]/, 'interfaces: ["vb"]')
-    .replace(/^spec:$/m, `spec:\n  netns: ${netns}`);
-  return dir.writeRaw('tuple-counter.yaml', text);
-}
-
-type Counts = Record<string, { packets: number; bytes: number }>;
-
-/** The counts map through `status --show-maps` (decoded by the kernel's BTF): "saddr:sport/protocol" → counter. */
-function countsOf(opts: ReconcileOptions, r: Awaited<ReturnType<typeof reconcileOnce>>): Counts {
-  const [s] = computeStatuses(r, true, { showMaps: true }).filter((x) => x.kind === 'Program');
-  assert.ok(s, `a Program status (${JSON.stringify(opts.policyPaths)})`);
-  const contents = (s.mapContents as Record<string, { entries: { key: { saddr: string; sport: number; protocol: number }; value: { packets: number; bytes: number } }[] }>).counts!;
-  return Object.fromEntries(contents.entries.map((e) => [`${e.key.saddr}:${e.key.sport}/${e.key.protocol}`, e.value]));
-}
+import { EXAMPLE, OBJECT, compileVariant, countsOf, sha256, writePolicy } from './program-helpers.js';
 
 const UDP_FRAME = (payload: number) => 14 + 20 + 8 + payload;
 
@@ -159,4 +121,37 @@ kernelTest('Program: the example XDP counter counts real packets per tuple, send
   assert.deepEqual(removed.result?.failed.map((f) => f.error.message), []);
   assert.ok(await eventually(() => !bpftoolIds('prog').has(last!.programId as number), 3000), 'the program is gone');
   assert.ok(!bpftoolIds('link').has((last!.links as { id: number }[])[0]!.id), 'the link is gone');
+});
+
+/** The XDP mode the kernel reports for `dev` in `ns`: 1 native (drv), 2 generic (skb), undefined: none. */
+function xdpMode(ns: string, dev: string): number | undefined {
+  const r = runBounded('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]);
+  assert.equal(r.status, 0, r.stderr);
+  return (JSON.parse(r.stdout) as Array<{ xdp?: { mode: number } }>)[0]!.xdp?.mode;
+}
+
+kernelTest('Program: a changed XDP mode on the same interface attaches anew in that mode (regression: the old link was updated in place and kept its mode), and the counter counts there', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  using dir = new PolicyDir();
+  const withMode = (mode: string) => {
+    const path = writePolicy(dir, sandbox.path, OBJECT, sha256(OBJECT));
+    writeFileSync(path, readFileSync(path, 'utf8').replace(/mode: auto/, `mode: ${mode}`));
+  };
+  const opts: ReconcileOptions = { root: pinDir, policyPaths: [dir.path], reportDir: null };
+  withMode('native');
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  assert.equal(xdpMode(sandbox.name, 'vb'), 1, 'native XDP on the veth');
+  withMode('generic');
+  const planned = await reconcileOnce({ ...opts, dryRun: true });
+  assert.deepEqual(changes(planned.plan).map((a) => `${a.kind} ${a.code}`), ['update TargetChanged']);
+  const r = await reconcileOnce(opts);
+  assert.deepEqual(r.result?.failed.map((f) => f.error.message), []);
+  assert.ok(await eventually(() => xdpMode(sandbox.name, 'vb') === 2, 3000), `generic XDP on the veth now (mode ${xdpMode(sandbox.name, 'vb')})`);
+  assert.deepEqual(changes((await reconcileOnce({ ...opts, dryRun: true })).plan), [], 'then nothing to do');
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 7000, count: 4, sport: 40009 }]), { 7000: 4 });
+  assert.equal(countsOf(opts, await reconcileOnce({ ...opts, dryRun: true }))[`${NET.peer4}:40009/17`]?.packets, 4, 'counted by the program at the new hook');
+  writeFileSync(join(dir.path, 'tuple-counter.yaml'), '');
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  assert.ok(await eventually(() => xdpMode(sandbox.name, 'vb') === undefined, 5000), 'no XDP left on the veth');
 });

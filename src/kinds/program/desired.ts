@@ -94,7 +94,7 @@ export function buildDesiredPrograms(root: string, policies: readonly ProgramPol
           keep('CgroupUnavailable', cg.reason);
           continue;
         }
-      } else targets.push({ kind: 'cgroup', pin: targetPinName({ kind: 'cgroup' }), path: cg.path, id: String(cg.id), type: attach.cgroup.type, attachType: cgroupAttachType(attach.cgroup.type) });
+      } else targets.push({ kind: 'cgroup', pin: targetPinName({ kind: 'cgroup' }), cgroupPath: cg.path, id: String(cg.id), type: attach.cgroup.type, attachType: cgroupAttachType(attach.cgroup.type) });
     }
     const desired: DesiredProgram = {
       name: p.name,

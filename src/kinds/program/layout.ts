@@ -33,7 +33,7 @@ export type AttachTarget =
   | { kind: 'xdp'; pin: string; netns: string | null; netnsPath: string; ifname: string; ifindex: number; mode: 'auto' | 'native' | 'generic' }
   | { kind: 'tcx'; pin: string; netns: string | null; netnsPath: string; ifname: string; ifindex: number; direction: 'ingress' | 'egress' }
   | { kind: 'tracepoint'; pin: string; category: string; name: string }
-  | { kind: 'cgroup'; pin: string; path: string; id: string; type: string; attachType: number };
+  | { kind: 'cgroup'; pin: string; cgroupPath: string; id: string; type: string; attachType: number };
 
 /**
  * The pin name of a target's link: link_xdp_<netns key>_<ifindex>,

@@ -89,6 +89,7 @@ export type ProgramOperation =
   | { type: 'createProgram'; desired: DesiredProgram }
   | { type: 'upgradeProgram'; desired: DesiredProgram; expectedProgId: number }
   | { type: 'writeEntries'; desired: DesiredProgram; deleteKeys: { map: string; key: string }[] }
+  | { type: 'recordSource'; dir: string; sourceFile: string; object: string }
   | { type: 'attachTarget'; desired: DesiredProgram; target: AttachTarget }
   | { type: 'detachTarget'; dir: string; pin: string }
   | { type: 'finishUpgrade'; dir: string }

@@ -16,6 +16,8 @@ export function executeProgram(operation: Operation, _env: KindEnv): void {
       return store.upgradeProgram(op.desired, op.expectedProgId);
     case 'writeEntries':
       return store.writeEntries(op.desired, op.deleteKeys);
+    case 'recordSource':
+      return store.recordSource(op.dir, op.sourceFile, op.object);
     case 'attachTarget':
       return store.attachTarget(op.desired, op.target);
     case 'detachTarget':

@@ -29,7 +29,7 @@ function targetName(t: AttachTarget): string {
     case 'tracepoint':
       return `tracepoint ${t.category}:${t.name}`;
     case 'cgroup':
-      return `cgroup ${t.type} ${t.path}`;
+      return `cgroup ${t.type} ${t.cgroupPath}`;
   }
 }
 
@@ -86,10 +86,12 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
     if (o?.unreadable) continue;
     const base = { domain: `program ${d.name}`, policy: d.name };
     const object = `program ${d.name}`;
-    const running = o?.links.find((l) => l.attached)?.progId;
+    // The program an interrupted upgrade left running: program_next as soon as one link runs it (the swap went that far), else what the first attached link runs.
+    const running = o?.programNext && o.links.some((l) => l.attached && l.progId === o.programNext!.id) ? o.programNext.id : o?.links.find((l) => l.attached)?.progId;
+    const finishing = o?.programNext !== undefined && swapInterruptedAfterUpdate(o, running);
     // An interrupted upgrade: finish it when the links already run program_next, else drop the stray pin.
     if (o?.programNext) {
-      if (swapInterruptedAfterUpdate(o, running))
+      if (finishing)
         actions.push({ ...base, kind: 'update', phase: 'add', object, code: 'FinishUpgrade', reason: 'an interrupted upgrade left the new program running: finish it', op: { type: 'finishUpgrade', dir: d.dir } });
       else actions.push({ ...base, kind: 'delete', phase: 'gc', object: `${object}: program_next`, code: 'Stray', reason: 'left by an interrupted upgrade; nothing runs it', op: { type: 'removeStray', path: `${d.dir}/program_next` } });
     }
@@ -114,7 +116,9 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
     } else {
       const r = o.record!;
       if (r.sha256 !== d.sha256 || r.program !== d.program) {
-        if (r.mapsSignature === d.mapsSignature && o.program) {
+        // After an interrupted upgrade is finished (above), program_next is the program pinned and run: swap from it.
+        const current = finishing ? o.programNext : o.program;
+        if (r.mapsSignature === d.mapsSignature && current) {
           actions.push({
             ...base,
             kind: 'update',
@@ -122,9 +126,9 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
             object,
             code: 'ObjectChanged',
             reason: `the object changed (sha256 ${short(r.sha256)} → ${short(d.sha256)}); its maps have the same types and sizes: the program is swapped atomically in its links and the maps keep their contents (global variables start anew)`,
-            before: `${r.program} of ${r.object} (sha256 ${short(r.sha256)}), program id ${o.program.id}`,
+            before: `${r.program} of ${r.object} (sha256 ${short(r.sha256)}), program id ${current.id}`,
             after,
-            op: { type: 'upgradeProgram', desired: d, expectedProgId: o.program.id },
+            op: { type: 'upgradeProgram', desired: d, expectedProgId: current.id },
           });
         } else {
           fresh = true;
@@ -134,13 +138,27 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
             phase: 'add',
             object,
             code: 'MapsIncompatible',
-            reason: `the object changed (sha256 ${short(r.sha256)} → ${short(d.sha256)}) and its maps differ in names, types or sizes: the program and its maps are created anew; lost: ${lostState(d, o)}; its attachments are detached until it is attached again in this pass`,
+            reason: `the object changed (sha256 ${short(r.sha256)} → ${short(d.sha256)}) and its maps differ in names, types or sizes: the program and its maps are created anew; lost: ${lostState(d, o)}; its links are kept and switched to the new program in this pass`,
             before: `${r.program} of ${r.object} (sha256 ${short(r.sha256)})`,
             after,
             op: { type: 'createProgram', desired: d },
           });
         }
       }
+      // The same object from another policy file (or path): the record must name them, since a failed file keeps only the pins whose record names it.
+      const upgrading = r.sha256 !== d.sha256 || r.program !== d.program;
+      if (!fresh && !upgrading && (r.sourceFile !== d.sourceFile || r.object !== d.objectPath))
+        actions.push({
+          ...base,
+          kind: 'update',
+          phase: 'add',
+          object: `${object}: record`,
+          code: 'SourceChanged',
+          reason: `the policy now comes from ${d.sourceFile} (was ${r.sourceFile}), its object from ${d.objectPath} (same sha256): record it`,
+          before: `${r.sourceFile}, ${r.object}`,
+          after: `${d.sourceFile}, ${d.objectPath}`,
+          op: { type: 'recordSource', dir: d.dir, sourceFile: d.sourceFile, object: d.objectPath },
+        });
       if (!fresh && r.entriesHash !== d.entriesHash) {
         const now = new Set(d.entries.map((e) => `${e.map}\u0000${e.key}`));
         const deleteKeys = r.declaredKeys.filter((k) => !now.has(`${k.map}\u0000${k.key}`));
@@ -158,21 +176,28 @@ export function planPrograms(desired: DesiredPrograms, observed: ObservedProgram
 
     // Attachments: after a create or replace every target is attached anew.
     const links = new Map((fresh ? [] : (o?.links ?? [])).map((l) => [l.pin, l]));
-    const programId = fresh ? undefined : (o?.program?.id ?? o?.programNext?.id);
+    // The program every link should run once this pass is done: program_next when the pass finishes its swap.
+    const programId = fresh ? undefined : finishing ? o?.programNext?.id : (o?.program?.id ?? o?.programNext?.id);
     for (const t of d.targets) {
       const l = links.get(t.pin);
       const recorded = fresh ? undefined : o?.record?.targets.find((x) => x.pin === t.pin);
       let why: { code: string; reason: string } | undefined;
-      if (!l) why = { code: 'LinkMissing', reason: `attach it (${targetName(t)})` };
+      // A load anew keeps the links its record names (createProgram): they are switched, not attached anew.
+      const kept = fresh ? o?.links.find((x) => x.pin === t.pin && o.record?.targets.some((r) => r.pin === x.pin)) : undefined;
+      if (kept) why = { code: 'ProgramReloaded', reason: `the program is loaded anew: switch link ${kept.id} to it, or attach anew (${targetName(t)})` };
+      else if (!l) why = { code: 'LinkMissing', reason: `attach it (${targetName(t)})` };
       else if (!l.attached) why = { code: 'LinkDetached', reason: `its link ${l.id} was detached (${targetName(t)}): attach it again` };
-      else if (programId !== undefined && l.progId !== programId && !o?.programNext) why = { code: 'LinkRunsOtherProgram', reason: `link ${l.id} runs program ${l.progId}, not ours (${programId}): update it` };
+      else if (programId !== undefined && l.progId !== programId) why = { code: 'LinkRunsOtherProgram', reason: `link ${l.id} runs program ${l.progId}, not ours (${programId}): update it` };
       else if (recorded && JSON.stringify(recorded) !== JSON.stringify(t)) why = { code: 'TargetChanged', reason: `the attachment changed (${targetName(recorded)} → ${targetName(t)}): attach it again` };
-      if (why) actions.push({ ...base, kind: l ? 'update' : 'create', phase: 'add', object: `${object}: ${t.pin}`, ...why, after: targetName(t), op: { type: 'attachTarget', desired: d, target: t } });
+      if (why) actions.push({ ...base, kind: l || kept ? 'update' : 'create', phase: 'add', object: `${object}: ${t.pin}`, ...why, after: targetName(t), op: { type: 'attachTarget', desired: d, target: t } });
     }
-    if (!fresh)
-      for (const l of o?.links ?? [])
-        if (!d.targets.some((t) => t.pin === l.pin))
-          actions.push({ ...base, kind: 'delete', phase: 'remove', object: `${object}: ${l.pin}`, code: 'TargetRemoved', reason: 'the policy no longer attaches here (or the interface is gone)', before: `link ${l.id}`, op: { type: 'detachTarget', dir: d.dir, pin: l.pin } });
+    {
+      // Links not wanted (a load anew keeps the links its record names), and targets the record names whose link pin is gone already (so the record says no more than what is attached).
+      const gone = [...(o?.links ?? []).map((l) => ({ pin: l.pin, before: `link ${l.id}` })), ...(fresh ? [] : (o?.record?.targets ?? [])).filter((t) => !o?.links.some((l) => l.pin === t.pin)).map((t) => ({ pin: t.pin, before: `${targetName(t)}, link pin missing` }))];
+      for (const g of gone)
+        if (!d.targets.some((t) => t.pin === g.pin))
+          actions.push({ ...base, kind: 'delete', phase: 'remove', object: `${object}: ${g.pin}`, code: 'TargetRemoved', reason: 'the policy no longer attaches here (or the interface is gone)', before: g.before, op: { type: 'detachTarget', dir: d.dir, pin: g.pin } });
+    }
   }
   return { actions, problems };
 }

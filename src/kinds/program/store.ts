@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { failpoint } from '../../common/failpoint.js';
-import { ensureTracefs, PIN_NAME, removePinTree, unpin } from '../../bpf/bpffs.js';
+import { ensureTracefs, listPins, PIN_NAME, removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachToCgroup } from '../../bpf/cgroup.js';
 import { MapType, PERCPU_MAP_TYPES } from '../../bpf/constants.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
@@ -69,12 +69,19 @@ function observeProgram(name: string, dir: string): ObservedProgram {
   return o;
 }
 
+/** The record of `dir`. Throws when there is no readable record. */
+function readRecord(dir: string, meta?: BpfMap): ProgramRecord {
+  using own = meta ? undefined : BpfMap.fromPin(mapPinPath(dir, META_MAP));
+  const v = (meta ?? own!).lookup(ZERO_KEY);
+  const r = v ? decodeProgramRecord(v) : 'the record is empty';
+  if (typeof r === 'string') throw new Error(`${dir}: cannot read the program record: ${r}`);
+  return r;
+}
+
 /** The record of `dir`, changed by `change` and written back. Throws when there is no readable record. */
 function updateRecord(dir: string, change: (r: ProgramRecord) => void): void {
   using meta = BpfMap.fromPin(mapPinPath(dir, META_MAP));
-  const v = meta.lookup(ZERO_KEY);
-  const r = v ? decodeProgramRecord(v) : 'the record is empty';
-  if (typeof r === 'string') throw new Error(`${dir}: cannot read the program record: ${r}`);
+  const r = readRecord(dir, meta);
   change(r);
   meta.update(ZERO_KEY, encodeProgramRecord(r));
 }
@@ -98,15 +105,38 @@ function mapValue(map: BpfMap, value: Buffer): Buffer {
 }
 
 /**
+ * The targets of the links a load anew keeps: those the record names whose
+ * link pin exists (none without a readable record). A replace keeps them,
+ * so attachTarget swaps the new program into them in place: an interface
+ * holds one XDP link, and an unpinned one is detached only after an RCU
+ * grace period, so attaching anew right after unpinning fails with EBUSY.
+ */
+function keptLinks(dir: string): AttachTarget[] {
+  if (!existsSync(dir)) return [];
+  let targets: AttachTarget[];
+  try {
+    targets = readRecord(dir).targets;
+  } catch {
+    return [];
+  }
+  const pins = new Set(readdirSync(dir));
+  return targets.filter((t) => pins.has(t.pin));
+}
+
+/**
  * Creates a program's pins: checks the digest, loads the object, pins the
  * program and the object's maps, creates the record, writes the declared
- * entries. Attachments are separate operations. Whatever a crashed run left
- * in the directory is removed first; on failure nothing stays. Throws
- * ErrnoError, LoadError (with the verifier log), Error on a digest mismatch.
+ * entries. Attachments are separate operations; the links of a previous
+ * load that its record names are kept (still running the old program until
+ * attachTarget updates them) and recorded, everything else a previous or
+ * crashed run left in the directory is removed first; on failure nothing
+ * stays. Throws ErrnoError, LoadError (with the verifier log), Error on a
+ * digest mismatch.
  */
 export function createProgram(d: DesiredProgram): void {
   const bytes = verifiedBytes(d);
-  if (existsSync(d.dir)) removePinTree(d.dir);
+  const kept = keptLinks(d.dir);
+  if (existsSync(d.dir)) for (const pin of listPins(d.dir)) if (!kept.some((t) => pin === join(d.dir, t.pin))) unpin(pin);
   mkdirSync(d.dir, { recursive: true, mode: 0o750 });
   try {
     {
@@ -116,7 +146,7 @@ export function createProgram(d: DesiredProgram): void {
     }
     {
       using meta = BpfMap.create({ type: MapType.ARRAY, name: 'policy_meta', keySize: 4, valueSize: META_VALUE_SIZE, maxEntries: 1 });
-      const record: ProgramRecord = { v: 1, sha256: d.sha256, program: d.program, object: d.objectPath, sourceFile: d.sourceFile, mapsSignature: d.mapsSignature, entriesHash: '', declaredKeys: [], targets: [], ...(d.events ? { events: d.events } : {}) };
+      const record: ProgramRecord = { v: 1, sha256: d.sha256, program: d.program, object: d.objectPath, sourceFile: d.sourceFile, mapsSignature: d.mapsSignature, entriesHash: '', declaredKeys: [], targets: kept, ...(d.events ? { events: d.events } : {}) };
       meta.update(ZERO_KEY, encodeProgramRecord(record));
       meta.pin(mapPinPath(d.dir, META_MAP));
     }
@@ -155,6 +185,14 @@ export function writeEntries(d: DesiredProgram, deleteKeys: { map: string; key: 
   });
 }
 
+/** Records the policy file and the object's path (same digest): what decides whether a failed file keeps the pins. Throws ErrnoError, Error without a readable record. */
+export function recordSource(dir: string, sourceFile: string, object: string): void {
+  updateRecord(dir, (r) => {
+    r.sourceFile = sourceFile;
+    r.object = object;
+  });
+}
+
 /** Creates the link of `target` for `prog`. The caller owns it. */
 function attachLink(prog: Program, target: AttachTarget, label: string): Link {
   switch (target.kind) {
@@ -168,7 +206,7 @@ function attachLink(prog: Program, target: AttachTarget, label: string): Link {
       ensureTracefs();
       return Link.attachTracepoint(prog, target.category, target.name);
     case 'cgroup':
-      return attachToCgroup(prog, target.path, BigInt(target.id), target.attachType, label);
+      return attachToCgroup(prog, target.cgroupPath, BigInt(target.id), target.attachType, label);
   }
 }
 
@@ -182,7 +220,7 @@ export function describeTarget(t: AttachTarget): string {
     case 'tracepoint':
       return `tracepoint ${t.category}:${t.name}`;
     case 'cgroup':
-      return `cgroup ${t.type} on ${t.path}`;
+      return `cgroup ${t.type} on ${t.cgroupPath}`;
   }
 }
 
@@ -196,8 +234,16 @@ export function attachTarget(d: DesiredProgram, target: AttachTarget): void {
   using prog = Program.fromPin(join(d.dir, 'program'));
   const pin = join(d.dir, target.pin);
   using existing = tryOpen(() => Link.fromPin(pin));
-  if (existing && existing.info().target.attached && target.kind !== 'tracepoint') existing.update(prog);
+  // Only a link at the same hook (as recorded) is updated in place: a changed hook (XDP mode, cgroup, attach type) needs a new link there.
+  const recorded = readRecord(d.dir).targets.find((t) => t.pin === target.pin);
+  const sameHook = recorded !== undefined && JSON.stringify(recorded) === JSON.stringify(target);
+  if (existing && existing.info().target.attached && target.kind !== 'tracepoint' && sameHook) existing.update(prog);
   else {
+    if (existing && !sameHook) {
+      // Detach the old link first (an interface holds one XDP link): our fd and its pin are its last references.
+      existing.close();
+      unpin(pin);
+    }
     using link = attachLink(prog, target, `${describeTarget(target)} of program ${d.name}`);
     unpin(`${pin}_next`);
     link.pin(`${pin}_next`);
@@ -233,12 +279,21 @@ export function upgradeProgram(d: DesiredProgram, expectedProgId: number): void 
     const next = obj.program(d.program);
     let targets: AttachTarget[] = [];
     updateRecord(d.dir, (r) => void (targets = r.targets));
+    {
+      // A plan made against another program than the one pinned is stale: refuse rather than swap from the wrong one.
+      using pinned = Program.fromPin(join(d.dir, 'program'));
+      const id = pinned.info().id;
+      if (id !== expectedProgId) throw new Error(`${d.dir}: the pinned program is ${id}, not ${expectedProgId} as planned: plan again`);
+    }
     swapPinnedProgram(d.dir, next, () => {
       using old = Program.fromId(expectedProgId);
       for (const t of targets) {
         const pin = join(d.dir, t.pin);
         using link = tryOpen(() => Link.fromPin(pin));
-        if (!link) continue; // re-attached by the next pass
+        if (!link) continue; // re-attached by the same pass (LinkMissing)
+        const info = link.info();
+        // A detached link cannot be updated (ENOLINK), one running another program is refused (EPERM): the same pass attaches the first anew (LinkDetached) and updates the second (LinkRunsOtherProgram).
+        if (t.kind !== 'tracepoint' && (!info.target.attached || info.progId !== expectedProgId)) continue;
         if (t.kind === 'tracepoint') {
           using fresh = attachLink(next, t, `${describeTarget(t)} of program ${d.name}`);
           unpin(`${pin}_next`);

@@ -8,10 +8,11 @@ import { connectPolicyKit } from './connect-policy.kit.js';
 import type { AnyConformanceKit } from './kit.js';
 import { packetFilterKit } from './packet-filter.kit.js';
 import { portSteeringKit } from './port-steering.kit.js';
+import { programKit } from './program.kit.js';
 import { syscallCounterKit } from './syscall-counter.kit.js';
 
 /** The kits, in registry order. */
-export const KITS: readonly AnyConformanceKit[] = [portSteeringKit, packetFilterKit, connectPolicyKit, syscallCounterKit];
+export const KITS: readonly AnyConformanceKit[] = [portSteeringKit, packetFilterKit, connectPolicyKit, syscallCounterKit, programKit];
 
 /**
  * What is wrong with the kits as a whole, as messages (empty: nothing): a
