@@ -31,6 +31,16 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/*
+ * PF_STOP=k (1-4) builds a truncated program for the benchmark's cost
+ * breakdown (bench/packet-filter.ts `variants`): it returns after the parse,
+ * the generation lookups, the class lookups or the pattern scan. Never set
+ * in the objects that are loaded for real.
+ */
+#ifndef PF_STOP
+#define PF_STOP 0
+#endif
+
 /* Bytes of headers a TC program makes linear before parsing. */
 #define PULL_LEN 128
 /* IPv6 extension headers walked before giving up on the L4 header. */
@@ -107,10 +117,16 @@ struct {
 	__uint(max_entries, 1);
 } active SEC(".maps");
 
-/* Written by user space for every slot in use: the program only increments. */
+/*
+ * Indexed by counter slot. User space zeroes a slot when it gives it to a
+ * rule and when it frees it: the program only increments. A per-CPU array,
+ * not a hash: its lookup is inlined by the verifier (an address computation)
+ * where a hash lookup hashes the key and walks a bucket, ~20 ns per packet
+ * (docs/benchmarks.md). The price is memory allocated up front:
+ * PF_MAX_SLOTS * 32 bytes = 512 KiB per possible CPU per filter.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct pf_counter);
 	__uint(max_entries, PF_MAX_SLOTS);
@@ -385,6 +401,7 @@ struct pattern_scan {
 	__u8 list[PF_PATTERNS]; /* pf_config.pattern_list */
 };
 
+#ifndef PF_SCAN_INLINE
 /* bpf_loop callback: the decision lookup of the index-th pattern in use, keeping the first rule in match order. */
 static long scan_pattern(__u64 index, void *ctx)
 {
@@ -415,6 +432,7 @@ static long scan_pattern(__u64 index, void *ctx)
 		s->best = *d;
 	return 0;
 }
+#endif
 
 /*
  * Classifies a parsed packet, counts it and maybe reports it; returns
@@ -441,6 +459,9 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	if (len == 0xffffffff) /* never true: only changes the bytecode */
 		return PF_ACTION_PASS;
 #endif
+#if PF_STOP == 1
+	return p.proto + len + ifindex == 0xff ? PF_ACTION_DROP : PF_ACTION_PASS;
+#endif
 	g = bpf_map_lookup_elem(&active, &zero);
 	if (!g)
 		return PF_ACTION_PASS;
@@ -453,6 +474,9 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	}
 	if (p.no_ports)
 		stat(PF_STAT_NO_PORTS);
+#if PF_STOP == 2
+	return cfg->lookups + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+#endif
 	addrs = bpf_map_lookup_elem(&addr_tables, &gen);
 	ports = bpf_map_lookup_elem(&port_tables, &gen);
 	if (addrs) {
@@ -468,6 +492,9 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 			dport = port_class(ports, PF_DIM_DST, p.dport);
 	}
 	proto = proto_class(&p);
+#if PF_STOP == 3
+	return (src + dst + sport + dport + proto + len + ifindex) == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+#endif
 
 	scan.gen = gen;
 	__builtin_memcpy(scan.list, cfg->pattern_list, PF_PATTERNS);
@@ -480,9 +507,40 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	scan.cls[3] = sport;
 	scan.cls[4] = dport;
 	scan.best.order = 0xffffffff;
+#ifdef PF_SCAN_INLINE
+	{
+		__u32 i;
+
+		for (i = 0; i < PF_PATTERNS; i++) {
+			struct pf_decision_key key = {};
+			struct pf_decision *d;
+			__u32 pat;
+
+			if (i >= n)
+				break;
+			pat = cfg->pattern_list[i];
+			if (((pat & PF_MATCH_SRC) && !src) || ((pat & PF_MATCH_DST) && !dst) ||
+			    ((pat & PF_MATCH_SPORT) && !sport) || ((pat & PF_MATCH_DPORT) && !dport))
+				continue;
+			key.pattern = pat;
+			key.proto = (pat & PF_MATCH_PROTO) ? proto : 0;
+			key.src = (pat & PF_MATCH_SRC) ? src : 0;
+			key.dst = (pat & PF_MATCH_DST) ? dst : 0;
+			key.sport = (pat & PF_MATCH_SPORT) ? sport : 0;
+			key.dport = (pat & PF_MATCH_DPORT) ? dport : 0;
+			d = bpf_map_lookup_elem(decisions, &key);
+			if (d && d->order < scan.best.order)
+				scan.best = *d;
+		}
+	}
+#else
 	/* A helper loop over the patterns in use: the verifier checks the body once. */
 	bpf_loop(n, scan_pattern, &scan, 0);
+#endif
 	best = scan.best;
+#if PF_STOP == 4
+	return best.order + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+#endif
 	if (best.order == 0xffffffff) {
 		best.slot = PF_DEFAULT_SLOT;
 		best.action = cfg->default_action;
