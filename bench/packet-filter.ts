@@ -185,25 +185,27 @@ async function benchTestRun(rx: NetnsSandbox, work: string): Promise<void> {
  * truncated builds of bpf/packet_filter.c (PF_STOP, see there) and extra
  * builds given as -D flags on the command line, each timed with
  * BPF_PROG_TEST_RUN in interleaved rounds against the pass-only program and
- * the real object. `-- variants [-DNAME ...]`.
+ * the real object. `-- variants [-DNAME,... | @OTHER.c ...]`.
  */
 async function benchVariants(rx: NetnsSandbox, work: string, extra: string[]): Promise<void> {
   const dir = join(work, 'variants');
   mkdirSync(dir, { mode: 0o700 });
   const arch = `/usr/include/${run('gcc', ['-dumpmachine']).trim()}`;
   const src = join(here, '../../bpf/packet_filter.c');
-  const build = (name: string, flags: string[]): string => {
+  const build = (name: string, flags: string[], from = src): string => {
     const obj = join(work, `${name}.o`);
-    run('clang', ['-target', 'bpf', '-O2', '-g', '-Wall', '-Werror', `-I${arch}`, `-I${join(here, '../../bpf')}`, ...flags, '-c', src, '-o', obj]);
+    run('clang', ['-target', 'bpf', '-O2', '-g', '-Wall', '-Werror', `-I${arch}`, `-I${join(here, '../../bpf')}`, ...flags, '-c', from, '-o', obj]);
     return obj;
   };
   const objs: Array<{ name: string; path: string }> = [
     { name: 'stop after parse', path: build('stop1', ['-DPF_STOP=1']) },
     { name: 'stop after active/config/outer maps', path: build('stop2', ['-DPF_STOP=2']) },
     { name: 'stop after class lookups', path: build('stop3', ['-DPF_STOP=3']) },
+    { name: 'class lookups + 1 decision lookup', path: build('stop5', ['-DPF_STOP=5']) },
     { name: 'stop after pattern scan', path: build('stop4', ['-DPF_STOP=4']) },
     { name: 'full (this build)', path: build('full', []) },
-    ...extra.map((f, i) => ({ name: `full ${f}`, path: build(`extra${i}`, f.split(',')) })),
+    // `@FILE.c`: another source of the filter (e.g. an older commit's, for a before/after in one run); `-DX,-DY`: this source with flags.
+    ...extra.map((f, i) => (f.startsWith('@') ? { name: `other source ${f.slice(1)}`, path: build(`extra${i}`, [], f.slice(1)) } : { name: `full ${f}`, path: build(`extra${i}`, f.split(',')) })),
   ];
   const data = frame();
   const repeat = 1_000_000;
@@ -217,7 +219,9 @@ async function benchVariants(rx: NetnsSandbox, work: string, extra: string[]): P
       for (const m of FILTER_MAPS) reuse[m] = BpfMap.fromPin(mapPinPath(fdir, m));
       const progName = hook === 'xdp' ? 'filter_xdp' : 'filter_tc';
       using hooks = loadObject(HOOKS);
-      const loaded = objs.map((o) => ({ name: o.name, obj: loadObject(o.path, { reuseMaps: reuse }) }));
+      // Another source may declare rule_stats differently (before: a per-CPU hash): it gets a fresh rule_stats of its own.
+      const own = Object.fromEntries(Object.entries(reuse).filter(([k]) => k !== 'rule_stats'));
+      const loaded = objs.map((o) => ({ name: o.name, obj: loadObject(o.path, { reuseMaps: o.name.startsWith('other source') ? own : reuse }) }));
       const times: number[][] = [[], ...loaded.map(() => [])];
       for (let k = 0; k < rounds; k++) {
         times[0]!.push(hooks.program(hook === 'xdp' ? 'xdp_count' : 'tc_count').testRun(data, repeat).durationNs);

@@ -34,7 +34,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /*
  * PF_STOP=k (1-4) builds a truncated program for the benchmark's cost
  * breakdown (bench/packet-filter.ts `variants`): it returns after the parse,
- * the generation lookups, the class lookups or the pattern scan. Never set
+ * the generation lookups, the class lookups or the pattern scan; 5 does one
+ * decision lookup after the class lookups instead of the scan. Never set
  * in the objects that are loaded for real.
  */
 #ifndef PF_STOP
@@ -401,7 +402,6 @@ struct pattern_scan {
 	__u8 list[PF_PATTERNS]; /* pf_config.pattern_list */
 };
 
-#ifndef PF_SCAN_INLINE
 /* bpf_loop callback: the decision lookup of the index-th pattern in use, keeping the first rule in match order. */
 static long scan_pattern(__u64 index, void *ctx)
 {
@@ -432,7 +432,6 @@ static long scan_pattern(__u64 index, void *ctx)
 		s->best = *d;
 	return 0;
 }
-#endif
 
 /*
  * Classifies a parsed packet, counts it and maybe reports it; returns
@@ -507,36 +506,23 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	scan.cls[3] = sport;
 	scan.cls[4] = dport;
 	scan.best.order = 0xffffffff;
-#ifdef PF_SCAN_INLINE
+#if PF_STOP == 5
+	/* Cost breakdown: one decision lookup (the first pattern's key as the scan builds it), no bpf_loop. */
 	{
-		__u32 i;
+		struct pf_decision_key key = {};
+		__u32 pat = cfg->pattern_list[0];
+		struct pf_decision *d;
 
-		for (i = 0; i < PF_PATTERNS; i++) {
-			struct pf_decision_key key = {};
-			struct pf_decision *d;
-			__u32 pat;
-
-			if (i >= n)
-				break;
-			pat = cfg->pattern_list[i];
-			if (((pat & PF_MATCH_SRC) && !src) || ((pat & PF_MATCH_DST) && !dst) ||
-			    ((pat & PF_MATCH_SPORT) && !sport) || ((pat & PF_MATCH_DPORT) && !dport))
-				continue;
-			key.pattern = pat;
-			key.proto = (pat & PF_MATCH_PROTO) ? proto : 0;
-			key.src = (pat & PF_MATCH_SRC) ? src : 0;
-			key.dst = (pat & PF_MATCH_DST) ? dst : 0;
-			key.sport = (pat & PF_MATCH_SPORT) ? sport : 0;
-			key.dport = (pat & PF_MATCH_DPORT) ? dport : 0;
-			d = bpf_map_lookup_elem(decisions, &key);
-			if (d && d->order < scan.best.order)
-				scan.best = *d;
-		}
+		key.pattern = pat;
+		key.proto = (pat & PF_MATCH_PROTO) ? proto : 0;
+		key.src = (pat & PF_MATCH_SRC) ? src : 0;
+		key.dport = (pat & PF_MATCH_DPORT) ? dport : 0;
+		d = bpf_map_lookup_elem(decisions, &key);
+		return (d ? d->order : 0) + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
 	}
-#else
+#endif
 	/* A helper loop over the patterns in use: the verifier checks the body once. */
 	bpf_loop(n, scan_pattern, &scan, 0);
-#endif
 	best = scan.best;
 #if PF_STOP == 4
 	return best.order + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
