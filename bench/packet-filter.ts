@@ -18,8 +18,10 @@ import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureBpffs, Link, loadObject, MapType, Netns, Program, removePinTree } from '../src/bpf/index.js';
+import { BpfMap, ensureBpffs, Link, loadObject, MapType, Netns, Program, removePinTree } from '../src/bpf/index.js';
 import { writeFilterRules } from '../src/kinds/packet-filter/store.js';
+import { FILTER_MAPS } from '../src/kinds/packet-filter/layout.js';
+import { mapPinPath } from '../src/bpf/pinned-maps.js';
 import type { FilterOperation } from '../src/kinds/packet-filter/model.js';
 import { kindState, reconcileOnce } from '../src/manager.js';
 import type { ObservedFilters } from '../src/kinds/packet-filter/store.js';
@@ -178,6 +180,66 @@ async function benchTestRun(rx: NetnsSandbox, work: string): Promise<void> {
   await converge(dir, undefined);
 }
 
+/**
+ * Where the nanoseconds go: the filter's maps (from a converged filter) with
+ * truncated builds of bpf/packet_filter.c (PF_STOP, see there) and extra
+ * builds given as -D flags on the command line, each timed with
+ * BPF_PROG_TEST_RUN in interleaved rounds against the pass-only program and
+ * the real object. `-- variants [-DNAME,... | @OTHER.c ...]`.
+ */
+async function benchVariants(rx: NetnsSandbox, work: string, extra: string[]): Promise<void> {
+  const dir = join(work, 'variants');
+  mkdirSync(dir, { mode: 0o700 });
+  const arch = `/usr/include/${run('gcc', ['-dumpmachine']).trim()}`;
+  const src = join(here, '../../bpf/packet_filter.c');
+  const build = (name: string, flags: string[], from = src): string => {
+    const obj = join(work, `${name}.o`);
+    run('clang', ['-target', 'bpf', '-O2', '-g', '-Wall', '-Werror', `-I${arch}`, `-I${join(here, '../../bpf')}`, ...flags, '-c', from, '-o', obj]);
+    return obj;
+  };
+  const objs: Array<{ name: string; path: string }> = [
+    { name: 'stop after parse', path: build('stop1', ['-DPF_STOP=1']) },
+    { name: 'stop after active/config/outer maps', path: build('stop2', ['-DPF_STOP=2']) },
+    { name: 'stop after class lookups', path: build('stop3', ['-DPF_STOP=3']) },
+    { name: 'class lookups + 1 decision lookup', path: build('stop5', ['-DPF_STOP=5']) },
+    { name: 'stop after pattern scan', path: build('stop4', ['-DPF_STOP=4']) },
+    { name: 'full (this build)', path: build('full', []) },
+    // `@FILE.c`: another source of the filter (e.g. an older commit's, for a before/after in one run); `-DX,-DY`: this source with flags.
+    ...extra.map((f, i) => (f.startsWith('@') ? { name: `other source ${f.slice(1)}`, path: build(`extra${i}`, [], f.slice(1)) } : { name: `full ${f}`, path: build(`extra${i}`, f.split(',')) })),
+  ];
+  const data = frame();
+  const repeat = 1_000_000;
+  const rounds = 7;
+  for (const hook of ['xdp', 'tc-ingress'] as const) {
+    for (const n of [10, 10000]) {
+      await converge(dir, policy(rx.path, hook, rules(n)));
+      const r = await reconcileOnce({ root, policyPaths: [dir], dryRun: true });
+      const fdir = (kindState(r, 'PacketFilter')!.observed as ObservedFilters).filters[0]!.dir;
+      const reuse: Record<string, BpfMap> = {};
+      for (const m of FILTER_MAPS) reuse[m] = BpfMap.fromPin(mapPinPath(fdir, m));
+      const progName = hook === 'xdp' ? 'filter_xdp' : 'filter_tc';
+      using hooks = loadObject(HOOKS);
+      // Another source may declare rule_stats differently (before: a per-CPU hash): it gets a fresh rule_stats of its own.
+      const own = Object.fromEntries(Object.entries(reuse).filter(([k]) => k !== 'rule_stats'));
+      const loaded = objs.map((o) => ({ name: o.name, obj: loadObject(o.path, { reuseMaps: o.name.startsWith('other source') ? own : reuse }) }));
+      const times: number[][] = [[], ...loaded.map(() => [])];
+      for (let k = 0; k < rounds; k++) {
+        times[0]!.push(hooks.program(hook === 'xdp' ? 'xdp_count' : 'tc_count').testRun(data, repeat).durationNs);
+        loaded.forEach((l, i) => times[i + 1]!.push(l.obj.program(progName).testRun(data, repeat).durationNs));
+      }
+      const base = median(times[0]!);
+      console.log(`  ${hook} ${n} rules: pass-only ${base} ns (median of ${rounds} interleaved rounds)`);
+      loaded.forEach((l, i) => {
+        const t = median(times[i + 1]!);
+        console.log(`    ${l.name.padEnd(40)} ${t} ns (+${t - base} ns)`);
+        l.obj.close();
+      });
+      for (const m of Object.values(reuse)) m.close();
+    }
+  }
+  await converge(dir, undefined);
+}
+
 /** Writes a rule set's tables in filter_update.c's input format. */
 function dumpTables(file: string, op: Extract<FilterOperation, { type: 'writeFilterRules' }>): number {
   const e = op.rules.encoded;
@@ -264,6 +326,7 @@ try {
   if (!only || only === 'pps') await benchPps(work, rx, tx);
   if (!only || only === 'testrun') await benchTestRun(rx, work);
   if (!only || only === 'apply') await benchApply(work, rx);
+  if (only === 'variants') await benchVariants(rx, work, process.argv.slice(3));
 } finally {
   await rx.destroy();
   await tx.destroy();

@@ -31,6 +31,17 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/*
+ * PF_STOP=k (1-4) builds a truncated program for the benchmark's cost
+ * breakdown (bench/packet-filter.ts `variants`): it returns after the parse,
+ * the generation lookups, the class lookups or the pattern scan; 5 does one
+ * decision lookup after the class lookups instead of the scan. Never set
+ * in the objects that are loaded for real.
+ */
+#ifndef PF_STOP
+#define PF_STOP 0
+#endif
+
 /* Bytes of headers a TC program makes linear before parsing. */
 #define PULL_LEN 128
 /* IPv6 extension headers walked before giving up on the L4 header. */
@@ -107,10 +118,16 @@ struct {
 	__uint(max_entries, 1);
 } active SEC(".maps");
 
-/* Written by user space for every slot in use: the program only increments. */
+/*
+ * Indexed by counter slot. User space zeroes a slot when it gives it to a
+ * rule and when it frees it: the program only increments. A per-CPU array,
+ * not a hash: its lookup is inlined by the verifier (an address computation)
+ * where a hash lookup hashes the key and walks a bucket, ~20 ns per packet
+ * (docs/benchmarks.md). The price is memory allocated up front:
+ * PF_MAX_SLOTS * 32 bytes = 512 KiB per possible CPU per filter.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct pf_counter);
 	__uint(max_entries, PF_MAX_SLOTS);
@@ -441,6 +458,9 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	if (len == 0xffffffff) /* never true: only changes the bytecode */
 		return PF_ACTION_PASS;
 #endif
+#if PF_STOP == 1
+	return p.proto + len + ifindex == 0xff ? PF_ACTION_DROP : PF_ACTION_PASS;
+#endif
 	g = bpf_map_lookup_elem(&active, &zero);
 	if (!g)
 		return PF_ACTION_PASS;
@@ -453,6 +473,9 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	}
 	if (p.no_ports)
 		stat(PF_STAT_NO_PORTS);
+#if PF_STOP == 2
+	return cfg->lookups + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+#endif
 	addrs = bpf_map_lookup_elem(&addr_tables, &gen);
 	ports = bpf_map_lookup_elem(&port_tables, &gen);
 	if (addrs) {
@@ -468,6 +491,9 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 			dport = port_class(ports, PF_DIM_DST, p.dport);
 	}
 	proto = proto_class(&p);
+#if PF_STOP == 3
+	return (src + dst + sport + dport + proto + len + ifindex) == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+#endif
 
 	scan.gen = gen;
 	__builtin_memcpy(scan.list, cfg->pattern_list, PF_PATTERNS);
@@ -480,9 +506,27 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	scan.cls[3] = sport;
 	scan.cls[4] = dport;
 	scan.best.order = 0xffffffff;
+#if PF_STOP == 5
+	/* Cost breakdown: one decision lookup (the first pattern's key as the scan builds it), no bpf_loop. */
+	{
+		struct pf_decision_key key = {};
+		__u32 pat = cfg->pattern_list[0];
+		struct pf_decision *d;
+
+		key.pattern = pat;
+		key.proto = (pat & PF_MATCH_PROTO) ? proto : 0;
+		key.src = (pat & PF_MATCH_SRC) ? src : 0;
+		key.dport = (pat & PF_MATCH_DPORT) ? dport : 0;
+		d = bpf_map_lookup_elem(decisions, &key);
+		return (d ? d->order : 0) + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+	}
+#endif
 	/* A helper loop over the patterns in use: the verifier checks the body once. */
 	bpf_loop(n, scan_pattern, &scan, 0);
 	best = scan.best;
+#if PF_STOP == 4
+	return best.order + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+#endif
 	if (best.order == 0xffffffff) {
 		best.slot = PF_DEFAULT_SLOT;
 		best.action = cfg->default_action;

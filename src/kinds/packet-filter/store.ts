@@ -331,7 +331,9 @@ export function writeFilterRules(dir: string, gen: number, write: RulesetWrite):
     m.active!.update(u32(0), u32(gen));
     for (const slot of write.staleSlots) {
       if (slot === DEFAULT_SLOT) continue;
-      stats.delete(u32(slot));
+      // A per-CPU array (today's object) cannot delete: the slot is zeroed. A per-CPU hash pinned by an older object loses the entry.
+      if (stats.info().type === MapType.PERCPU_ARRAY) stats.update(u32(slot), zero);
+      else stats.delete(u32(slot));
       meta.delete(u32(slot));
     }
   });
