@@ -8,7 +8,7 @@
  * decision comes from the program's return value, the rule from the counter
  * slot that moved.
  */
-import { BPF_F_NO_PREALLOC, MapType, TcAction, XdpAction } from '../../bpf/constants.js';
+import { TcAction, XdpAction } from '../../bpf/constants.js';
 import { BpfMap, possibleCpus } from '../../bpf/map.js';
 import { loadObject } from '../../bpf/object.js';
 import { buildFrame, IpProto, plainPacket } from '../../common/frame.js';
@@ -19,25 +19,10 @@ import type { KindPolicyTest, PolicyTestEnv } from '../../reconciler/kind.js';
 import { compileRules } from './compile.js';
 import { buildDesiredFilters, type FilterResolver } from './desired.js';
 import type { PacketFilterPolicy } from './document.js';
-import {
-  ADDR_KEY_SIZE,
-  CLASS_VALUE_SIZE,
-  COUNTER,
-  DECISION_KEY_SIZE,
-  DECISION_VALUE_SIZE,
-  DEFAULT_SLOT,
-  FILTER_OBJECT,
-  FILTER_PROGRAMS,
-  FILTER_TABLES,
-  PORT_KEY_SIZE,
-  encodeRuleMeta,
-  encodeRuleset,
-  u32,
-  type EncodedRuleset,
-  type FilterTableName,
-} from './layout.js';
+import { COUNTER, DEFAULT_SLOT, FILTER_OBJECT, FILTER_PROGRAMS, encodeRuleset, u32 } from './layout.js';
 import type { DesiredFilter } from './model.js';
 import { filterOptionsOf } from './ops.js';
+import { fillRuleset } from './store.js';
 
 /** The name a case's `rule` uses for the default action. */
 export const DEFAULT_RULE = 'default';
@@ -77,37 +62,6 @@ export function filterForPolicy(policy: PacketFilterPolicy): DesiredFilter {
 }
 
 /** Inner map layouts, as store.ts creates them for a generation (bpf/packet_filter.h). */
-const INNER: Record<FilterTableName, { type: number; keySize: number; valueSize: number }> = {
-  addr_tables: { type: MapType.LPM_TRIE, keySize: ADDR_KEY_SIZE, valueSize: CLASS_VALUE_SIZE },
-  port_tables: { type: MapType.LPM_TRIE, keySize: PORT_KEY_SIZE, valueSize: CLASS_VALUE_SIZE },
-  decision_tables: { type: MapType.HASH, keySize: DECISION_KEY_SIZE, valueSize: DECISION_VALUE_SIZE },
-};
-
-/**
- * Fills a private load's maps with one generation, as createFilter and
- * writeFilterRules (store.ts) fill the pinned ones: zeroed counters and
- * rule names for every slot, fresh inner tables, the config, then `active`.
- */
-function fillMaps(map: (name: string) => BpfMap, encoded: EncodedRuleset, slots: Array<{ slot: number; policy: string; rule: string }>): void {
-  const gen = 1;
-  const stats = map('rule_stats');
-  const zero = Buffer.alloc(stats.valueSize);
-  stats.update(u32(DEFAULT_SLOT), zero);
-  for (const s of slots) {
-    stats.update(u32(s.slot), zero);
-    map('rule_meta').update(u32(s.slot), encodeRuleMeta(s));
-  }
-  const parts: Record<FilterTableName, EncodedRuleset['addr']> = { addr_tables: encoded.addr, port_tables: encoded.port, decision_tables: encoded.decision };
-  for (const table of FILTER_TABLES) {
-    const part = parts[table];
-    using inner = BpfMap.create({ ...INNER[table], name: `pft_${table.split('_')[0]}`, maxEntries: Math.max(1, part.count), flags: BPF_F_NO_PREALLOC });
-    if (part.count > 0) inner.updateBatch(part.keys, part.values);
-    map(table).update(u32(gen), u32(inner.fd));
-  }
-  map('config').update(u32(gen), encoded.config);
-  map('active').update(u32(0), u32(gen));
-}
-
 /** Packets and, of them, audited would-drops counted per slot (summed over CPUs, struct pf_counter). */
 function packetCounts(stats: BpfMap, slots: number): { packets: bigint; wouldDrop: bigint }[] {
   const stride = stats.valueSize / possibleCpus();
@@ -146,7 +100,8 @@ function runFilterCases(policy: DesiredPolicyBase, cases: readonly PolicyTestCas
   const slots = filter.rules.map((r, i) => ({ slot: i + 1, policy: r.policy, rule: r.rule }));
   const xdp = p.hook === 'xdp';
   using obj = loadObject(filterOptionsOf(env).objectPath ?? FILTER_OBJECT);
-  fillMaps((name) => obj.map(name), encodeRuleset(compiled), slots);
+  // Slot 0 (the default) and every rule's slot start at zero, as createFilter and writeFilterRules leave them.
+  fillRuleset((name) => obj.map(name), 1, { encoded: encodeRuleset(compiled), newSlots: [{ slot: DEFAULT_SLOT, policy: '', rule: '' }, ...slots], staleSlots: [] });
   const prog = obj.program(xdp ? FILTER_PROGRAMS.xdp : FILTER_PROGRAMS.tc);
   const stats = obj.map('rule_stats');
   return cases.map((c) => {

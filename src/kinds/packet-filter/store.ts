@@ -301,42 +301,52 @@ const INNER: Record<FilterTableName, { type: number; keySize: number; valueSize:
  * Throws ErrnoError.
  */
 export function writeFilterRules(dir: string, gen: number, write: RulesetWrite): void {
-  withPinnedMaps(dir, [...FILTER_TABLES, 'config', 'active', 'rule_stats', 'rule_meta'], (m) => {
-    const stats = m.rule_stats!;
-    const meta = m.rule_meta!;
-    const zero = Buffer.alloc(stats.valueSize);
-    for (const s of write.newSlots) {
-      stats.update(u32(s.slot), zero);
-      meta.update(u32(s.slot), encodeRuleMeta(s));
-    }
-    const parts: Record<FilterTableName, EncodedRuleset['addr']> = {
-      addr_tables: write.encoded.addr,
-      port_tables: write.encoded.port,
-      decision_tables: write.encoded.decision,
-    };
-    for (const table of FILTER_TABLES) {
-      const spec = INNER[table];
-      const part = parts[table];
-      using inner = BpfMap.create({
-        ...spec,
-        name: `pf_${table.split('_')[0]}_g${gen}`,
-        maxEntries: Math.max(1, part.count),
-        flags: BPF_F_NO_PREALLOC,
-      });
-      if (part.count > 0) inner.updateBatch(part.keys, part.values);
-      m[table]!.update(u32(gen), u32(inner.fd));
-    }
-    m.config!.update(u32(gen), write.encoded.config);
-    failpoint('rules-after-generation');
-    m.active!.update(u32(0), u32(gen));
-    for (const slot of write.staleSlots) {
-      if (slot === DEFAULT_SLOT) continue;
-      // A per-CPU array (today's object) cannot delete: the slot is zeroed. A per-CPU hash pinned by an older object loses the entry.
-      if (stats.info().type === MapType.PERCPU_ARRAY) stats.update(u32(slot), zero);
-      else stats.delete(u32(slot));
-      meta.delete(u32(slot));
-    }
-  });
+  withPinnedMaps(dir, [...FILTER_TABLES, 'config', 'active', 'rule_stats', 'rule_meta'], (m) => fillRuleset((name) => m[name]!, gen, write));
+}
+
+/** The maps of a filter that {@link fillRuleset} writes, by name. */
+export type RulesetMapName = FilterTableName | 'config' | 'active' | 'rule_stats' | 'rule_meta';
+
+/**
+ * Writes generation `gen` of a rule set into a filter's maps, opened by the
+ * caller (the pinned ones, or a private load's for `ebpf-policy test`): zeroed
+ * counters and rule names for the new slots, fresh inner tables, the config,
+ * then the switch of `active`, then the stale slots cleared. Throws ErrnoError.
+ */
+export function fillRuleset(map: (name: RulesetMapName) => BpfMap, gen: number, write: RulesetWrite): void {
+  const stats = map('rule_stats');
+  const meta = map('rule_meta');
+  const zero = Buffer.alloc(stats.valueSize);
+  for (const s of write.newSlots) {
+    stats.update(u32(s.slot), zero);
+    meta.update(u32(s.slot), encodeRuleMeta(s));
+  }
+  const parts: Record<FilterTableName, EncodedRuleset['addr']> = {
+    addr_tables: write.encoded.addr,
+    port_tables: write.encoded.port,
+    decision_tables: write.encoded.decision,
+  };
+  for (const table of FILTER_TABLES) {
+    const part = parts[table];
+    using inner = BpfMap.create({
+      ...INNER[table],
+      name: `pf_${table.split('_')[0]}_g${gen}`,
+      maxEntries: Math.max(1, part.count),
+      flags: BPF_F_NO_PREALLOC,
+    });
+    if (part.count > 0) inner.updateBatch(part.keys, part.values);
+    map(table).update(u32(gen), u32(inner.fd));
+  }
+  map('config').update(u32(gen), write.encoded.config);
+  failpoint('rules-after-generation');
+  map('active').update(u32(0), u32(gen));
+  for (const slot of write.staleSlots) {
+    if (slot === DEFAULT_SLOT) continue;
+    // A per-CPU array (today's object) cannot delete: the slot is zeroed. A per-CPU hash pinned by an older object loses the entry.
+    if (stats.info().type === MapType.PERCPU_ARRAY) stats.update(u32(slot), zero);
+    else stats.delete(u32(slot));
+    meta.delete(u32(slot));
+  }
 }
 
 /** Writes and deletes policy records (and the attachment record). */
