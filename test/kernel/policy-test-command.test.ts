@@ -27,9 +27,12 @@ const POLICIES = fileURLToPath(new URL('../../../policies/', import.meta.url));
 
 type Run = { status: number | null; stdout: string; stderr: string };
 
-/** The CLI in the sandbox's network namespace (`ip netns exec`): "the namespace ebpf-policy runs in" is the sandbox's. */
+/**
+ * The CLI in the sandbox's network namespace: "the namespace ebpf-policy runs in" is the sandbox's.
+ * nsenter, not `ip netns exec`: that one mounts a fresh /sys, without the cgroup2 mount the ConnectPolicy cases need.
+ */
 function runIn(sandbox: NetnsSandbox, ...args: string[]): Run {
-  const r = runBounded('ip', ['netns', 'exec', sandbox.name, process.execPath, cli, ...args]);
+  const r = runBounded('nsenter', [`--net=${sandbox.path}`, '--', process.execPath, cli, ...args]);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
