@@ -21,7 +21,24 @@ export const DEFAULT_SOURCE_PORT = 40000;
  * What a packet filter does with a packet: `would-drop` is a drop by a rule
  * (or default) in audit mode, which passes the packet and counts it.
  */
-export type TestVerdict = 'pass' | 'drop' | 'would-drop';
+export type TestVerdict = 'pass' | 'drop' | 'would-drop' | ConnectVerdict;
+
+/**
+ * What a connect guard does with a connect: `would-deny` is a deny by a rule
+ * (or default) in audit mode, which lets the connect go ahead and counts it.
+ */
+export type ConnectVerdict = 'allow' | 'deny' | 'would-deny';
+
+/** A case's outgoing connect, normalized (ConnectPolicy). */
+export interface TestConnect {
+  readonly protocol: 'tcp' | 'udp';
+  readonly family: IpFamily;
+  /** Canonical text of the destination address. */
+  readonly dst: string;
+  readonly dstPort: number;
+  /** Given in the document but not used (the kind's check warns). */
+  readonly srcGiven: boolean;
+}
 
 /** A case's packet, normalized: one family, canonical addresses, ports only for tcp and udp. */
 export interface TestPacket {
@@ -47,7 +64,10 @@ export interface PolicyTestCase {
   readonly name: string;
   /** 0-based position in spec.cases. */
   readonly index: number;
-  readonly packet: TestPacket;
+  /** The packet (PacketFilter, PortSteering); absent when the case gives a connect. */
+  readonly packet?: TestPacket;
+  /** The outgoing connect (ConnectPolicy); absent when the case gives a packet. */
+  readonly connect?: TestConnect;
   readonly expect: TestExpectation;
 }
 
@@ -92,6 +112,13 @@ function isPolicyTest(p: DesiredPolicyBase): p is PolicyTestPolicy {
 /** Checks of one case's packet that need no policy: one address family, no ports for ICMP. */
 function checkPacket(c: CaseDocument, at: Path): Finding[] {
   const findings: Finding[] = [];
+  if ((c.packet === undefined) === (c.connect === undefined))
+    findings.push({
+      path: at,
+      severity: 'error',
+      message: `a case gives exactly one of packet (PacketFilter, PortSteering) and connect (ConnectPolicy); this one gives ${c.packet ? 'both' : 'neither'}`,
+    });
+  if (c.packet === undefined) return findings;
   const src = parseIpAddress(c.packet.src);
   const dst = parseIpAddress(c.packet.dst);
   if (src && dst && src.family !== dst.family)
@@ -108,6 +135,11 @@ function checkPacket(c: CaseDocument, at: Path): Finding[] {
 }
 
 function normalizeCase(c: CaseDocument, index: number): PolicyTestCase {
+  if (c.packet === undefined) {
+    const to = parseIpAddress(c.connect!.dst)!;
+    const connect: TestConnect = { protocol: c.connect!.protocol, family: to.family, dst: formatIpAddress(to.family, to.value), dstPort: c.connect!.dstPort, srcGiven: c.connect!.src !== undefined };
+    return { name: c.name, index, connect, expect: { ...c.expect } };
+  }
   const src = parseIpAddress(c.packet.src)!;
   const dst = parseIpAddress(c.packet.dst)!;
   const l4 = c.packet.protocol !== 'icmp';

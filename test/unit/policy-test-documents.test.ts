@@ -40,6 +40,19 @@ spec:
     - {name: no, action: deny, destinations: ["10.0.0.0/8"]}
 `;
 
+const COUNTER = `apiVersion: ebpf-policy/v1
+kind: SyscallCounter
+metadata: {name: counter}
+spec:
+  syscalls: [execve]
+  groupBy: [syscall]
+`;
+
+/** A PolicyTest of \`policy\` with one connect case (ConnectPolicy). */
+function connectDoc(policy: string, connect: string, expect: string): string {
+  return `apiVersion: ebpf-policy/v1\nkind: PolicyTest\nmetadata: {name: cases}\nspec:\n  policy: ${policy}\n  cases:\n    - name: one\n      connect: ${connect}\n      expect: ${expect}\n`;
+}
+
 /** A PolicyTest of \`policy\` with one case (flow-style packet and expect). */
 function testDoc(policy: string, packet: string, expect: string, name = 'cases'): string {
   return `apiVersion: ebpf-policy/v1\nkind: PolicyTest\nmetadata: {name: ${name}}\nspec:\n  policy: ${policy}\n  cases:\n    - name: one\n      packet: ${packet}\n      expect: ${expect}\n`;
@@ -88,9 +101,26 @@ test('PacketFilter expectations: steeredTo does not fit, the rule must exist', (
 });
 
 test('a kind without test support is a warning at spec.policy naming the kind', () => {
-  assert.deepEqual(problems(GUARD, testDoc('guard', TCP, '{verdict: drop}')), [
-    'test.yaml:13:11: warning: spec.policy: policy "guard" is a ConnectPolicy: ebpf-policy test cannot run ConnectPolicy cases yet',
+  assert.deepEqual(problems(COUNTER, testDoc('counter', TCP, '{verdict: drop}')), [
+    'test.yaml:12:11: warning: spec.policy: policy "counter" is a SyscallCounter: ebpf-policy test cannot run SyscallCounter cases yet',
   ]);
+});
+
+test('ConnectPolicy cases: a connect (src unused: a warning), verdict allow/deny/would-deny and/or a rule it has; normalized', () => {
+  const r = validateText([GUARD, connectDoc('guard', '{protocol: udp, dst: "2001:DB8::1", dstPort: 53}', '{verdict: would-deny, rule: default}')].join('---\n'));
+  assert.deepEqual(r.problems.map(formatProblem), []);
+  const t = r.policies.find((p) => p.kind === 'PolicyTest') as PolicyTestPolicy;
+  assert.deepEqual(t.cases, [{ name: 'one', index: 0, connect: { protocol: 'udp', family: 6, dst: '2001:db8::1', dstPort: 53, srcGiven: false }, expect: { verdict: 'would-deny', rule: 'default' } }]);
+  assert.deepEqual(problems(GUARD, connectDoc('guard', '{protocol: tcp, src: "10.0.0.1", dst: "10.0.0.2", dstPort: 80}', '{verdict: drop, rule: nope}')), [
+    'test.yaml:16:37: warning: spec.cases[0].connect.src: src is not used: ConnectPolicy rules match destinations only, and the connect is made from a throwaway network namespace',
+    'test.yaml:17:25: error: spec.cases[0].expect.verdict: verdict drop applies to PacketFilter policies; "guard" is a ConnectPolicy: a case is a connect {protocol, dst, dstPort} and expects a verdict (allow, deny, would-deny) and/or a rule',
+    'test.yaml:17:37: error: spec.cases[0].expect.rule: policy "guard" has no rule "nope" (its rules: no; "default" for the default action)',
+  ]);
+  assert.match(problems(GUARD, testDoc('guard', TCP, '{verdict: deny}')).join('\n'), /spec\.cases\[0\]\.packet: packet applies to PacketFilter and PortSteering policies; "guard" is a ConnectPolicy/);
+  assert.match(problems(FILTER, connectDoc('edge', '{protocol: tcp, dst: "10.0.0.2", dstPort: 80}', '{verdict: deny}')).join('\n'), /spec\.cases\[0\]\.connect: connect applies to ConnectPolicy policies; "edge" is a PacketFilter[\s\S]*verdict deny applies to ConnectPolicy policies/);
+  assert.match(problems(STEERING, connectDoc('web', '{protocol: tcp, dst: "10.0.0.2", dstPort: 80}', '{steeredTo: none}')).join('\n'), /spec\.cases\[0\]\.connect: connect applies to ConnectPolicy policies/);
+  const both = testDoc('guard', TCP, '{verdict: deny}').replace('      expect:', '      connect: {protocol: tcp, dst: "10.0.0.2", dstPort: 80}\n      expect:');
+  assert.match(problems(GUARD, both).join('\n'), /spec\.cases\[0\]: a case gives exactly one of packet \(PacketFilter, PortSteering\) and connect \(ConnectPolicy\); this one gives both/);
 });
 
 test('duplicate case names are an error', () => {
@@ -99,7 +129,7 @@ test('duplicate case names are an error', () => {
 });
 
 test('the shipped examples and their tests validate without problems', () => {
-  const docs = ['packet-filter.yaml', 'edge-guard-tests.yaml', 'port-steering.yaml'].flatMap((f) => {
+  const docs = ['packet-filter.yaml', 'edge-guard-tests.yaml', 'port-steering.yaml', 'connect-policy.yaml', 'connect-policy-tests.yaml'].flatMap((f) => {
     const file = join(REPO_ROOT, 'policies', f);
     return parsePolicyText(file, readFileSync(file, 'utf8'), 'yaml').documents;
   });

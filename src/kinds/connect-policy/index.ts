@@ -15,6 +15,7 @@ import { collectGuardMetrics, GUARD_METRICS } from './metrics.js';
 import type { DesiredGuards } from './model.js';
 import { executeGuard, guardOptionsOf } from './ops.js';
 import { planGuards } from './plan.js';
+import { connectPolicyTest } from './policy-test.js';
 import { systemGuardResolver } from './resolver.js';
 import { guardViews, renderGuardStatus } from './status.js';
 import { observeGuards, readGuardCounters, type ObservedGuards } from './store.js';
@@ -35,4 +36,5 @@ export const connectPolicy: ReconcilerKind<DesiredGuards, ObservedGuards, GuardE
   drift: { expect: guardExpectation, probe: probeGuards },
   events: { open: openGuardEvents },
   metrics: { families: GUARD_METRICS, collect: collectGuardMetrics },
+  policyTest: connectPolicyTest,
 };

@@ -58,6 +58,35 @@ function assignSlots(want: DesiredGuard, have: ObservedGuard['slots']): { slotOf
   return { slotOf, fresh, stale };
 }
 
+/** One generation of a guard's rules, ready to write. */
+export interface GuardGeneration {
+  write: GenerationWrite;
+  fingerprint: string;
+  /** Number of decision entries. */
+  decisions: number;
+}
+
+/**
+ * Compiles and encodes the rules of `want` into generation `gen`, with
+ * counter slots kept from `have` where they exist (`[]` for a new guard).
+ * Also what `ebpf-policy test` writes into a private load. Throws
+ * GuardCompileError when the rules do not fit.
+ */
+export function guardGeneration(want: DesiredGuard, have: ObservedGuard['slots'], gen: number): GuardGeneration {
+  const { slotOf, fresh, stale } = assignSlots(want, have);
+  const policies: GuardPolicy[] = want.policies.map((p) => ({
+    rules: p.rules.map((r) => ({ ...r, slot: slotOf.get(slotKey(p.name, r.rule))! })),
+    defaultAction: p.defaultAction,
+    defaultAudit: p.defaultAudit,
+    defaultSlot: slotOf.get(slotKey(p.name, ''))!,
+    sample: p.sample,
+  }));
+  const compiled = compileGuard(policies);
+  const encoded = encodeGeneration(gen, compiled);
+  const fingerprint = generationFingerprint({ addr: splitEntries(encoded.addr), port: splitEntries(encoded.port), decision: splitEntries(encoded.decision), config: encoded.config });
+  return { write: { encoded, newSlots: fresh, staleSlots: stale }, fingerprint, decisions: compiled.decisions.length };
+}
+
 function describeRules(want: DesiredGuard, decisions: number): string {
   const rules = want.policies.reduce((n, p) => n + p.rules.length, 0);
   const audit = want.policies.filter((p) => p.defaultAudit).map((p) => p.name);
@@ -136,24 +165,12 @@ export function planGuards(desired: DesiredGuards, observed: ObservedGuards, env
     const broken = !obs || missingPrograms.length > 0 || obs.missingMaps.length > 0 || obs.layoutMismatch.length > 0 || !obs.guard;
 
     // Rules: slots, tables, fingerprint.
-    const { slotOf, fresh, stale } = assignSlots(want, broken ? [] : obs.slots);
     const gen = broken || obs.activeGen === undefined ? 0 : obs.activeGen ^ 1;
     let write: GenerationWrite;
     let fingerprint: string;
     let decisions: number;
     try {
-      const policies: GuardPolicy[] = want.policies.map((p) => ({
-        rules: p.rules.map((r) => ({ ...r, slot: slotOf.get(slotKey(p.name, r.rule))! })),
-        defaultAction: p.defaultAction,
-        defaultAudit: p.defaultAudit,
-        defaultSlot: slotOf.get(slotKey(p.name, ''))!,
-        sample: p.sample,
-      }));
-      const compiled = compileGuard(policies);
-      const encoded = encodeGeneration(gen, compiled);
-      fingerprint = generationFingerprint({ addr: splitEntries(encoded.addr), port: splitEntries(encoded.port), decision: splitEntries(encoded.decision), config: encoded.config });
-      decisions = compiled.decisions.length;
-      write = { encoded, newSlots: fresh, staleSlots: stale };
+      ({ write, fingerprint, decisions } = guardGeneration(want, broken ? [] : obs.slots, gen));
     } catch (err) {
       if (!(err instanceof GuardCompileError)) throw err;
       for (const p of want.policies)
@@ -248,6 +265,8 @@ export function planGuards(desired: DesiredGuards, observed: ObservedGuards, env
       if (!GUARD_HOOKS.some((h) => s === `${obs.dir}/${h}/program_next` && (swapInterruptedAfterUpdate(obs.hooks[h], obs.hooks[h].link?.progId) || !obs.hooks[h].program)))
         actions.push({ ...base, kind: 'delete', phase: 'gc', object: s, code: 'LeftByInterruptedRun', reason: 'left behind by an interrupted run', op: { type: 'removeStray', path: s } });
 
+    const fresh = write.newSlots;
+    const stale = write.staleSlots;
     if (obs.fingerprint !== fingerprint || fresh.length > 0 || stale.length > 0) {
       changed = true;
       actions.push({

@@ -233,8 +233,13 @@ export interface GuardCounters {
 
 /** Reads the counters of `slots`. */
 export function readGuardCounters(dir: string, slots: readonly number[]): Map<number, GuardCounters> {
-  const out = new Map<number, GuardCounters>();
   using m = tryOpen(() => BpfMap.fromPin(mapPinPath(dir, 'rule_stats')));
+  return countersOf(m, slots);
+}
+
+/** Reads the counters of `slots` from an opened rule_stats map (absent: all zero). */
+export function countersOf(m: BpfMap | undefined, slots: readonly number[]): Map<number, GuardCounters> {
+  const out = new Map<number, GuardCounters>();
   const stride = m ? m.valueSize / possibleCpus() : COUNTER_SIZE;
   for (const slot of slots) {
     const v = m?.lookup(u32(slot));
@@ -275,35 +280,62 @@ function keysOfGeneration(map: BpfMap, table: (typeof TABLES)[number], gen: numb
  * it is decided by it. Throws ErrnoError.
  */
 export function writeGuardRules(dir: string, write: GenerationWrite): void {
+  withPinnedMaps(dir, [...RULE_MAPS], (m) => writeGuardRulesTo(m, write));
+}
+
+/** The maps {@link writeGuardRulesTo} writes. */
+export const RULE_MAPS = [...TABLES, 'config', 'active', 'rule_stats', 'rule_meta'] as const;
+
+/** Opened maps of a guard, by name (pinned ones, or a private load's). */
+export type GuardMaps = Readonly<Record<string, BpfMap>>;
+
+/**
+ * {@link writeGuardRules} on opened maps (at least {@link RULE_MAPS}): also
+ * what `ebpf-policy test` writes into a private load. Throws ErrnoError.
+ */
+export function writeGuardRulesTo(m: GuardMaps, write: GenerationWrite): void {
   const { gen } = write.encoded;
-  withPinnedMaps(dir, [...TABLES, 'config', 'active', 'rule_stats', 'rule_meta'], (m) => {
-    const zero = Buffer.alloc(m.rule_stats!.valueSize);
-    for (const s of write.newSlots) {
-      m.rule_stats!.update(u32(s.slot), zero);
-      m.rule_meta!.update(u32(s.slot), encodeRuleMeta(s));
-    }
-    const parts = { addrs: write.encoded.addr, ports: write.encoded.port, decisions: write.encoded.decision };
-    for (const t of TABLES) {
-      const old = keysOfGeneration(m[t]!, t, gen);
-      if (old.length > 0) m[t]!.deleteBatch(old);
-      if (parts[t].count > 0) m[t]!.updateBatch(parts[t].keys, parts[t].values);
-    }
-    m.config!.update(u32(gen), write.encoded.config);
-    failpoint('rules-after-generation');
-    m.active!.update(u32(0), u32(gen));
-    for (const slot of write.staleSlots) {
-      m.rule_stats!.delete(u32(slot));
-      m.rule_meta!.delete(u32(slot));
-    }
-  });
+  const zero = Buffer.alloc(m.rule_stats!.valueSize);
+  for (const s of write.newSlots) {
+    m.rule_stats!.update(u32(s.slot), zero);
+    m.rule_meta!.update(u32(s.slot), encodeRuleMeta(s));
+  }
+  const parts = { addrs: write.encoded.addr, ports: write.encoded.port, decisions: write.encoded.decision };
+  for (const t of TABLES) {
+    const old = keysOfGeneration(m[t]!, t, gen);
+    if (old.length > 0) m[t]!.deleteBatch(old);
+    if (parts[t].count > 0) m[t]!.updateBatch(parts[t].keys, parts[t].values);
+  }
+  m.config!.update(u32(gen), write.encoded.config);
+  failpoint('rules-after-generation');
+  m.active!.update(u32(0), u32(gen));
+  for (const slot of write.staleSlots) {
+    m.rule_stats!.delete(u32(slot));
+    m.rule_meta!.delete(u32(slot));
+  }
 }
 
 /** Writes and deletes policy records (and the guard record). */
 export function writeGuardRecords(dir: string, upserts: Array<GuardPolicyRecord | GuardRecord>, deletes: string[]): void {
-  withPinnedMaps(dir, ['records'], (m) => {
-    for (const r of upserts) m.records!.update(encodeRecordKey('name' in r ? r.name : GUARD_RECORD), encodeRecord(JSON.stringify(r)));
-    for (const name of deletes) m.records!.delete(encodeRecordKey(name));
-  });
+  withPinnedMaps(dir, ['records'], (m) => writeGuardRecordsTo(m, upserts, deletes));
+}
+
+/** {@link writeGuardRecords} on opened maps (at least `records`). Throws ErrnoError. */
+export function writeGuardRecordsTo(m: GuardMaps, upserts: Array<GuardPolicyRecord | GuardRecord>, deletes: string[]): void {
+  for (const r of upserts) m.records!.update(encodeRecordKey('name' in r ? r.name : GUARD_RECORD), encodeRecord(JSON.stringify(r)));
+  for (const name of deletes) m.records!.delete(encodeRecordKey(name));
+}
+
+/**
+ * Fills the maps of a freshly loaded guard as {@link createGuard} does before
+ * attaching: no generation, then the first rule set, then the records. Used
+ * by createGuard on the pinned maps and by `ebpf-policy test` on a private
+ * load's. Throws ErrnoError.
+ */
+export function fillNewGuardMaps(m: GuardMaps, guard: GuardRecord, rules: GenerationWrite, policies: GuardPolicyRecord[]): void {
+  m.active!.update(u32(0), u32(NO_GENERATION));
+  writeGuardRulesTo(m, rules);
+  writeGuardRecordsTo(m, [guard, ...policies], []);
 }
 
 /**
@@ -343,9 +375,7 @@ export function createGuard(dir: string, guard: GuardRecord, objectPath: string,
         obj.program(GUARD_PROGRAMS[hook]).pin(join(dir, hook, 'program'));
       }
     }
-    withPinnedMaps(dir, ['active'], (m) => m.active!.update(u32(0), u32(NO_GENERATION)));
-    writeGuardRules(dir, rules);
-    writeGuardRecords(dir, [guard, ...policies], []);
+    withPinnedMaps(dir, [...RULE_MAPS, 'records'], (m) => fillNewGuardMaps(m, guard, rules, policies));
     failpoint('create-after-maps');
     for (const hook of GUARD_HOOKS) attachGuardHook(dir, hook, guard);
   } catch (err) {

@@ -33,8 +33,11 @@ function checkFilterCase(c: PolicyTestCase, policy: DesiredPolicyBase): Finding[
   const findings: Finding[] = [];
   if (c.expect.steeredTo !== undefined)
     findings.push({ path: ['expect', 'steeredTo'], severity: 'error', message: `steeredTo applies to PortSteering policies; "${p.name}" is a PacketFilter: expect a verdict (pass, drop) and a rule` });
+  if (c.packet === undefined) findings.push({ path: ['connect'], severity: 'error', message: `connect applies to ConnectPolicy policies; "${p.name}" is a PacketFilter: give a packet` });
   if (c.expect.verdict === undefined && c.expect.rule === undefined)
     findings.push({ path: ['expect'], severity: 'error', message: `a PacketFilter case expects a verdict (pass, drop), a rule, or both` });
+  else if (c.expect.verdict !== undefined && !['pass', 'drop', 'would-drop'].includes(c.expect.verdict))
+    findings.push({ path: ['expect', 'verdict'], severity: 'error', message: `verdict ${c.expect.verdict} applies to ConnectPolicy policies; "${p.name}" is a PacketFilter: pass, drop or would-drop` });
   const names = p.rules.map((r) => r.name);
   if (c.expect.rule !== undefined && c.expect.rule !== DEFAULT_RULE && !names.includes(c.expect.rule))
     findings.push({
@@ -106,7 +109,7 @@ function runFilterCases(policy: DesiredPolicyBase, cases: readonly PolicyTestCas
   const stats = obj.map('rule_stats');
   return cases.map((c) => {
     const before = packetCounts(stats, slots.length + 1);
-    const { retval } = prog.testRun(caseFrame(c.packet));
+    const { retval } = prog.testRun(caseFrame(c.packet!)); // check() refuses a case without a packet
     const after = packetCounts(stats, slots.length + 1);
     const moved = after.map((n, slot) => (n.packets !== before[slot]!.packets ? slot : -1)).filter((s) => s >= 0);
     const audited = moved.length === 1 && after[moved[0]!]!.wouldDrop !== before[moved[0]!]!.wouldDrop;

@@ -45,7 +45,8 @@ function checkSteeringCase(c: PolicyTestCase, policy: DesiredPolicyBase): Findin
     const parsed = parseListenAddress(c.expect.steeredTo);
     findings.push({ path: ['expect', 'steeredTo'], severity: 'error', message: `"${c.expect.steeredTo}" is neither "${NOT_STEERED}" nor a listen address (${parsed.ok ? '' : parsed.reason})` });
   }
-  if (c.packet.protocol === 'icmp') findings.push({ path: ['packet', 'protocol'], severity: 'error', message: `ICMP is never steered: ${what}` });
+  if (c.packet === undefined) findings.push({ path: ['connect'], severity: 'error', message: `connect applies to ConnectPolicy policies; ${what}: give a packet` });
+  else if (c.packet.protocol === 'icmp') findings.push({ path: ['packet', 'protocol'], severity: 'error', message: `ICMP is never steered: ${what}` });
   else if (c.packet.dstPort === undefined) findings.push({ path: ['packet'], severity: 'error', message: `missing dstPort: a PortSteering case needs the destination port of the connection` });
   return findings;
 }
@@ -101,7 +102,7 @@ function runSteeringCases(policy: DesiredPolicyBase, cases: readonly PolicyTestC
   const prog = obj.program('dispatcher');
   const cookie = BigInt(target.cookie);
   return cases.map((c) => {
-    const { retval, ctxOut } = prog.testRunContext(lookupContext(c.packet));
+    const { retval, ctxOut } = prog.testRunContext(lookupContext(c.packet!)); // check() refuses a case without a packet
     const selected = ctxOut.readBigUInt64LE(0); // bpf_sk_lookup.cookie: non-zero when a socket was selected
     if (retval !== SkAction.PASS)
       return { name: c.name, index: c.index, status: 'error', expect: c.expect, error: `the dispatcher returned ${retval}, not SK_PASS` };

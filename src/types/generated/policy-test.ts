@@ -59,14 +59,15 @@ export interface PolicyTestSpec {
   cases: [PolicyTestCase, ...PolicyTestCase[]];
 }
 /**
- * One packet or connection and what must happen to it.
+ * One packet or connection and what must happen to it: a packet (PacketFilter, PortSteering) or a connect (ConnectPolicy), exactly one of them.
  */
 export interface PolicyTestCase {
   /**
    * What the case checks, in words; printed with PASS or FAIL.
    */
   name: string;
-  packet: PolicyTestPacket;
+  packet?: PolicyTestPacket;
+  connect?: PolicyTestConnect;
   expect: PolicyTestExpectation;
 }
 /**
@@ -95,15 +96,36 @@ export interface PolicyTestPacket {
   dstPort?: number;
 }
 /**
+ * The outgoing connect (ConnectPolicy) a process of the policy's cgroup makes.
+ */
+export interface PolicyTestConnect {
+  /**
+   * tcp (a TCP connect()) or udp (connect() of a UDP socket).
+   */
+  protocol: "tcp" | "udp";
+  /**
+   * Destination address (IPv4 or IPv6).
+   */
+  dst: string;
+  /**
+   * Destination port.
+   */
+  dstPort: number;
+  /**
+   * Not used (validate warns): ConnectPolicy rules match destinations only, and the connect is made from a throwaway network namespace.
+   */
+  src?: string;
+}
+/**
  * What the program must do with it; which fields apply depends on the kind of the policy under test.
  */
 export interface PolicyTestExpectation {
   /**
-   * PacketFilter: what the filter does with the packet: pass, drop, or would-drop (a drop rule in audit mode: the packet passes and is counted as would-drop).
+   * PacketFilter: what the filter does with the packet: pass, drop, or would-drop (a drop rule in audit mode: the packet passes and is counted as would-drop). ConnectPolicy: what the guard does with the connect: allow, deny (EPERM), or would-deny (a deny in audit mode: the connect goes ahead and is counted).
    */
-  verdict?: "pass" | "drop" | "would-drop";
+  verdict?: "pass" | "drop" | "would-drop" | "allow" | "deny" | "would-deny";
   /**
-   * PacketFilter: name of the rule that decides, or "default" when no rule matches.
+   * PacketFilter, ConnectPolicy: name of the rule that decides, or "default" when no rule matches.
    */
   rule?: string;
   /**
