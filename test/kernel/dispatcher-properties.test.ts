@@ -27,16 +27,12 @@ import type { RecordedBinding } from '../../src/kinds/port-steering/model.js';
 import { DISPATCHER_MAPS, deleteBindings, putSocket, readCounters, upsertBindings } from '../../src/kinds/port-steering/store.js';
 import { childClosed, withTimeout } from '../../src/sandbox/bounded-wait.js';
 import { kernelTest } from './harness.js';
+import { portArbitrary, prefixArbitrary, prefixText, type Prefix } from './property-generators.js';
 
 // ---------------------------------------------------------------- model
 
 type Family = 4 | 6;
 type Protocol = 'tcp' | 'udp';
-interface Prefix {
-  family: Family;
-  addr: number[]; // 4 or 16 bytes, host bits zero
-  len: number;
-}
 /** One policy: its ports on its prefixes (or on every address of both families), to one socket. */
 interface Policy {
   protocol: Protocol;
@@ -120,27 +116,8 @@ const V6_POOL = [
 ];
 const PORT_POOL = [1, 22, 53, 80, 443, 1023, 1024, 8080, 8081, 65535];
 
-function masked(addr: number[], len: number): number[] {
-  return addr.map((byte, i) => (i * 8 >= len ? 0 : i * 8 + 8 <= len ? byte : byte & (0xff << (8 - (len - i * 8)))));
-}
-
-function prefixText(pf: Prefix): string {
-  if (pf.family === 4) return `${pf.addr.join('.')}/${pf.len}`;
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((pf.addr[i]! << 8) | pf.addr[i + 1]!).toString(16));
-  return `${groups.join(':')}/${pf.len}`;
-}
-
-const arbPrefix: fc.Arbitrary<Prefix> = fc.oneof(
-  fc.tuple(fc.constantFrom(...V4_POOL), fc.integer({ min: 0, max: 32 })).map(([a, len]) => ({ family: 4 as const, addr: masked(a, len), len })),
-  fc.tuple(fc.constantFrom(...V6_POOL), fc.integer({ min: 0, max: 128 })).map(([a, len]) => ({ family: 6 as const, addr: masked(a, len), len })),
-);
-
-const arbPort = fc.oneof(
-  fc.constantFrom(...PORT_POOL),
-  fc.tuple(fc.constantFrom(...PORT_POOL), fc.constantFrom(-1, 1)).map(([p, d]) => Math.min(65535, Math.max(1, p + d))),
-  fc.integer({ min: 1, max: 65535 }),
-);
+const arbPrefix = prefixArbitrary(V4_POOL, V6_POOL);
+const arbPort = portArbitrary(PORT_POOL);
 // Short ranges mostly (each port of a prefix binding is one trie entry), some long ones.
 const arbRange = fc.oneof(
   { weight: 4, arbitrary: fc.tuple(arbPort, fc.integer({ min: 0, max: 40 })).map(([a, n]) => ({ start: a, end: Math.min(65535, a + n) })) },

@@ -20,15 +20,11 @@ import { compileRules, type CompileRule } from '../../src/kinds/packet-filter/co
 import { FILTER_MAPS, FILTER_OBJECT, encodeRuleset } from '../../src/kinds/packet-filter/layout.js';
 import { readFilterCounters, readFilterStats, writeFilterRules, type RulesetWrite } from '../../src/kinds/packet-filter/store.js';
 import { kernelTest } from './harness.js';
+import { portArbitrary, prefixArbitrary, prefixText, type Prefix } from './property-generators.js';
 
 // ---------------------------------------------------------------- model
 
 type Family = 4 | 6;
-interface Prefix {
-  family: Family;
-  addr: number[]; // 4 or 16 bytes, host bits zero
-  len: number;
-}
 interface Range {
   start: number;
   end: number;
@@ -122,27 +118,8 @@ const V6_POOL = [
 ];
 const PORT_POOL = [1, 22, 53, 80, 443, 1023, 1024, 8080, 65535];
 
-function masked(addr: number[], len: number): number[] {
-  return addr.map((byte, i) => (i * 8 >= len ? 0 : i * 8 + 8 <= len ? byte : byte & (0xff << (8 - (len - i * 8)))));
-}
-
-function prefixText(pf: Prefix): string {
-  if (pf.family === 4) return `${pf.addr.join('.')}/${pf.len}`;
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((pf.addr[i]! << 8) | pf.addr[i + 1]!).toString(16));
-  return `${groups.join(':')}/${pf.len}`;
-}
-
-const arbPrefix: fc.Arbitrary<Prefix> = fc.oneof(
-  fc.tuple(fc.constantFrom(...V4_POOL), fc.integer({ min: 0, max: 32 })).map(([a, len]) => ({ family: 4 as const, addr: masked(a, len), len })),
-  fc.tuple(fc.constantFrom(...V6_POOL), fc.integer({ min: 0, max: 128 })).map(([a, len]) => ({ family: 6 as const, addr: masked(a, len), len })),
-);
-
-const arbPort = fc.oneof(
-  fc.constantFrom(...PORT_POOL),
-  fc.tuple(fc.constantFrom(...PORT_POOL), fc.constantFrom(-1, 1)).map(([p, d]) => Math.min(65535, Math.max(1, p + d))),
-  fc.integer({ min: 1, max: 65535 }),
-);
+const arbPrefix = prefixArbitrary(V4_POOL, V6_POOL);
+const arbPort = portArbitrary(PORT_POOL);
 const arbRange: fc.Arbitrary<Range> = fc.tuple(arbPort, arbPort).map(([a, b]) => ({ start: Math.min(a, b), end: Math.max(a, b) }));
 
 const arbRule: fc.Arbitrary<Rule> = fc
