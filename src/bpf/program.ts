@@ -39,15 +39,7 @@ export class Program extends KernelObject {
    */
   testRun(data: Buffer, repeat = 1): { retval: number; durationNs: number } {
     const out = Buffer.alloc(data.length + 256);
-    const opts = Buffer.alloc(80); // struct bpf_test_run_opts, libbpf 1.1
-    opts.writeBigUInt64LE(80n, 0); // sz
-    opts.writeBigUInt64LE(addressOf(data), 8); // data_in
-    opts.writeBigUInt64LE(addressOf(out), 16); // data_out
-    opts.writeUInt32LE(data.length, 24); // data_size_in
-    opts.writeUInt32LE(out.length, 28); // data_size_out
-    opts.writeInt32LE(repeat, 60); // repeat
-    const ret = lib().bpf_prog_test_run_opts(this.fd, opts);
-    if (ret < 0) throw new ErrnoError(-ret, 'bpf_prog_test_run_opts', this.label);
+    const opts = this.#runTest({ data, dataOut: out, repeat });
     return { retval: opts.readUInt32LE(56), durationNs: opts.readUInt32LE(64) };
   }
 
@@ -61,16 +53,34 @@ export class Program extends KernelObject {
   testRunContext(ctx: Buffer): { retval: number; ctxOut: Buffer } {
     const ctxIn = Buffer.from(ctx); // the kernel reads it; keep the caller's buffer untouched
     const ctxOut = Buffer.alloc(ctx.length);
-    const opts = Buffer.alloc(80); // struct bpf_test_run_opts, libbpf 1.1
+    const opts = this.#runTest({ ctx: ctxIn, ctxOut, repeat: 1 });
+    return { retval: opts.readUInt32LE(56), ctxOut: ctxOut.subarray(0, opts.readUInt32LE(52)) };
+  }
+
+  /** One BPF_PROG_TEST_RUN with `struct bpf_test_run_opts` (libbpf 1.1) filled from `io`; returns the opts as the kernel left them. */
+  #runTest(io: { data?: Buffer; dataOut?: Buffer; ctx?: Buffer; ctxOut?: Buffer; repeat: number }): Buffer {
+    const opts = Buffer.alloc(80);
     opts.writeBigUInt64LE(80n, 0); // sz
-    opts.writeBigUInt64LE(addressOf(ctxIn), 32); // ctx_in
-    opts.writeBigUInt64LE(addressOf(ctxOut), 40); // ctx_out
-    opts.writeUInt32LE(ctxIn.length, 48); // ctx_size_in
-    opts.writeUInt32LE(ctxOut.length, 52); // ctx_size_out
-    opts.writeInt32LE(1, 60); // repeat
+    if (io.data) {
+      opts.writeBigUInt64LE(addressOf(io.data), 8); // data_in
+      opts.writeUInt32LE(io.data.length, 24); // data_size_in
+    }
+    if (io.dataOut) {
+      opts.writeBigUInt64LE(addressOf(io.dataOut), 16); // data_out
+      opts.writeUInt32LE(io.dataOut.length, 28); // data_size_out
+    }
+    if (io.ctx) {
+      opts.writeBigUInt64LE(addressOf(io.ctx), 32); // ctx_in
+      opts.writeUInt32LE(io.ctx.length, 48); // ctx_size_in
+    }
+    if (io.ctxOut) {
+      opts.writeBigUInt64LE(addressOf(io.ctxOut), 40); // ctx_out
+      opts.writeUInt32LE(io.ctxOut.length, 52); // ctx_size_out
+    }
+    opts.writeInt32LE(io.repeat, 60); // repeat
     const ret = lib().bpf_prog_test_run_opts(this.fd, opts);
     if (ret < 0) throw new ErrnoError(-ret, 'bpf_prog_test_run_opts', this.label);
-    return { retval: opts.readUInt32LE(56), ctxOut: ctxOut.subarray(0, opts.readUInt32LE(52)) };
+    return opts;
   }
 
   /** Readable program type, e.g. `sk_lookup`. */
