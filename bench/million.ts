@@ -15,7 +15,7 @@
  * Run as root: `npm run bench:million [POLICIES [PORTS]]`.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -132,7 +132,6 @@ async function main(sandbox: NetnsSandbox, work: string): Promise<void> {
   const cProcess: number[] = [];
   const removal: number[] = [];
   const slab: number[] = [];
-  let perEntry = NaN;
   let emptyMemlock = NaN;
   const pin = join(root, 'bench_bindings');
   for (let round = 0; round < 3; round++) {
@@ -168,9 +167,9 @@ async function main(sandbox: NetnsSandbox, work: string): Promise<void> {
       removal.push((await timed(() => reconcileOnce(opts))).ms);
     }
   }
-  const dispatcherDir = join(root, 'netns', (await import('node:fs')).readdirSync(join(root, 'netns'))[0]!);
+  const dispatcherDir = join(root, 'netns', readdirSync(join(root, 'netns'))[0]!);
   const full = memlock(join(dispatcherDir, 'map_bindings'));
-  perEntry = (full - emptyMemlock) / N;
+  const perEntry = (full - emptyMemlock) / N;
   const o = median(apply.map((x) => x.ms));
   const c = median(cBatch);
   console.log(`apply (median of 3, each against a fresh map / the base dispatcher):`);
