@@ -19,6 +19,9 @@ import { OWN_NETNS } from '../../bpf/netns.js';
 /** The order of String.prototype.localeCompare, without building a collator per comparison. */
 const byName = new Intl.Collator();
 
+/** Binding keys (latin1 strings) in byte order: the order of the key lists in a plan, whatever order the map was read in. */
+const byKey = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 const MAX_DEST_ID = 65535;
 const MAX_BINDING_ID = 65535;
 
@@ -59,6 +62,21 @@ function sameJson(a: unknown, b: unknown): boolean {
 
 function sameRecord(a: PolicyRecord, b: PolicyRecord): boolean {
   return sameJson(a, b);
+}
+
+/**
+ * True when the observed entries of a destination are exactly the expected ones, in the same order
+ * or in reverse (a map read returns one policy's entries in trie order, which is usually one of
+ * the two): a no-op pass then compares a policy's entries without hashing a key.
+ */
+function sameEntries(have: ReadonlyArray<{ key: string; bindingId: number }>, expected: ReadonlyArray<{ key: string; bindingId: number }>): boolean {
+  const n = expected.length;
+  if (have.length !== n) return false;
+  let forward = true;
+  for (let i = 0; i < n && forward; i++) forward = have[i]!.key === expected[i]!.key && have[i]!.bindingId === expected[i]!.bindingId;
+  if (forward) return true;
+  for (let i = 0; i < n; i++) if (have[i]!.key !== expected[n - 1 - i]!.key || have[i]!.bindingId !== expected[n - 1 - i]!.bindingId) return false;
+  return true;
 }
 
 /**
@@ -349,24 +367,36 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       };
       plannedRecords.push({ p, record, previous, fresh });
     }
-    // Observed keys some planned policy wants (so no removal touches them). Only observed keys are
-    // tracked: a 65,535-port policy costs one pass over its entries, not a set of all of them.
-    const bindingByKey = new Map((view?.bindings ?? []).map((e) => [e.key, e]));
-    const desiredKeys = new Set<string>();
-    const upsertsOf = new Map<string, { want: number; upserts: Array<{ key: string; destId: number; bindingId: number }> }>();
+    // Each policy's entries are compared with the observed entries of its own destination only (no
+    // map of every entry: a million entries stay cheap). When the map returned them in the order
+    // they are generated (or its reverse), which is the common case, a sequential comparison
+    // suffices; otherwise a map of that destination's entries. A key some policy wants that is
+    // observed under another destination is one of that policy's upserts; so the keys no removal may
+    // touch (they are wanted, and written in the add phase before removals run) are the wanted keys
+    // observed under their own destination plus every upsert.
+    type Entry = { key: string; destId: number; bindingId: number };
+    const upsertsOf = new Map<string, { want: number; upserts: Entry[]; unwanted: string[] }>();
     for (const { record } of plannedRecords) {
-      const upserts: Array<{ key: string; destId: number; bindingId: number }> = [];
-      let want = 0;
-      for (const b of record.bindings) {
-        for (const e of bindingEntries(record.protocol, b, record.destId)) {
-          want++;
-          const h = bindingByKey.get(e.key);
-          if (h) desiredKeys.add(e.key);
-          if (!h || h.destId !== e.destId || h.bindingId !== e.bindingId) upserts.push(e);
-        }
+      const expected = record.bindings.flatMap((b) => bindingEntries(record.protocol, b, record.destId));
+      const have = entriesByDest.get(record.destId) ?? [];
+      if (sameEntries(have, expected)) {
+        upsertsOf.set(record.name, { want: expected.length, upserts: [], unwanted: [] });
+        continue;
       }
-      upsertsOf.set(record.name, { want, upserts });
+      const own = new Map<string, number>();
+      for (const e of have) own.set(e.key, e.bindingId);
+      const upserts: Entry[] = [];
+      for (const e of expected) {
+        const id = own.get(e.key);
+        if (id !== undefined) own.delete(e.key);
+        if (id !== e.bindingId) upserts.push(e);
+      }
+      const unwanted = [...own.keys()]; // observed under this destination and not expected
+      upsertsOf.set(record.name, { want: expected.length, upserts, unwanted });
     }
+    let upsertKeySet: Set<string> | undefined;
+    /** Keys some policy of this dispatcher writes in this plan (built only when some removal needs it). */
+    const upsertKeys = (): Set<string> => (upsertKeySet ??= new Set([...upsertsOf.values()].flatMap((u) => u.upserts.map((e) => e.key))));
 
     for (const { p, record, previous, fresh } of plannedRecords) {
       const object = `policy ${p.name}`;
@@ -423,9 +453,9 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       }
 
       // Entries: additions first, removals later.
-      const { want, upserts } = upsertsOf.get(p.name)!;
+      const { want, upserts, unwanted } = upsertsOf.get(p.name)!;
       const have = entriesByDest.get(record.destId) ?? [];
-      const stale = have.map((e) => e.key).filter((k) => !desiredKeys.has(k));
+      const stale = unwanted.length === 0 ? [] : unwanted.filter((k) => !upsertKeys().has(k)).sort(byKey);
       if (upserts.length > 0) {
         changed = true;
         add({
@@ -463,7 +493,10 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       const d = desiredByName.get(r.name);
       const reason = d ? `the policy moved to network namespace ${d.netns ?? '(own)'}` : `the policy was removed (it came from ${r.sourceFile})`;
       const base = { policy: r.name, domain, phase: 'remove' as const, code: d ? 'PolicyMoved' : 'PolicyRemoved' };
-      const stale = (entriesByDest.get(r.destId) ?? []).map((e) => e.key).filter((k) => !desiredKeys.has(k));
+      const stale = (entriesByDest.get(r.destId) ?? [])
+        .map((e) => e.key)
+        .filter((k) => !upsertKeys().has(k))
+        .sort(byKey);
       if (stale.length > 0)
         add({ ...base, kind: 'delete', object: `policy ${r.name}: bindings`, reason, before: `${stale.length} entries`, op: { type: 'deleteBindings', dir, keys: stale } });
       // An empty slot has nothing to delete (the kernel refuses to delete an empty sockmap slot with EINVAL).
@@ -475,7 +508,11 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
     // Entries that belong to no policy (an interrupted run): garbage.
     const owned = new Set([...plannedRecords.map((x) => x.record.destId), ...retained.map((r) => r.record.destId)]);
     for (const r of view?.records ?? []) if (!keep.has(r.name)) owned.add(r.destId);
-    const orphans = (view?.bindings ?? []).filter((e) => !owned.has(e.destId) && !desiredKeys.has(e.key)).map((e) => e.key);
+    const orphans = [...entriesByDest]
+      .filter(([destId]) => !owned.has(destId))
+      .flatMap(([, list]) => list.map((e) => e.key))
+      .filter((k) => !upsertKeys().has(k))
+      .sort(byKey);
     if (orphans.length > 0)
       add({
         kind: 'delete',

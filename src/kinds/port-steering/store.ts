@@ -44,7 +44,7 @@ export interface ObservedDispatcher {
   link?: { id: number; progId: number; netnsIno: number; attached: boolean };
   /** Maps whose pins are missing or unreadable (the dispatcher is broken). */
   missingMaps: string[];
-  /** LPM entries: key bytes as a latin1 string (one char per byte), and what they point to. */
+  /** LPM entries, in the order the map returned them: key bytes as a latin1 string (one char per byte), and what they point to. */
   bindings: Array<{ key: string; destId: number; bindingId: number }>;
   /** Policy records: name and JSON text. */
   records: Array<{ name: string; json: string }>;
@@ -88,7 +88,6 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
       m.forEachEntry((k, v) => obs.records.push({ name: decodePolicyKey(k), json: decodePolicyRecord(v) }));
     }
   }
-  obs.bindings.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   obs.records.sort((a, b) => byName.compare(a.name, b.name));
   return obs;
 }
