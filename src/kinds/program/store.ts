@@ -10,7 +10,8 @@ import { dirname, join } from 'node:path';
 import { failpoint } from '../../common/failpoint.js';
 import { ensureTracefs, listPins, PIN_NAME, removePinTree, unpin } from '../../bpf/bpffs.js';
 import { attachToCgroup } from '../../bpf/cgroup.js';
-import { MapType, PERCPU_MAP_TYPES } from '../../bpf/constants.js';
+import { Errno, MapType, PERCPU_MAP_TYPES } from '../../bpf/constants.js';
+import { ErrnoError } from '../../bpf/errors.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
 import { Link } from '../../bpf/link.js';
 import { BpfMap } from '../../bpf/map.js';
@@ -240,7 +241,16 @@ export function attachTarget(d: DesiredProgram, target: AttachTarget): void {
   if (existing && existing.info().target.attached && target.kind !== 'tracepoint' && sameHook) existing.update(prog);
   else {
     if (existing && !sameHook) {
-      // Detach the old link first (an interface holds one XDP link): our fd and its pin are its last references.
+      // Detach the old link first, synchronously: an interface holds one XDP link, and a link whose last
+      // reference goes is released later by a kernel work item (a new XDP link would meet EEXIST until then).
+      if (existing.info().target.attached) {
+        try {
+          existing.detach();
+        } catch (err) {
+          // Links without BPF_LINK_DETACH (perf events) go with their last reference below.
+          if (!(err instanceof ErrnoError && err.errno === Errno.EOPNOTSUPP)) throw err;
+        }
+      }
       existing.close();
       unpin(pin);
     }
