@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { bindingEntries, EVERY_ADDRESS } from '../../src/kinds/port-steering/bindings.js';
+import { bindingEntries, EVERY_ADDRESS, packBindingEntries } from '../../src/kinds/port-steering/bindings.js';
 import {
   BINDING_KEY_SIZE,
   BINDING_V6_ONLY,
@@ -116,4 +116,34 @@ test('entries of an IPv6 prefix carry BINDING_V6_ONLY (the dispatcher never appl
   assert.equal(word('::ffff:192.0.2.0/120'), 7, 'an IPv4-mapped prefix is IPv4');
   assert.equal(word(EVERY_ADDRESS), 7);
   assert.deepEqual([isV6OnlyPrefix('::ffff:0:0', 95), isV6OnlyPrefix('::ffff:0:0', 96)], [true, false]);
+});
+
+test('packed binding entries are the entries bindingEntries makes, byte for byte and in the same order', () => {
+  const prefixes = ['10.1.2.3/32', '10.0.0.0/8', '0.0.0.0/0', '2001:db8::/32', '::/0', '::ffff:192.0.2.0/120', '::1/128', EVERY_ADDRESS];
+  const arbBinding = fc
+    .record({ id: fc.integer({ min: 0, max: 65535 }), start: fc.integer({ min: 0, max: 65535 }), len: fc.integer({ min: 0, max: 300 }), prefix: fc.constantFrom(...prefixes) })
+    .map(({ id, start, len, prefix }) => ({ id, start, end: Math.min(65535, start + len), prefix }));
+  fc.assert(
+    fc.property(fc.constantFrom('tcp' as const, 'udp' as const), fc.array(arbBinding, { maxLength: 5 }), fc.integer({ min: 1, max: 65535 }), (protocol, bindings, destId) => {
+      const want = bindings.flatMap((b) => bindingEntries(protocol, b, destId));
+      const packed = packBindingEntries(protocol, bindings, destId);
+      assert.equal(packed.count, want.length);
+      assert.equal(packed.keys.length, want.length * BINDING_KEY_SIZE);
+      assert.equal(packed.values.length, want.length * 8);
+      assert.deepEqual([...packed], want);
+      want.forEach((e, i) => {
+        assert.equal(packed.keys.toString('latin1', i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE), e.key);
+        assert.deepEqual(decodeBindingValue(packed.values.subarray(i * 8, i * 8 + 8)), { destId: e.destId, bindingId: e.bindingId });
+        assert.ok(packed.keyEquals(i, e.key));
+      });
+      if (want.length > 1) assert.ok(!packed.keyEquals(0, want[want.length - 1]!.key) || want[0]!.key === want[want.length - 1]!.key);
+    }),
+  );
+  // A whole range of one /32, as the benchmarks write it.
+  const all = packBindingEntries('tcp', [{ id: 1, start: 1, end: 65535, prefix: '127.0.0.1/32' }], 9);
+  assert.equal(all.count, 65535);
+  assert.deepEqual(all.keys.subarray(65534 * BINDING_KEY_SIZE), encodeBindingKey({ protocol: 'tcp', address: '127.0.0.1', prefixLength: 32, port: 65535 }));
+  assert.deepEqual(all.values.subarray(65534 * 8), encodeBindingValue(9, 1));
+  assert.deepEqual(all.pick([65534, 0]).keys, Buffer.concat([all.keys.subarray(65534 * BINDING_KEY_SIZE), all.keys.subarray(0, BINDING_KEY_SIZE)]));
+  assert.deepEqual(JSON.parse(JSON.stringify(all)), { count: 65535 }, 'a plan printed as JSON counts the entries');
 });

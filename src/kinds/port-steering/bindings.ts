@@ -6,7 +6,8 @@
  * port-block entries; otherwise every port of a range gets one entry per
  * prefix.
  */
-import { BINDING_V6_ONLY, encodeBindingKey, encodePortBlockKey, isV6OnlyPrefix } from './layout.js';
+import { BINDING_KEY, BINDING_KEY_SIZE, BINDING_V6_ONLY, BINDING_VALUE_SIZE, encodeBindingKey, encodePortBlockKey, isV6OnlyPrefix } from './layout.js';
+import type { PackedEntries } from '../../common/batch-entries.js';
 import { portRangeBlocks } from '../../policy/net/ports.js';
 import type { DesiredSteering, Range, RecordedBinding } from './model.js';
 
@@ -52,6 +53,128 @@ export function bindingEntries(
     out.push({ key: key.toString('latin1'), destId, bindingId: word });
   }
   return out;
+}
+
+/**
+ * Binding entries packed as the batch calls take them: keys
+ * (BINDING_KEY_SIZE bytes each) and values (BINDING_VALUE_SIZE bytes: the
+ * destination, then the binding id word) back to back. A plan's upserts
+ * carry these, so that writing a million entries builds no string or object
+ * per entry. Iterating yields each entry as {@link bindingEntries} would
+ * (for tests and fakes; it builds a string per entry).
+ */
+export class PackedBindings implements PackedEntries {
+  constructor(
+    readonly keys: Buffer,
+    readonly values: Buffer,
+    readonly count: number,
+  ) {}
+
+  /** How many entries (as for the arrays of entries this replaces). */
+  get length(): number {
+    return this.count;
+  }
+
+  /** Key `i` as a latin1 string (one char per key byte), as observed entries carry it. */
+  keyAt(i: number): string {
+    return this.keys.toString('latin1', i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE);
+  }
+
+  /** Whether key `i` has the bytes of `key` (a latin1 string), without building a string. */
+  keyEquals(i: number, key: string): boolean {
+    if (key.length !== BINDING_KEY_SIZE) return false;
+    const k = this.keys;
+    const o = i * BINDING_KEY_SIZE;
+    for (let j = 0; j < BINDING_KEY_SIZE; j++) if (k[o + j] !== key.charCodeAt(j)) return false;
+    return true;
+  }
+
+  destIdAt(i: number): number {
+    return this.values.readUInt32LE(i * BINDING_VALUE_SIZE);
+  }
+
+  bindingIdAt(i: number): number {
+    return this.values.readUInt32LE(i * BINDING_VALUE_SIZE + 4);
+  }
+
+  /** The entries at `indices` (ascending or not), copied into new buffers. */
+  pick(indices: readonly number[]): PackedBindings {
+    const n = indices.length;
+    const keys = Buffer.alloc(n * BINDING_KEY_SIZE);
+    const values = Buffer.alloc(n * BINDING_VALUE_SIZE);
+    for (let j = 0; j < n; j++) {
+      const i = indices[j]!;
+      this.keys.copy(keys, j * BINDING_KEY_SIZE, i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE);
+      this.values.copy(values, j * BINDING_VALUE_SIZE, i * BINDING_VALUE_SIZE, (i + 1) * BINDING_VALUE_SIZE);
+    }
+    return new PackedBindings(keys, values, n);
+  }
+
+  *[Symbol.iterator](): Generator<{ key: string; destId: number; bindingId: number }> {
+    for (let i = 0; i < this.count; i++) yield { key: this.keyAt(i), destId: this.destIdAt(i), bindingId: this.bindingIdAt(i) };
+  }
+
+  /** A plan printed as JSON says how many entries, not every byte. */
+  toJSON(): { count: number } {
+    return { count: this.count };
+  }
+}
+
+const PORT_OFFSET = BINDING_KEY.fields.port.offset;
+
+/** Repeats the `unit` bytes at `buf[start..start+unit)` `n` times in all (doubling copies: log2(n) calls). */
+function repeatUnit(buf: Buffer, start: number, unit: number, n: number): void {
+  let have = 1;
+  while (have < n) {
+    const copy = Math.min(have, n - have);
+    buf.copyWithin(start + have * unit, start, start + copy * unit);
+    have += copy;
+  }
+}
+
+/**
+ * The LPM entries of `bindings` (all of one destination), packed: the same
+ * entries in the same order as {@link bindingEntries} of each binding in
+ * turn, written straight into the batch buffers. Each /prefix binding's key
+ * is encoded once and repeated; only the port bytes differ per entry.
+ */
+export function packBindingEntries(protocol: 'tcp' | 'udp', bindings: readonly RecordedBinding[], destId: number): PackedBindings {
+  let count = 0;
+  for (const b of bindings) count += bindingEntryCount(b);
+  // Every byte is written below (whole keys and values are copied in), so the buffers need no zeroing.
+  const keys = Buffer.allocUnsafe(count * BINDING_KEY_SIZE);
+  const values = Buffer.allocUnsafe(count * BINDING_VALUE_SIZE);
+  let i = 0;
+  const putValue = (at: number, word: number) => {
+    values.writeUInt32LE(destId, at * BINDING_VALUE_SIZE);
+    values.writeUInt32LE(word >>> 0, at * BINDING_VALUE_SIZE + 4);
+  };
+  for (const b of bindings) {
+    if (b.prefix === EVERY_ADDRESS) {
+      for (const block of portRangeBlocks(b.start, b.end)) {
+        encodePortBlockKey({ protocol, port: block.port, bits: block.bits }).copy(keys, i * BINDING_KEY_SIZE);
+        putValue(i++, b.id);
+      }
+      continue;
+    }
+    const [address, len] = b.prefix.split('/');
+    const prefixLength = Number(len);
+    const word = isV6OnlyPrefix(address!, prefixLength) ? b.id | BINDING_V6_ONLY : b.id;
+    const n = b.end - b.start + 1;
+    encodeBindingKey({ protocol, address: address!, prefixLength, port: b.start }).copy(keys, i * BINDING_KEY_SIZE);
+    repeatUnit(keys, i * BINDING_KEY_SIZE, BINDING_KEY_SIZE, n);
+    putValue(i, word);
+    repeatUnit(values, i * BINDING_VALUE_SIZE, BINDING_VALUE_SIZE, n);
+    // The port (big-endian) is all that differs.
+    for (let j = 0, o = i * BINDING_KEY_SIZE + PORT_OFFSET; j < n; j++, o += BINDING_KEY_SIZE) {
+      const port = b.start + j;
+      keys[o] = port >> 8;
+      keys[o + 1] = port & 0xff;
+    }
+    i += n;
+  }
+  if (i !== count) throw new Error(`packed ${i} binding entries, counted ${count}`);
+  return new PackedBindings(keys, values, count);
 }
 
 /** Lowest integers >= `from` not in `used`, `count` of them; adds them to `used`. */

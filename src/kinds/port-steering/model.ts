@@ -5,6 +5,7 @@
  */
 import type { SteeringTarget } from './document.js';
 import type { ObservedDispatcher } from './store.js';
+import type { PackedBindings } from './bindings.js';
 
 /** An inclusive port range. */
 export interface Range {
@@ -93,7 +94,8 @@ export type SteeringOperation =
   | { type: 'writeRecord'; dir: string; record: PolicyRecord }
   | { type: 'putSocket'; dir: string; destId: number; pid: number; fd: number }
   | { type: 'resetCounters'; dir: string; bindingIds: number[] }
-  | { type: 'upsertBindings'; dir: string; entries: Array<{ key: string; destId: number; bindingId: number }> }
+  /** Entries packed as the batch update takes them (`entries.count` of them). */
+  | { type: 'upsertBindings'; dir: string; entries: PackedBindings }
   | { type: 'deleteBindings'; dir: string; keys: string[] }
   | { type: 'deleteSocket'; dir: string; destId: number }
   | { type: 'deleteRecord'; dir: string; name: string }

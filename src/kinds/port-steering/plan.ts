@@ -7,7 +7,7 @@
  * policy's steps (which also name their dispatcher's domain, so a failed
  * dispatcher skips its policies).
  */
-import { allocate, bindingEntries, bindingEntryCount, bindingShapes } from './bindings.js';
+import { allocate, bindingEntryCount, bindingShapes, packBindingEntries, type PackedBindings } from './bindings.js';
 import { DISPATCHER_LIMITS } from './layout.js';
 import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
@@ -67,15 +67,16 @@ function sameRecord(a: PolicyRecord, b: PolicyRecord): boolean {
 /**
  * True when the observed entries of a destination are exactly the expected ones, in the same order
  * or in reverse (a map read returns one policy's entries in trie order, which is usually one of
- * the two): a no-op pass then compares a policy's entries without hashing a key.
+ * the two): a no-op pass then compares a policy's entries without hashing a key (and without
+ * building a string for an expected one: its bytes are compared in place).
  */
-function sameEntries(have: ReadonlyArray<{ key: string; bindingId: number }>, expected: ReadonlyArray<{ key: string; bindingId: number }>): boolean {
-  const n = expected.length;
+function sameEntries(have: ReadonlyArray<{ key: string; bindingId: number }>, expected: PackedBindings): boolean {
+  const n = expected.count;
   if (have.length !== n) return false;
   let forward = true;
-  for (let i = 0; i < n && forward; i++) forward = have[i]!.key === expected[i]!.key && have[i]!.bindingId === expected[i]!.bindingId;
+  for (let i = 0; i < n && forward; i++) forward = have[i]!.bindingId === expected.bindingIdAt(i) && expected.keyEquals(i, have[i]!.key);
   if (forward) return true;
-  for (let i = 0; i < n; i++) if (have[i]!.key !== expected[n - 1 - i]!.key || have[i]!.bindingId !== expected[n - 1 - i]!.bindingId) return false;
+  for (let i = 0; i < n; i++) if (have[i]!.bindingId !== expected.bindingIdAt(n - 1 - i) || !expected.keyEquals(n - 1 - i, have[i]!.key)) return false;
   return true;
 }
 
@@ -323,10 +324,10 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
     // policies' (which win a key both claim). Their sockets cannot be carried over: a socket is put
     // again when the policy can be applied.
     for (const r of carried) {
-      const entries = r.bindings.flatMap((b) => bindingEntries(r.protocol, b, r.destId));
+      const entries = packBindingEntries(r.protocol, r.bindings, r.destId);
       const base = { policy: r.name, domain, phase: 'add' as const, code: 'KeptAcrossRebuild', reason: 'the dispatcher is rebuilt: the last applied state of a policy that cannot be applied now is written again (without its socket)' };
       add({ ...base, kind: 'create', object: `policy ${r.name}`, after: describeSpec(r), op: { type: 'writeRecord', dir, record: r } });
-      if (entries.length > 0) add({ ...base, kind: 'create', object: `policy ${r.name}: bindings`, after: `${entries.length} entries`, op: { type: 'upsertBindings', dir, entries } });
+      if (entries.count > 0) add({ ...base, kind: 'create', object: `policy ${r.name}: bindings`, after: `${entries.count} entries`, op: { type: 'upsertBindings', dir, entries } });
     }
 
     const records = new Map((view?.records ?? []).map((r) => [r.name, r]));
@@ -374,29 +375,40 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
     // observed under another destination is one of that policy's upserts; so the keys no removal may
     // touch (they are wanted, and written in the add phase before removals run) are the wanted keys
     // observed under their own destination plus every upsert.
-    type Entry = { key: string; destId: number; bindingId: number };
-    const upsertsOf = new Map<string, { want: number; upserts: Entry[]; unwanted: string[] }>();
+    // Expected entries are packed as the batch update takes them: a destination with nothing observed
+    // (a new policy) upserts them as they are, with no string or object per entry.
+    const upsertsOf = new Map<string, { want: number; upserts: PackedBindings; unwanted: string[] }>();
     for (const { record } of plannedRecords) {
-      const expected = record.bindings.flatMap((b) => bindingEntries(record.protocol, b, record.destId));
+      const expected = packBindingEntries(record.protocol, record.bindings, record.destId);
       const have = entriesByDest.get(record.destId) ?? [];
+      if (have.length === 0) {
+        upsertsOf.set(record.name, { want: expected.count, upserts: expected, unwanted: [] });
+        continue;
+      }
       if (sameEntries(have, expected)) {
-        upsertsOf.set(record.name, { want: expected.length, upserts: [], unwanted: [] });
+        upsertsOf.set(record.name, { want: expected.count, upserts: expected.pick([]), unwanted: [] });
         continue;
       }
       const own = new Map<string, number>();
       for (const e of have) own.set(e.key, e.bindingId);
-      const upserts: Entry[] = [];
-      for (const e of expected) {
-        const id = own.get(e.key);
-        if (id !== undefined) own.delete(e.key);
-        if (id !== e.bindingId) upserts.push(e);
+      const upserts: number[] = [];
+      for (let i = 0; i < expected.count; i++) {
+        const key = expected.keyAt(i);
+        const id = own.get(key);
+        if (id !== undefined) own.delete(key);
+        if (id !== expected.bindingIdAt(i)) upserts.push(i);
       }
       const unwanted = [...own.keys()]; // observed under this destination and not expected
-      upsertsOf.set(record.name, { want: expected.length, upserts, unwanted });
+      upsertsOf.set(record.name, { want: expected.count, upserts: upserts.length === expected.count ? expected : expected.pick(upserts), unwanted });
     }
     let upsertKeySet: Set<string> | undefined;
     /** Keys some policy of this dispatcher writes in this plan (built only when some removal needs it). */
-    const upsertKeys = (): Set<string> => (upsertKeySet ??= new Set([...upsertsOf.values()].flatMap((u) => u.upserts.map((e) => e.key))));
+    const upsertKeys = (): Set<string> => {
+      if (upsertKeySet) return upsertKeySet;
+      upsertKeySet = new Set();
+      for (const { upserts } of upsertsOf.values()) for (let i = 0; i < upserts.count; i++) upsertKeySet.add(upserts.keyAt(i));
+      return upsertKeySet;
+    };
 
     for (const { p, record, previous, fresh } of plannedRecords) {
       const object = `policy ${p.name}`;
@@ -456,7 +468,7 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
       const { want, upserts, unwanted } = upsertsOf.get(p.name)!;
       const have = entriesByDest.get(record.destId) ?? [];
       const stale = unwanted.length === 0 ? [] : unwanted.filter((k) => !upsertKeys().has(k)).sort(byKey);
-      if (upserts.length > 0) {
+      if (upserts.count > 0) {
         changed = true;
         add({
           ...base,
@@ -464,7 +476,7 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
           phase: 'add',
           object: `${object}: bindings`,
           code: 'BindingsToAdd',
-          reason: `${upserts.length} entr${upserts.length === 1 ? 'y' : 'ies'} to add or correct`,
+          reason: `${upserts.count} entr${upserts.count === 1 ? 'y' : 'ies'} to add or correct`,
           before: `${have.length} entries`,
           after: `${want} entries`,
           op: { type: 'upsertBindings', dir, entries: upserts },

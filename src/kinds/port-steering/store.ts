@@ -22,6 +22,7 @@ import { loadObject, objectProgramTags } from '../../bpf/object.js';
 import { Program } from '../../bpf/program.js';
 import { duplicateSocket } from '../../bpf/sockets.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
+import type { PackedEntries } from '../../common/batch-entries.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './layout.js';
 
 /** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
@@ -231,18 +232,29 @@ function packKeys(keys: string[]): Buffer {
   return buf;
 }
 
-/** Writes binding entries (keys as latin1 strings) with batch updates. */
-export function upsertBindings(dir: string, entries: Array<{ key: string; destId: number; bindingId: number }>): void {
-  if (entries.length === 0) return;
-  withMap(dir, 'bindings', (m) => {
-    const keys = packKeys(entries.map((e) => e.key));
-    const values = Buffer.alloc(entries.length * BINDING_VALUE_SIZE);
-    entries.forEach((e, i) => {
-      values.writeUInt32LE(e.destId, i * 8);
-      values.writeUInt32LE(e.bindingId, i * 8 + 4);
-    });
-    m.updateBatch(keys, values);
+/**
+ * Writes binding entries with batch updates: packed (keys and values back to
+ * back, as a plan's upserts carry them: written as they are), or a list with
+ * keys as latin1 strings (packed first).
+ */
+export function upsertBindings(dir: string, entries: PackedEntries | ReadonlyArray<{ key: string; destId: number; bindingId: number }>): void {
+  const packed = isEntryList(entries) ? packEntryList(entries) : entries;
+  if (packed.count === 0) return;
+  withMap(dir, 'bindings', (m) => m.updateBatch(packed.keys, packed.values));
+}
+
+function isEntryList(e: PackedEntries | ReadonlyArray<{ key: string }>): e is ReadonlyArray<{ key: string; destId: number; bindingId: number }> {
+  return Array.isArray(e);
+}
+
+function packEntryList(entries: ReadonlyArray<{ key: string; destId: number; bindingId: number }>): PackedEntries {
+  const keys = packKeys(entries.map((e) => e.key));
+  const values = Buffer.alloc(entries.length * BINDING_VALUE_SIZE);
+  entries.forEach((e, i) => {
+    values.writeUInt32LE(e.destId, i * BINDING_VALUE_SIZE);
+    values.writeUInt32LE(e.bindingId, i * BINDING_VALUE_SIZE + 4);
   });
+  return { keys, values, count: entries.length };
 }
 
 /** Deletes binding entries by key (latin1 strings) with batch deletes; absent keys are fine. */

@@ -15,6 +15,7 @@ import type {
   SteeringOperation,
 } from '../../../src/kinds/port-steering/model.js';
 import { DISPATCHER_MAPS, dispatcherDir, type DispatcherMapName } from '../../../src/kinds/port-steering/store.js';
+import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE } from '../../../src/kinds/port-steering/layout.js';
 import type { PlanEnv } from '../../../src/reconciler/kind.js';
 import { ROOT, registeredKind, type ConformanceKit, type Damage, type FakeKernel, type Scenario } from './kit.js';
 
@@ -203,8 +204,15 @@ export const steeringFake: FakeKernel<SteeringDesired, SteeringObserved> = {
           break;
         case 'upsertBindings': {
           const d = at(op.dir, op.type, 'bindings');
+          // The batch update (store.upsertBindings) writes the packed keys and values as they are.
+          const { keys, values, count } = op.entries;
+          if (keys.length !== count * BINDING_KEY_SIZE || values.length !== count * BINDING_VALUE_SIZE)
+            throw new FakeKernelError(`upsertBindings: ${keys.length} key bytes and ${values.length} value bytes are not ${count} entries (EINVAL)`);
           const m = new Map(d.bindings.map((b) => [b.key, b]));
-          for (const e of op.entries) m.set(e.key, { ...e });
+          for (let i = 0; i < count; i++) {
+            const key = keys.toString('latin1', i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE);
+            m.set(key, { key, destId: values.readUInt32LE(i * BINDING_VALUE_SIZE), bindingId: values.readUInt32LE(i * BINDING_VALUE_SIZE + 4) });
+          }
           d.bindings = [...m.values()].sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
           break;
         }
