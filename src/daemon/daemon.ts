@@ -21,9 +21,9 @@ import type { AnyReconcilerKind, KindEnv, MetricSample } from '../reconciler/kin
 import type { Action } from '../reconciler/model.js';
 import { formatDuration } from './duration.js';
 import { findPinDrift } from './pin-drift.js';
-import { startHttpServer, type Health, type ListenAddress } from './http-server.js';
+import type { Health, ListenAddress } from './http-server.js';
 import type { Logger } from './logger.js';
-import { DaemonMetrics } from './metrics.js';
+import type { DaemonMetrics } from './metrics.js';
 import { inputFingerprint, summarizePass, total } from './pass-summary.js';
 import { PassScheduler } from './scheduler.js';
 
@@ -81,7 +81,8 @@ export class Daemon {
   readonly #o: DaemonOptions;
   readonly #log: Logger;
   readonly #scheduler: PassScheduler;
-  readonly #metrics: DaemonMetrics | undefined;
+  /** Created in start() when metrics are asked for: prom-client (~12 MB resident) is loaded only then. */
+  #metrics: DaemonMetrics | undefined;
   #server: Server | undefined;
   #policyWatcher: TreeWatcher | undefined;
   #pinWatcher: TreeWatcher | undefined;
@@ -113,9 +114,6 @@ export class Daemon {
       settleReason: 'policy change',
       onError: (err) => this.#log.error('internal error in a pass', { error: (err as Error)?.stack ?? String(err) }),
     });
-    this.#metrics = o.metricsAddress
-      ? new DaemonMetrics({ families: KINDS.flatMap((k) => k.metrics?.families ?? []), collect: () => this.#collectKindMetrics() })
-      : undefined;
   }
 
   /**
@@ -151,8 +149,11 @@ export class Daemon {
       driftProbeInterval: formatDuration(o.driftProbeIntervalMs),
       pid: process.pid,
     });
-    if (o.metricsAddress && this.#metrics) {
-      const metrics = this.#metrics;
+    if (o.metricsAddress) {
+      // prom-client and the HTTP server are loaded only when metrics are asked for.
+      const [{ DaemonMetrics }, { startHttpServer }] = await Promise.all([import('./metrics.js'), import('./http-server.js')]);
+      const metrics = new DaemonMetrics({ families: KINDS.flatMap((k) => k.metrics?.families ?? []), collect: () => this.#collectKindMetrics() });
+      this.#metrics = metrics;
       const { server, bound } = await startHttpServer(o.metricsAddress, { metrics: () => metrics.render(), health: () => this.#health });
       this.#server = server;
       this.#log.info('serving metrics', { address: bound, paths: ['/metrics', '/healthz'] });
