@@ -355,9 +355,10 @@ function fastParseYaml(file: string, source: string): ParsedPolicyFile | undefin
           // js-yaml parses every document before handing out values: its state counts finished documents.
           if (depth === 0) starts[(state as unknown as { documents: unknown[] }).documents.length] = state.position;
           if (++depth > MAX_NESTING_DEPTH / 2) bail = true; // deep input: let the precise path judge it
-        } else {
-          depth--;
+        } else if (--depth === 0) {
           // An anchor the test above missed ("&ä", "&-x"): aliases would expand here without the alias limit.
+          // Checked once per document, when its top node closes: js-yaml keeps a document's anchors until
+          // the next document starts (those of a speculative parse it rolls back are gone, and so are its aliases).
           for (const _ in (state as unknown as { anchorMap: object }).anchorMap) {
             bail = true;
             break;
