@@ -41,19 +41,7 @@ function address(i: number): string {
   return `127.1.${i >> 8}.${i & 255}`;
 }
 
-function policyYaml(name: string, netns: string, ports: string, addresses: string, listen: string): string {
-  return [
-    'apiVersion: ebpf-policy/v1',
-    'kind: PortSteering',
-    `metadata: {name: ${name}}`,
-    'spec:',
-    `  netns: ${netns}`,
-    '  protocol: tcp',
-    `  ports: [${ports}]`,
-    `  addresses: [${addresses}]`,
-    `  target: {listen: "${listen}"}`,
-  ].join('\n');
-}
+const policyYaml = steeringPolicyYaml;
 
 /** Writes the policies in files of 100; `last` overrides the port list of one policy. */
 function writePolicies(dir: string, netns: string, edit?: { index: number; ports: string }): void {
@@ -99,6 +87,7 @@ for _ in range(n):
     c.close()
 print(n / (time.perf_counter() - t))
 `;
+import { steeringPolicyYaml } from './steering-policy.js';
 
 async function main(sandbox: NetnsSandbox, work: string): Promise<void> {
   console.log(`PortSteering with ${POLICIES} policies x ${PORTS} ports on distinct /32s = ${N} LPM entries (node ${process.version})`);

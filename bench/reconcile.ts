@@ -28,19 +28,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function policyYaml(name: string, netns: string, ports: string, addresses: string | undefined, listen: string): string {
-  return [
-    'apiVersion: ebpf-policy/v1',
-    'kind: PortSteering',
-    `metadata: {name: ${name}}`,
-    'spec:',
-    `  netns: ${netns}`,
-    '  protocol: tcp',
-    `  ports: [${ports}]`,
-    ...(addresses ? [`  addresses: [${addresses}]`] : []),
-    `  target: {listen: "${listen}"}`,
-  ].join('\n');
-}
+const policyYaml = steeringPolicyYaml;
 
 async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const t = performance.now();
@@ -167,6 +155,7 @@ for _ in range(n):
     c.close()
 print(n / (time.perf_counter() - t))
 `;
+import { steeringPolicyYaml } from './steering-policy.js';
 
 async function benchConnect(sandbox: NetnsSandbox, work: string): Promise<void> {
   console.log('(c) connect rate (connections/s): 9 alternating pairs of 4000 connects, direct then steered; median of the pair ratios:');
