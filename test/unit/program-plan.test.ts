@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { programKind } from '../../src/kinds/program/document.js';
-import { programDir, targetPinName, type AttachTarget, type EncodedEntry, type ProgramRecord } from '../../src/kinds/program/layout.js';
+import { programDir, programRecordOf, targetPinName, type AttachTarget, type EncodedEntry, type ProgramRecord } from '../../src/kinds/program/layout.js';
 import type { DesiredProgram, DesiredPrograms, ObjectMapSummary, ObservedProgram, ObservedPrograms, ProgramOperation } from '../../src/kinds/program/model.js';
 import { entriesHash, mapsSignature, sha256Of } from '../../src/kinds/program/object-file.js';
 import { planPrograms } from '../../src/kinds/program/plan.js';
@@ -68,18 +68,7 @@ function observedOf(d: DesiredProgram, extra: Partial<ObservedProgram> = {}, rec
   return {
     name: d.name,
     dir: d.dir,
-    record: {
-      v: 1,
-      sha256: d.sha256,
-      program: d.program,
-      object: d.objectPath,
-      sourceFile: d.sourceFile,
-      mapsSignature: d.mapsSignature,
-      entriesHash: d.entriesHash,
-      declaredKeys: d.entries.map((e) => ({ map: e.map, key: e.key })),
-      targets: [...d.targets],
-      ...record,
-    },
+    record: { ...programRecordOf(d, [...d.targets]), ...record },
     program: { id: 10, tag: '1010101010101010' },
     maps: d.maps.map((m, i) => ({ name: m.name, id: 20 + i, mapType: m.mapType, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries })),
     links: d.targets.map((t, i) => ({ pin: t.pin, id: 30 + i, progId: 10, attached: true })),

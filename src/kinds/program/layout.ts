@@ -15,6 +15,7 @@
  */
 import { join } from 'node:path';
 import { encodeLengthPrefixed, decodeLengthPrefixed, parseVersionedJson } from '../../common/length-prefixed.js';
+import type { DesiredProgram } from './model.js';
 
 /** The directory under the root that the Program kind owns. */
 export const PROGRAMS_DIR = 'programs';
@@ -77,6 +78,26 @@ export interface ProgramRecord {
   /** The attachments made, by link pin name. */
   targets: AttachTarget[];
   events?: { map: string; type: string };
+}
+
+/**
+ * The record of `d` once it runs: its object, program and maps' signature,
+ * its declared entries written, attached at `targets` (default: every
+ * target it wants).
+ */
+export function programRecordOf(d: DesiredProgram, targets: AttachTarget[] = d.targets): ProgramRecord {
+  return {
+    v: 1,
+    sha256: d.sha256,
+    program: d.program,
+    object: d.objectPath,
+    sourceFile: d.sourceFile,
+    mapsSignature: d.mapsSignature,
+    entriesHash: d.entriesHash,
+    declaredKeys: d.entries.map((e) => ({ map: e.map, key: e.key })),
+    targets,
+    ...(d.events ? { events: d.events } : {}),
+  };
 }
 
 /** Encodes a record into the meta map's value. Throws RangeError when it does not fit. */

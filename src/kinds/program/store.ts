@@ -21,7 +21,7 @@ import { mapPinPath } from '../../bpf/pinned-maps.js';
 import { Program } from '../../bpf/program.js';
 import { observePrograms as observeProgramPins, swapPinnedProgram } from '../../bpf/program-swap.js';
 import { attachXdp } from '../../bpf/xdp-attach.js';
-import { decodeProgramRecord, encodeProgramRecord, META_MAP, META_VALUE_SIZE, PROGRAMS_DIR, type AttachTarget, type ProgramRecord } from './layout.js';
+import { decodeProgramRecord, encodeProgramRecord, programRecordOf, META_MAP, META_VALUE_SIZE, PROGRAMS_DIR, type AttachTarget, type ProgramRecord } from './layout.js';
 import type { DesiredProgram, ObservedLink, ObservedMap, ObservedProgram, ObservedPrograms } from './model.js';
 export type { ObservedPrograms };
 import { digestMismatch, readObjectBytes } from './object-file.js';
@@ -80,11 +80,10 @@ function readRecord(dir: string, meta?: BpfMap): ProgramRecord {
 }
 
 /** The record of `dir`, changed by `change` and written back. Throws when there is no readable record. */
-function updateRecord(dir: string, change: (r: ProgramRecord) => void): void {
+function updateRecord(dir: string, change: (r: ProgramRecord) => ProgramRecord | void): void {
   using meta = BpfMap.fromPin(mapPinPath(dir, META_MAP));
   const r = readRecord(dir, meta);
-  change(r);
-  meta.update(ZERO_KEY, encodeProgramRecord(r));
+  meta.update(ZERO_KEY, encodeProgramRecord(change(r) ?? r));
 }
 
 /** Reads the object and checks its digest: what is loaded is what the policy names. Throws Error on a mismatch. */
@@ -147,7 +146,8 @@ export function createProgram(d: DesiredProgram): void {
     }
     {
       using meta = BpfMap.create({ type: MapType.ARRAY, name: 'policy_meta', keySize: 4, valueSize: META_VALUE_SIZE, maxEntries: 1 });
-      const record: ProgramRecord = { v: 1, sha256: d.sha256, program: d.program, object: d.objectPath, sourceFile: d.sourceFile, mapsSignature: d.mapsSignature, entriesHash: '', declaredKeys: [], targets: kept, ...(d.events ? { events: d.events } : {}) };
+      // The entries are recorded when writeEntries below has written them.
+      const record: ProgramRecord = { ...programRecordOf(d, kept), entriesHash: '', declaredKeys: [] };
       meta.update(ZERO_KEY, encodeProgramRecord(record));
       meta.pin(mapPinPath(d.dir, META_MAP));
     }
@@ -315,15 +315,8 @@ export function upgradeProgram(d: DesiredProgram, expectedProgId: number): void 
   } finally {
     for (const m of Object.values(reuse)) m.close();
   }
-  updateRecord(d.dir, (r) => {
-    r.sha256 = d.sha256;
-    r.program = d.program;
-    r.object = d.objectPath;
-    r.sourceFile = d.sourceFile;
-    r.mapsSignature = d.mapsSignature;
-    if (d.events) r.events = d.events;
-    else delete r.events;
-  });
+  // The new object's record; the entries written and the attachments made stay as recorded.
+  updateRecord(d.dir, (r) => ({ ...programRecordOf(d, r.targets), entriesHash: r.entriesHash, declaredKeys: r.declaredKeys }));
 }
 
 /** Removes a program's directory: its links detach, the kernel frees the rest. Returns the pins removed. */

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { PIN_NAME } from '../../../src/bpf/bpffs.js';
-import { programDir, targetPinName, type AttachTarget, type EncodedEntry, type ProgramRecord } from '../../../src/kinds/program/layout.js';
+import { programDir, programRecordOf, targetPinName, type AttachTarget, type EncodedEntry, type ProgramRecord } from '../../../src/kinds/program/layout.js';
 import type { DesiredProgram, DesiredPrograms, ObjectMapSummary, ObservedLink, ObservedProgram, ObservedPrograms, ProgramOperation } from '../../../src/kinds/program/model.js';
 import { entriesHash, mapsSignature } from '../../../src/kinds/program/object-file.js';
 import type { PlanEnv } from '../../../src/reconciler/kind.js';
@@ -459,18 +459,7 @@ function assertProgramsConverged(desired: DesiredPrograms, s: ObservedPrograms, 
     assert.ok(o.program, `${what}: a program`);
     assert.deepEqual(
       o.record,
-      {
-        v: 1,
-        sha256: d.sha256,
-        program: d.program,
-        object: d.objectPath,
-        sourceFile: d.sourceFile,
-        mapsSignature: d.mapsSignature,
-        entriesHash: d.entriesHash,
-        declaredKeys: d.entries.map((e) => ({ map: e.map, key: e.key })),
-        targets: [...d.targets].sort(byPin),
-        ...(d.events ? { events: d.events } : {}),
-      },
+      programRecordOf(d, [...d.targets].sort(byPin)),
       `${what}: the record of what runs`,
     );
     assert.deepEqual(
