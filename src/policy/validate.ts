@@ -63,8 +63,13 @@ function validateDocument(
     return { findings: [{ path: [], message, severity: 'error' }] };
   }
   const kind = typeof value.kind === 'string' ? kinds.get(value.kind) : undefined;
-  const validate = schemas.validatorFor(kind?.schemaFile ?? ENVELOPE_SCHEMA);
-  const findings = validate(value) ? [] : explainSchemaErrors(validate.errors ?? [], value, schemas);
+  const schemaFile = kind?.schemaFile ?? ENVELOPE_SCHEMA;
+  let findings: Finding[] = [];
+  if (!schemas.quickValidatorFor(schemaFile)(value)) {
+    // Invalid: ask the validator that collects every error, to explain them all.
+    const validate = schemas.validatorFor(schemaFile);
+    findings = validate(value) ? [] : explainSchemaErrors(validate.errors ?? [], value, schemas);
+  }
   if (kind === undefined) {
     if (typeof value.kind === 'string') {
       const suggestion = closestMatch(value.kind, kinds.names);
