@@ -206,13 +206,21 @@ export const portSteeringKind: PolicyKind<PortSteering, PortSteeringPolicy> = {
   schemaFile: 'port-steering.schema.json',
 
   check(document) {
-    return [...checkPorts(document.spec.ports), ...checkAddresses(document.spec.addresses ?? [])];
+    const findings = checkPorts(document.spec.ports);
+    if (document.spec.addresses !== undefined) findings.push(...checkAddresses(document.spec.addresses));
+    return findings;
   },
 
   normalize(document, source) {
     const { spec } = document;
+    // The base's fields named rather than spread: spreading an object into a literal with more fields is
+    // several times slower in V8 than the literal, and normalize runs once per policy loaded.
+    const base = normalizeBase(KIND, document, source);
     return {
-      ...normalizeBase(KIND, document, source),
+      kind: base.kind,
+      name: base.name,
+      labels: base.labels,
+      source: base.source,
       netns: normalizeNetnsPath(spec.netns),
       protocol: spec.protocol,
       ports: mergePortRanges(spec.ports.map(portSpecToRange)),
