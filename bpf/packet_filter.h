@@ -7,7 +7,8 @@
  *
  * 1. Class lookups, one per field some rule constrains: the source and the
  *    destination address in the LPM trie of `addr_tables`, the source and the
- *    destination port in the LPM trie of `port_tables`. Each yields a class
+ *    destination port in the array `port_classes` (indexed by generation,
+ *    dimension and port: pf_port_index). Each yields a class
  *    id: the set of rules whose prefixes (or port ranges) contain the value,
  *    numbered by user space. 0 means no rule constrains the value that way.
  * 2. Decision lookups, one per rule *pattern* in use (the set of fields a
@@ -57,12 +58,12 @@ struct pf_addr_key {
 	__u8 addr[16];   /* IPv4 addresses in the first 4 bytes */
 } __attribute__((packed));
 
-/* Inner LPM trie of port_tables: prefixlen = 8 + port prefix bits. */
-struct pf_port_key {
-	__u32 prefixlen;
-	__u8 dim;    /* PF_DIM_SRC or PF_DIM_DST */
-	__be16 port; /* network byte order */
-} __attribute__((packed));
+/* port_classes: one class id per generation, dimension and port (host byte order). */
+#define PF_PORT_CLASS_ENTRIES (2 * 2 * 65536)
+static inline __u32 pf_port_index(__u32 gen, __u32 dim, __u16 port)
+{
+	return ((gen & 1) << 17) | ((dim & 1) << 16) | port;
+}
 
 /* Inner hash of decision_tables. Fields outside the pattern are 0. */
 struct pf_decision_key {

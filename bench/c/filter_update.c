@@ -3,12 +3,14 @@
 // does to switch a filter to a new rule set. It writes the same entries
 // ebpf-policy writes: one fresh inner map per table (sized to its entries),
 // filled with bpf_map_update_batch, put into the outer map's slot for the
-// generation, the generation's config, then the switch of `active`.
+// generation, the generation's port class slices into the pinned
+// port_classes array (bpf_map_update_batch), the generation's config, then
+// the switch of `active`.
 // Prints the nanoseconds from the first map creation to the switch.
 //   usage: filter_update FILTER_DIR TABLES_FILE GENERATION
-// TABLES_FILE holds, for addr, port and decision tables in that order:
-// u32 map type, key size, value size, count, then the keys, then the values;
-// then the config (struct pf_config, 52 bytes).
+// TABLES_FILE holds, for the addr and decision tables and the port_classes
+// entries in that order: u32 map type, key size, value size, count, then the
+// keys, then the values; then the config (struct pf_config, 52 bytes).
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <stdint.h>
@@ -43,7 +45,7 @@ static int pinned(const char *dir, const char *name)
 
 int main(int argc, char **argv)
 {
-	static const char *outers[3] = { "addr_tables", "port_tables", "decision_tables" };
+	static const char *outers[3] = { "addr_tables", "decision_tables", "port_classes" };
 	struct table t[3];
 	char config[52];
 	FILE *f;
@@ -81,7 +83,8 @@ int main(int argc, char **argv)
 	uint64_t t0 = now_ns();
 	for (int i = 0; i < 3; i++) {
 		uint32_t max = t[i].count ? t[i].count : 1;
-		int fd = bpf_map_create(t[i].type, "pf_c_inner", t[i].key_size, t[i].value_size, max, &create_opts);
+		/* port_classes: written in place, a slice per generation. */
+		int fd = i == 2 ? outer_fd[2] : bpf_map_create(t[i].type, "pf_c_inner", t[i].key_size, t[i].value_size, max, &create_opts);
 		if (fd < 0) {
 			fprintf(stderr, "bpf_map_create: %s\n", strerror(errno));
 			return 1;
@@ -96,6 +99,8 @@ int main(int argc, char **argv)
 			done += count;
 		}
 		uint32_t inner = (uint32_t)fd;
+		if (i == 2)
+			break;
 		if (bpf_map_update_elem(outer_fd[i], &gen, &inner, BPF_ANY)) {
 			fprintf(stderr, "outer update: %s\n", strerror(errno));
 			return 1;

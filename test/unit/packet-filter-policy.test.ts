@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { decodeConfig, decodeEvent, encodeAddrKey, encodeConfig, encodeDecisionKey, encodeDecisionValue, encodePortKey, ADDR_KEY_SIZE, EVENT_SIZE } from '../../src/kinds/packet-filter/layout.js';
+import { decodeConfig, decodeEvent, encodeAddrKey, encodeConfig, encodeDecisionKey, encodeDecisionValue, encodePortSlices, portClassIndex, ADDR_KEY_SIZE, EVENT_SIZE } from '../../src/kinds/packet-filter/layout.js';
 import { parseIpLinks } from '../../src/bpf/interfaces.js';
 import type { PacketFilterPolicy } from '../../src/kinds/packet-filter/document.js';
 import { loadPolicies } from '../../src/manager.js';
@@ -141,7 +141,14 @@ test('the byte layout matches struct sizes and offsets of bpf/packet_filter.h', 
   assert.deepEqual([...k], [40, 0, 0, 0, 1, 4, 10, 1, 2, 3, ...Array(12).fill(0)]);
   const k6 = encodeAddrKey({ dim: 0, family: 6, address: 0x20010db8n << 96n, length: 32 });
   assert.deepEqual([...k6.subarray(0, 10)], [48, 0, 0, 0, 0, 6, 0x20, 0x01, 0x0d, 0xb8]);
-  assert.deepEqual([...encodePortKey({ dim: 1, port: 0x1f00, bits: 8 })], [16, 0, 0, 0, 1, 0x1f, 0x00]);
+  // port_classes: index gen << 17 | dim << 16 | port; a /8 block covers 256 ports of its dimension's slice.
+  assert.equal(portClassIndex(1, 1, 0x1f00), 0x31f00);
+  const slices = encodePortSlices([{ dim: 1, port: 0x1f00, bits: 8, cls: 3 }], 16);
+  assert.equal(slices.values.length, 65536 * 4);
+  assert.equal(slices.values.readUInt32LE(0x1eff * 4), 0);
+  assert.equal(slices.values.readUInt32LE(0x1f00 * 4), 3);
+  assert.equal(slices.values.readUInt32LE(0x1fff * 4), 3);
+  assert.equal(slices.values.readUInt32LE(0x2000 * 4), 0);
   assert.equal(encodeDecisionKey({ pattern: 17, proto: 6, src: 1, dst: 0, sport: 0, dport: 2 }).length, 20);
   const c = { patterns: 0x10003, lookups: 18, defaultAction: 1 as const, defaultAudit: false, defaultSample: 7 };
   assert.deepEqual(decodeConfig(encodeConfig(c)), c);

@@ -11,7 +11,9 @@ import { packEntries, type PackedEntries } from '../../common/batch-entries.js';
 import { addressBytesText } from '../../policy/net/address-bytes.js';
 import { cStruct, type CStruct } from '../../common/c-struct.js';
 
-export { splitEntries } from '../../common/batch-entries.js';
+import { splitEntries } from '../../common/batch-entries.js';
+
+export { splitEntries };
 
 /** Compiled object of bpf/packet_filter.c. */
 export const FILTER_OBJECT = builtBpfObject('packet_filter.o');
@@ -43,7 +45,7 @@ export const FILTER_PROGRAMS = { xdp: 'filter_xdp', tc: 'filter_tc' } as const;
 /** Names of the filter's maps, as in bpf/packet_filter.c; each is pinned as map_<name>. */
 export const FILTER_MAPS = [
   'addr_tables',
-  'port_tables',
+  'port_classes',
   'decision_tables',
   'config',
   'active',
@@ -55,8 +57,8 @@ export const FILTER_MAPS = [
 ] as const;
 export type FilterMapName = (typeof FILTER_MAPS)[number];
 
-/** The three double-buffered tables (ARRAY_OF_MAPS, one inner map per generation). */
-export const FILTER_TABLES = ['addr_tables', 'port_tables', 'decision_tables'] as const;
+/** The double-buffered tables held as inner maps (ARRAY_OF_MAPS, one inner map per generation). */
+export const FILTER_TABLES = ['addr_tables', 'decision_tables'] as const;
 export type FilterTableName = (typeof FILTER_TABLES)[number];
 
 /** PF_MATCH_*: the fields a rule constrains; a pattern is an OR of these. */
@@ -81,8 +83,6 @@ export const RECORD_LEN = 4096;
 
 /** `struct pf_addr_key` (packed: the LPM prefix covers dim, family and address). */
 export const ADDR_KEY = cStruct(FILTER_OBJECT, 'pf_addr_key', 22, { prefixlen: [0, 4], dim: [4, 1], family: [5, 1], addr: [6, 16] }, { mapKey: true });
-/** `struct pf_port_key` (packed). */
-export const PORT_KEY = cStruct(FILTER_OBJECT, 'pf_port_key', 7, { prefixlen: [0, 4], dim: [4, 1], port: [5, 2] }, { mapKey: true });
 /** `struct pf_decision_key`. */
 export const DECISION_KEY = cStruct(
   FILTER_OBJECT,
@@ -114,10 +114,9 @@ export const RECORD = cStruct(FILTER_OBJECT, 'pf_record', RECORD_LEN, { len: [0,
  * Every C struct this module encodes that the object's BTF declares, for the layout guard
  * (test/unit/bpf-layouts.test.ts). `struct pf_event` is not in the BTF (only a ring buffer holds it).
  */
-export const C_STRUCTS: readonly CStruct[] = [ADDR_KEY, PORT_KEY, DECISION_KEY, DECISION, CONFIG, COUNTER, RULE_META, RECORD_KEY, RECORD];
+export const C_STRUCTS: readonly CStruct[] = [ADDR_KEY, DECISION_KEY, DECISION, CONFIG, COUNTER, RULE_META, RECORD_KEY, RECORD];
 
 export const ADDR_KEY_SIZE = ADDR_KEY.size;
-export const PORT_KEY_SIZE = PORT_KEY.size;
 export const DECISION_KEY_SIZE = DECISION_KEY.size;
 export const DECISION_VALUE_SIZE = DECISION.size;
 export const CLASS_VALUE_SIZE = 4;
@@ -127,7 +126,6 @@ export const COUNTER_SIZE = COUNTER.size;
 export const RULE_META_SIZE = RULE_META.size;
 export const EVENT_SIZE = 64;
 const AK = ADDR_KEY.fields;
-const PK = PORT_KEY.fields;
 const DK = DECISION_KEY.fields;
 const DV = DECISION.fields;
 const CF = CONFIG.fields;
@@ -198,14 +196,45 @@ export function encodeAddrKey(e: Pick<AddrEntry, 'dim' | 'family' | 'address' | 
   return k;
 }
 
-/** Encodes a port trie key. */
-export function encodePortKey(e: Pick<PortEntry, 'dim' | 'port' | 'bits'>): Buffer {
-  if (!Number.isInteger(e.bits) || e.bits < 0 || e.bits > 16) throw new RangeError(`port bits ${e.bits} out of range`);
-  const k = Buffer.alloc(PORT_KEY_SIZE);
-  k.writeUInt32LE(8 + e.bits, PK.prefixlen.offset);
-  k.writeUInt8(e.dim, PK.dim.offset);
-  k.writeUInt16BE(e.port, PK.port.offset);
-  return k;
+/** Ports per dimension and generation in `port_classes`. */
+export const PORTS = 65536;
+/** PF_PORT_CLASS_ENTRIES: entries of `port_classes` (2 generations x 2 dimensions x 65,536 ports). */
+export const PORT_CLASS_ENTRIES = 2 * 2 * PORTS;
+
+/** pf_port_index(): the `port_classes` index of a port of a dimension in a generation. */
+export function portClassIndex(gen: number, dim: number, port: number): number {
+  return ((gen & 1) << 17) | ((dim & 1) << 16) | (port & 0xffff);
+}
+
+/**
+ * The `port_classes` values of one generation: for each dimension in use
+ * (bit Match.SPORT or Match.DPORT of `dims`; source first), 65,536 class
+ * values indexed by port. Dimensions not in use are neither written nor
+ * read (the program does not look them up).
+ */
+export interface PortSlices {
+  dims: number;
+  values: Buffer;
+}
+
+/** The dimensions of `port_classes` a generation uses, in slice order. */
+export function portSliceDims(lookups: number): Array<0 | 1> {
+  return [...(lookups & Match.SPORT ? [Dim.src] : []), ...(lookups & Match.DPORT ? [Dim.dst] : [])];
+}
+
+/** Encodes the port class blocks as the `port_classes` slices of the dimensions in `lookups` (Match bits). */
+export function encodePortSlices(entries: readonly PortEntry[], lookups: number): PortSlices {
+  const dims = portSliceDims(lookups);
+  const values = Buffer.alloc(dims.length * PORTS * CLASS_VALUE_SIZE);
+  for (const e of entries) {
+    if (!Number.isInteger(e.bits) || e.bits < 0 || e.bits > 16) throw new RangeError(`port bits ${e.bits} out of range`);
+    const at = dims.indexOf(e.dim);
+    if (at < 0) throw new RangeError(`port entry of dimension ${e.dim}, which the config does not look up`);
+    const first = e.port & ~((1 << (16 - e.bits)) - 1) & 0xffff;
+    const n = 1 << (16 - e.bits);
+    for (let p = first; p < first + n; p++) values.writeUInt32LE(e.cls, (at * PORTS + p) * CLASS_VALUE_SIZE);
+  }
+  return { dims: lookups & (Match.SPORT | Match.DPORT), values };
 }
 
 /** Encodes a u32 class id (the value of both tries). */
@@ -317,7 +346,7 @@ export function decodeEvent(b: Buffer): RawFilterEvent {
 /** The encoded entries of one generation, ready for batch updates. */
 export interface EncodedRuleset {
   addr: PackedEntries;
-  port: PackedEntries;
+  port: PortSlices;
   decision: PackedEntries;
   config: Buffer;
 }
@@ -327,27 +356,29 @@ export function encodeRuleset(r: { addr: AddrEntry[]; port: PortEntry[]; decisio
   const pack = packEntries;
   return {
     addr: pack(r.addr, encodeAddrKey, (e) => encodeClass(e.cls)),
-    port: pack(r.port, encodePortKey, (e) => encodeClass(e.cls)),
+    port: encodePortSlices(r.port, r.config.lookups),
     decision: pack(r.decisions, encodeDecisionKey, encodeDecisionValue),
     config: encodeConfig(r.config),
   };
 }
 
 /**
- * Fingerprint of one generation's content: the entries of the three tables
- * (in any order) and the config. Observed maps and desired tables with equal
- * fingerprints hold the same rules.
+ * Fingerprint of one generation's content: the entries of the two inner
+ * tables (in any order), the port slices in use and the config. Observed
+ * maps and desired tables with equal fingerprints hold the same rules.
  */
 export function rulesetFingerprint(parts: {
   addr: Iterable<[Buffer, Buffer]>;
-  port: Iterable<[Buffer, Buffer]>;
+  /** The `port_classes` values of the dimensions in use (PortSlices.values). */
+  port: Buffer;
   decision: Iterable<[Buffer, Buffer]>;
   config: Buffer;
 }): string {
   const h = createHash('sha256');
+  h.update(`port:${parts.port.length}\n`);
+  h.update(parts.port);
   for (const [name, entries] of [
     ['addr', parts.addr],
-    ['port', parts.port],
     ['decision', parts.decision],
   ] as const) {
     const lines: string[] = [];
@@ -358,5 +389,10 @@ export function rulesetFingerprint(parts: {
   }
   h.update(parts.config);
   return h.digest('hex').slice(0, 32);
+}
+
+/** The fingerprint of an encoded generation: what observation computes from the maps once it is written. */
+export function encodedFingerprint(e: EncodedRuleset): string {
+  return rulesetFingerprint({ addr: splitEntries(e.addr), port: e.port.values, decision: splitEntries(e.decision), config: e.config });
 }
 

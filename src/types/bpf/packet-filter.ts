@@ -21,14 +21,14 @@ export type DecisionTablesMapValue = string;
 export type AddrTablesMapKey = number;
 /** Map addr_tables, value: 4 bytes, hex. */
 export type AddrTablesMapValue = string;
-/** Map port_tables, key: __u32. */
-export type PortTablesMapKey = number;
-/** Map port_tables, value: 4 bytes, hex. */
-export type PortTablesMapValue = string;
 /** Map rule_stats, key: __u32. */
 export type RuleStatsMapKey = number;
 /** Map rule_stats, value: struct pf_counter. */
 export type RuleStatsMapValue = PfCounter;
+/** Map port_classes, key: __u32. */
+export type PortClassesMapKey = number;
+/** Map port_classes, value: __u32. */
+export type PortClassesMapValue = number;
 /** Map stats, key: __u32. */
 export type StatsMapKey = number;
 /** Map stats, value: __u64. */
@@ -86,13 +86,6 @@ export interface PfAddrKey {
   dim: number;
   family: number;
   addr: string;
-}
-
-/** struct pf_port_key (7 bytes). */
-export interface PfPortKey {
-  prefixlen: number;
-  dim: number;
-  port: number;
 }
 
 /** struct pf_decision_key (20 bytes). */
