@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, ensureBpffs, Link, loadObject, MapType, Netns, Program, removePinTree } from '../src/bpf/index.js';
 import { writeFilterRules } from '../src/kinds/packet-filter/store.js';
-import { FILTER_MAPS, PORTS, portClassIndex, portSliceDims } from '../src/kinds/packet-filter/layout.js';
+import { DECISION_VALUE_SIZE, FILTER_MAPS, MAX_RULES, PORTS, portClassIndex, portSliceDims } from '../src/kinds/packet-filter/layout.js';
 import { mapPinPath } from '../src/bpf/pinned-maps.js';
 import type { FilterOperation } from '../src/kinds/packet-filter/model.js';
 import { kindState, reconcileOnce } from '../src/manager.js';
@@ -260,9 +260,13 @@ function dumpTables(file: string, op: Extract<FilterOperation, { type: 'writeFil
     for (let p = 0; p < PORTS; p++) keys.writeUInt32LE(portClassIndex(op.gen, dim, p), (at * PORTS + p) * 4);
   });
   table(MapType.ARRAY, { keys, values: e.port.values, count: dims.length * PORTS });
+  const nRules = e.rules.length / DECISION_VALUE_SIZE;
+  const ruleKeys = Buffer.alloc(nRules * 4);
+  for (let i = 0; i < nRules; i++) ruleKeys.writeUInt32LE(op.gen * MAX_RULES + i, i * 4);
+  table(MapType.ARRAY, { keys: ruleKeys, values: e.rules, count: nRules });
   parts.push(e.config);
   writeFileSync(file, Buffer.concat(parts));
-  return e.addr.count + dims.length * PORTS + e.decision.count;
+  return e.addr.count + dims.length * PORTS + nRules + e.decision.count;
 }
 
 async function benchApply(work: string, rx: NetnsSandbox): Promise<void> {
@@ -309,7 +313,7 @@ async function benchApply(work: string, rx: NetnsSandbox): Promise<void> {
   }
   await converge(dir, undefined);
   const c = median(cNs);
-  console.log(`(c) a change of all 10,000 rules (${entries} table entries: address trie, port class slices, decisions), median of 5:`);
+  console.log(`(c) a change of all 10,000 rules (${entries} table entries: address trie, port class slices, rules, decisions), median of 5:`);
   console.log(`    raw C libbpf: new inner maps, bpf_map_update_batch of the same entries, switch: ${c.toFixed(1)} ms`);
   console.log(`    ebpf-policy kernel write (the same steps through koffi): ${median(write).toFixed(1)} ms, ${(median(write) / c).toFixed(2)}x the C baseline`);
   console.log(

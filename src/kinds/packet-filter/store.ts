@@ -36,6 +36,9 @@ import {
   FILTERS_DIR,
   NAME_LEN,
   PORTS,
+  PORT_CLASS_SIZE,
+  MAX_RULES,
+  configRuleCount,
   RECORD_LEN,
   RULE_META_SIZE,
   decodeConfig,
@@ -132,14 +135,26 @@ function innerEntries(outer: BpfMap, gen: number): Array<[Buffer, Buffer]> | und
 /** The `port_classes` values of generation `gen` for the dimensions in `lookups` (Match bits), as PortSlices.values. */
 function portSlices(map: BpfMap, gen: number, lookups: number): Buffer {
   const dims = portSliceDims(lookups);
-  const out = Buffer.alloc(dims.length * PORTS * CLASS_VALUE_SIZE);
+  const out = Buffer.alloc(dims.length * PORTS * PORT_CLASS_SIZE);
   if (dims.length === 0) return out;
   const first = portClassIndex(gen, 0, 0);
   map.forEachEntry((k, v) => {
     const idx = k.readUInt32LE(0) - first;
     if (idx < 0 || idx >= 2 * PORTS) return;
     const at = dims.indexOf((idx >> 16) as 0 | 1);
-    if (at >= 0) v.copy(out, (at * PORTS + (idx & 0xffff)) * CLASS_VALUE_SIZE, 0, CLASS_VALUE_SIZE);
+    if (at >= 0) v.copy(out, (at * PORTS + (idx & 0xffff)) * PORT_CLASS_SIZE, 0, PORT_CLASS_SIZE);
+  });
+  return out;
+}
+
+/** The first `n` `rules` values of generation `gen`, as EncodedRuleset.rules. */
+function ruleSlice(map: BpfMap, gen: number, n: number): Buffer {
+  const out = Buffer.alloc(Math.min(n, MAX_RULES) * DECISION_VALUE_SIZE);
+  if (out.length === 0) return out;
+  const first = gen * MAX_RULES;
+  map.forEachEntry((k, v) => {
+    const idx = k.readUInt32LE(0) - first;
+    if (idx >= 0 && idx < n && idx < MAX_RULES) v.copy(out, idx * DECISION_VALUE_SIZE, 0, DECISION_VALUE_SIZE);
   });
   return out;
 }
@@ -197,9 +212,10 @@ export function observeFilter(root: string, netnsKey: string, name: string): Obs
       obs.activeGen = (gen ?? 0) & 1;
       const config = maps.config?.lookup(u32(obs.activeGen));
       const tables = FILTER_TABLES.map((t) => (maps[t] ? innerEntries(maps[t], obs.activeGen) : undefined));
-      if (config && maps.port_classes && tables.every((t) => t !== undefined)) {
+      if (config && maps.port_classes && maps.rules && tables.every((t) => t !== undefined)) {
         const port = portSlices(maps.port_classes, obs.activeGen, decodeConfig(config).lookups);
-        obs.fingerprint = rulesetFingerprint({ addr: tables[0]!, port, decision: tables[1]!, config });
+        const rules = ruleSlice(maps.rules, obs.activeGen, configRuleCount(config));
+        obs.fingerprint = rulesetFingerprint({ addr: tables[0]!, port, rules, decision: tables[1]!, config });
       }
     }
   } finally {
@@ -300,7 +316,8 @@ export interface RulesetWrite {
 /** Key and value sizes of the pinned maps with a fixed layout (bpf/packet_filter.h). */
 const LAYOUT: Partial<Record<FilterMapName, { key: number; value: number }>> = {
   config: { key: 4, value: CONFIG_SIZE },
-  port_classes: { key: 4, value: CLASS_VALUE_SIZE },
+  port_classes: { key: 4, value: PORT_CLASS_SIZE },
+  rules: { key: 4, value: DECISION_VALUE_SIZE },
   active: { key: 4, value: 4 },
   rule_stats: { key: 4, value: COUNTER_SIZE },
   rule_meta: { key: 4, value: RULE_META_SIZE },
@@ -321,11 +338,11 @@ const INNER: Record<FilterTableName, { type: number; keySize: number; valueSize:
  * Throws ErrnoError.
  */
 export function writeFilterRules(dir: string, gen: number, write: RulesetWrite): void {
-  withPinnedMaps(dir, [...FILTER_TABLES, 'port_classes', 'config', 'active', 'rule_stats', 'rule_meta'], (m) => fillRuleset((name) => m[name]!, gen, write));
+  withPinnedMaps(dir, [...FILTER_TABLES, 'port_classes', 'rules', 'config', 'active', 'rule_stats', 'rule_meta'], (m) => fillRuleset((name) => m[name]!, gen, write));
 }
 
 /** The maps of a filter that {@link fillRuleset} writes, by name. */
-export type RulesetMapName = FilterTableName | 'port_classes' | 'config' | 'active' | 'rule_stats' | 'rule_meta';
+export type RulesetMapName = FilterTableName | 'port_classes' | 'rules' | 'config' | 'active' | 'rule_stats' | 'rule_meta';
 
 /**
  * Writes generation `gen` of a rule set into a filter's maps, opened by the
@@ -357,6 +374,7 @@ export function fillRuleset(map: (name: RulesetMapName) => BpfMap, gen: number, 
     map(table).update(u32(gen), u32(inner.fd));
   }
   writePortSlices(map('port_classes'), gen, write.encoded.port);
+  writeRuleSlice(map('rules'), gen, write.encoded.rules);
   map('config').update(u32(gen), write.encoded.config);
   failpoint('rules-after-generation');
   map('active').update(u32(0), u32(gen));
@@ -379,6 +397,15 @@ function writePortSlices(map: BpfMap, gen: number, port: EncodedRuleset['port'])
     for (let p = 0; p < PORTS; p++) keys.writeUInt32LE(base + p, (at * PORTS + p) * 4);
   });
   map.updateBatch(keys, port.values, { chunk: PORTS });
+}
+
+/** Writes the `rules` slice of generation `gen` (entries 0..n-1; the ones after are stale and never read). Throws ErrnoError. */
+function writeRuleSlice(map: BpfMap, gen: number, values: Buffer): void {
+  const n = values.length / DECISION_VALUE_SIZE;
+  if (n === 0) return;
+  const keys = Buffer.alloc(n * 4);
+  for (let i = 0; i < n; i++) keys.writeUInt32LE(gen * MAX_RULES + i, i * 4);
+  map.updateBatch(keys, values);
 }
 
 /** Writes and deletes policy records (and the attachment record). */
