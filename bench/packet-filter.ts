@@ -199,9 +199,8 @@ async function benchVariants(rx: NetnsSandbox, work: string, extra: string[]): P
   };
   const objs: Array<{ name: string; path: string }> = [
     { name: 'stop after parse', path: build('stop1', ['-DPF_STOP=1']) },
-    { name: 'stop after active/config/outer maps', path: build('stop2', ['-DPF_STOP=2']) },
+    { name: 'stop after active/config', path: build('stop2', ['-DPF_STOP=2']) },
     { name: 'stop after class lookups', path: build('stop3', ['-DPF_STOP=3']) },
-    { name: 'class lookups + 1 decision lookup', path: build('stop5', ['-DPF_STOP=5']) },
     { name: 'stop after pattern scan', path: build('stop4', ['-DPF_STOP=4']) },
     { name: 'full (this build)', path: build('full', []) },
     // `@FILE.c`: another source of the filter (e.g. an older commit's, for a before/after in one run); `-DX,-DY`: this source with flags.

@@ -453,28 +453,24 @@ static long scan_pattern(__u64 index, void *ctx)
  */
 __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifindex)
 {
-	struct pattern_scan scan = {};
-	struct pf_decision best = {};
 	struct pf_decision *rule = 0;
-	struct pkt p;
 	struct pf_config *cfg;
 	struct pf_counter *c;
 	struct pf_class *ac;
 	struct pf_port_class *pc;
 	void *addrs;
-	__u32 zero = 0, gen, src = 0, dst = 0, sport = 0, dport = 0, n, pidx, first, idx;
+	__u32 zero = 0, gen, src = 0, dst = 0, sport = 0, dport = 0, n, pidx, first, idx, slot, sample;
 	__u32 *g;
-	__u8 audited;
+	__u8 action, audited;
 
 	if (!pp)
 		return PF_ACTION_PASS;
-	p = *pp;
 #ifdef VARIANT
 	if (len == 0xffffffff) /* never true: only changes the bytecode */
 		return PF_ACTION_PASS;
 #endif
 #if PF_STOP == 1
-	return p.proto + len + ifindex == 0xff ? PF_ACTION_DROP : PF_ACTION_PASS;
+	return pp->proto + len + ifindex == 0xff ? PF_ACTION_DROP : PF_ACTION_PASS;
 #endif
 	g = bpf_map_lookup_elem(&active, &zero);
 	if (!g)
@@ -485,9 +481,9 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 		stat(PF_STAT_NO_RULESET);
 		return PF_ACTION_PASS;
 	}
-	if (p.no_ports)
+	if (pp->no_ports)
 		stat(PF_STAT_NO_PORTS);
-	pidx = proto_index(&p);
+	pidx = proto_index(pp);
 	/* The rules that constrain no field but maybe the protocol. */
 	first = cfg->first[pidx & (PF_PIDX_MAX - 1)];
 #if PF_STOP == 2
@@ -501,7 +497,7 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 			return PF_ACTION_PASS;
 		}
 		if (cfg->lookups & PF_MATCH_SRC) {
-			ac = addr_class(addrs, PF_DIM_SRC, &p);
+			ac = addr_class(addrs, PF_DIM_SRC, pp);
 			if (ac) {
 				src = ac->cls;
 				if (ac->first[pidx & (PF_PIDX_MAX - 1)] < first)
@@ -509,7 +505,7 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 			}
 		}
 		if (cfg->lookups & PF_MATCH_DST) {
-			ac = addr_class(addrs, PF_DIM_DST, &p);
+			ac = addr_class(addrs, PF_DIM_DST, pp);
 			if (ac) {
 				dst = ac->cls;
 				if (ac->first[pidx & (PF_PIDX_MAX - 1)] < first)
@@ -518,9 +514,9 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 		}
 	}
 	/* Ports for TCP and UDP only: pf_port_class.first[pidx & 1] (PF_PIDX_TCP 2 -> 0, PF_PIDX_UDP 3 -> 1). */
-	if (!p.no_ports && (pidx == PF_PIDX_TCP || pidx == PF_PIDX_UDP)) {
+	if (!pp->no_ports && (pidx == PF_PIDX_TCP || pidx == PF_PIDX_UDP)) {
 		if (cfg->lookups & PF_MATCH_SPORT) {
-			pc = port_class(gen, PF_DIM_SRC, p.sport);
+			pc = port_class(gen, PF_DIM_SRC, pp->sport);
 			if (pc) {
 				sport = pc->cls;
 				if (pc->first[pidx & 1] < first)
@@ -528,7 +524,7 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 			}
 		}
 		if (cfg->lookups & PF_MATCH_DPORT) {
-			pc = port_class(gen, PF_DIM_DST, p.dport);
+			pc = port_class(gen, PF_DIM_DST, pp->dport);
 			if (pc) {
 				dport = pc->cls;
 				if (pc->first[pidx & 1] < first)
@@ -545,6 +541,8 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 	if (n > PF_PATTERNS)
 		n = PF_PATTERNS;
 	if (n > 0) {
+		struct pattern_scan scan = {};
+
 		scan.gen = gen;
 		__builtin_memcpy(scan.list, cfg->pattern_list, PF_PATTERNS);
 		scan.cls[0] = proto_class(pidx);
@@ -565,16 +563,18 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 		rule = bpf_map_lookup_elem(&rules, &idx);
 	}
 	if (rule) {
-		best = *rule;
+		slot = rule->slot;
+		action = rule->action;
+		audited = action == PF_ACTION_DROP && rule->audit;
+		sample = rule->sample;
 	} else {
-		best.slot = PF_DEFAULT_SLOT;
-		best.action = cfg->default_action;
-		best.audit = cfg->default_audit;
-		best.sample = cfg->default_sample;
+		slot = PF_DEFAULT_SLOT;
+		action = cfg->default_action;
+		audited = action == PF_ACTION_DROP && cfg->default_audit;
+		sample = cfg->default_sample;
 	}
-	audited = best.action == PF_ACTION_DROP && best.audit;
 
-	c = bpf_map_lookup_elem(&rule_stats, &best.slot);
+	c = bpf_map_lookup_elem(&rule_stats, &slot);
 	if (c) {
 		c->packets += 1;
 		c->bytes += len;
@@ -582,10 +582,13 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 			c->would_drop_packets += 1;
 			c->would_drop_bytes += len;
 		}
-		if (best.action == PF_ACTION_DROP && best.sample && c->packets % best.sample == 0)
-			report(&p, &best, ifindex, len);
+		if (action == PF_ACTION_DROP && sample && c->packets % sample == 0) {
+			struct pf_decision d = { .slot = slot, .action = action, .audit = audited };
+
+			report(pp, &d, ifindex, len);
+		}
 	}
-	return best.action == PF_ACTION_DROP && !audited ? PF_ACTION_DROP : PF_ACTION_PASS;
+	return action == PF_ACTION_DROP && !audited ? PF_ACTION_DROP : PF_ACTION_PASS;
 }
 
 /* Parses and classifies one packet; returns PF_ACTION_PASS or PF_ACTION_DROP. */
