@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, ensureBpffs, Link, loadObject, MapType, Netns, Program, removePinTree } from '../src/bpf/index.js';
 import { writeFilterRules } from '../src/kinds/packet-filter/store.js';
-import { DECISION_VALUE_SIZE, FILTER_MAPS, MAX_RULES, PORTS, portClassIndex, portSliceDims } from '../src/kinds/packet-filter/layout.js';
+import { ADDR_KEY_SIZE, CLASS_VALUE_SIZE, DECISION_KEY_SIZE, DECISION_VALUE_SIZE, FILTER_MAPS, MAX_RULES, PORT_CLASS_SIZE, PORTS, portClassIndex, portSliceDims } from '../src/kinds/packet-filter/layout.js';
 import { mapPinPath } from '../src/bpf/pinned-maps.js';
 import type { FilterOperation } from '../src/kinds/packet-filter/model.js';
 import { kindState, reconcileOnce } from '../src/manager.js';
@@ -243,26 +243,27 @@ async function benchVariants(rx: NetnsSandbox, work: string, extra: string[]): P
 function dumpTables(file: string, op: Extract<FilterOperation, { type: 'writeFilterRules' }>): number {
   const e = op.rules.encoded;
   const parts: Buffer[] = [];
-  const table = (type: number, t: { keys: Buffer; values: Buffer; count: number }) => {
+  // Sizes as the maps have them, also for an empty table (a rule set without multi-field rules has no decisions).
+  const table = (type: number, keySize: number, valueSize: number, t: { keys: Buffer; values: Buffer; count: number }) => {
     const head = Buffer.alloc(16);
     head.writeUInt32LE(type, 0);
-    head.writeUInt32LE(t.count ? t.keys.length / t.count : 1, 4);
-    head.writeUInt32LE(t.count ? t.values.length / t.count : 1, 8);
+    head.writeUInt32LE(keySize, 4);
+    head.writeUInt32LE(valueSize, 8);
     head.writeUInt32LE(t.count, 12);
     parts.push(head, t.keys, t.values);
   };
-  table(MapType.LPM_TRIE, e.addr);
-  table(MapType.HASH, e.decision);
+  table(MapType.LPM_TRIE, ADDR_KEY_SIZE, CLASS_VALUE_SIZE, e.addr);
+  table(MapType.HASH, DECISION_KEY_SIZE, DECISION_VALUE_SIZE, e.decision);
   const dims = portSliceDims(e.port.dims);
   const keys = Buffer.alloc(dims.length * PORTS * 4);
   dims.forEach((dim, at) => {
     for (let p = 0; p < PORTS; p++) keys.writeUInt32LE(portClassIndex(op.gen, dim, p), (at * PORTS + p) * 4);
   });
-  table(MapType.ARRAY, { keys, values: e.port.values, count: dims.length * PORTS });
+  table(MapType.ARRAY, 4, PORT_CLASS_SIZE, { keys, values: e.port.values, count: dims.length * PORTS });
   const nRules = e.rules.length / DECISION_VALUE_SIZE;
   const ruleKeys = Buffer.alloc(nRules * 4);
   for (let i = 0; i < nRules; i++) ruleKeys.writeUInt32LE(op.gen * MAX_RULES + i, i * 4);
-  table(MapType.ARRAY, { keys: ruleKeys, values: e.rules, count: nRules });
+  table(MapType.ARRAY, 4, DECISION_VALUE_SIZE, { keys: ruleKeys, values: e.rules, count: nRules });
   parts.push(e.config);
   writeFileSync(file, Buffer.concat(parts));
   return e.addr.count + dims.length * PORTS + nRules + e.decision.count;

@@ -17,7 +17,7 @@
  *    rules that constrain no field but maybe the protocol are in the config
  *    (`first`).
  * 2. Decision lookups, one per rule *pattern* in use that constrains two or
- *    more of the fields (at most 26, in practice none or a few, listed in the
+ *    more of the fields (at most 22, in practice none or a few, listed in the
  *    config so only those are looked up): the pattern and the
  *    class ids of its fields form a hash key whose value is the first rule of
  *    that pattern that matches. The smallest `order` over the config, the

@@ -18,7 +18,7 @@
  *   pattern's class ids to the first rule of that pattern that matches.
  *
  * The packet takes the first rule over all of them, so the per-packet work is
- * bounded by the number of multi-field patterns (at most 26, usually none),
+ * bounded by the number of multi-field patterns (at most 22, usually none),
  * not by the number of rules.
  */
 import type { PortRange as Range } from '../../policy/net/ports.js';

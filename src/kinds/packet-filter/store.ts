@@ -134,29 +134,12 @@ function innerEntries(outer: BpfMap, gen: number): Array<[Buffer, Buffer]> | und
 
 /** The `port_classes` values of generation `gen` for the dimensions in `lookups` (Match bits), as PortSlices.values. */
 function portSlices(map: BpfMap, gen: number, lookups: number): Buffer {
-  const dims = portSliceDims(lookups);
-  const out = Buffer.alloc(dims.length * PORTS * PORT_CLASS_SIZE);
-  if (dims.length === 0) return out;
-  const first = portClassIndex(gen, 0, 0);
-  map.forEachEntry((k, v) => {
-    const idx = k.readUInt32LE(0) - first;
-    if (idx < 0 || idx >= 2 * PORTS) return;
-    const at = dims.indexOf((idx >> 16) as 0 | 1);
-    if (at >= 0) v.copy(out, (at * PORTS + (idx & 0xffff)) * PORT_CLASS_SIZE, 0, PORT_CLASS_SIZE);
-  });
-  return out;
+  return Buffer.concat(portSliceDims(lookups).map((dim) => map.lookupArrayRange(portClassIndex(gen, dim, 0), PORTS)));
 }
 
 /** The first `n` `rules` values of generation `gen`, as EncodedRuleset.rules. */
 function ruleSlice(map: BpfMap, gen: number, n: number): Buffer {
-  const out = Buffer.alloc(Math.min(n, MAX_RULES) * DECISION_VALUE_SIZE);
-  if (out.length === 0) return out;
-  const first = gen * MAX_RULES;
-  map.forEachEntry((k, v) => {
-    const idx = k.readUInt32LE(0) - first;
-    if (idx >= 0 && idx < n && idx < MAX_RULES) v.copy(out, idx * DECISION_VALUE_SIZE, 0, DECISION_VALUE_SIZE);
-  });
-  return out;
+  return map.lookupArrayRange(gen * MAX_RULES, Math.min(n, MAX_RULES));
 }
 
 /** A filter directory as observed before anything in it is read. */
