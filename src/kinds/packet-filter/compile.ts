@@ -32,6 +32,7 @@ import {
   NO_RULE,
   ProtoClass,
   ProtoIndex,
+  isMultiField,
   type AddrEntry,
   type DecisionEntry,
   type FilterConfig,
@@ -85,11 +86,6 @@ export function rulePattern(r: Omit<CompileRule, 'slot' | 'action' | 'audit' | '
   );
 }
 
-/** Number of fields (source, destination address; source, destination port) a pattern constrains. */
-export function patternFields(pattern: number): number {
-  return [Match.SRC, Match.DST, Match.SPORT, Match.DPORT].filter((m) => pattern & m).length;
-}
-
 /** The PF_PIDX_* a rule's protocol matches (all four without a protocol). */
 function protoIndexes(protocol: CompileRule['protocol']): number[] {
   return protocol ? [ProtoIndex[protocol]] : [ProtoIndex.other, ProtoIndex.icmp, ProtoIndex.tcp, ProtoIndex.udp];
@@ -136,7 +132,7 @@ export function compileRules(rules: readonly CompileRule[], defaults: { action: 
   rules.forEach((rule, order) => {
     const pattern = rulePattern(rule);
     const pidxs = protoIndexes(rule.protocol);
-    if (patternFields(pattern) <= 1) {
+    if (!isMultiField(pattern)) {
       const field = rule.srcPrefixes ? 'src' : rule.dstPrefixes ? 'dst' : rule.srcPorts ? 'sport' : rule.dstPorts ? 'dport' : undefined;
       const classes = field === undefined ? [0] : ({ src, dst, sport, dport }[field].classesOf.get(order) ?? []);
       if (classes.length === 0) return; // an empty list matches nothing
