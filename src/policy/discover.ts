@@ -8,6 +8,7 @@ import { extname, join, resolve } from 'node:path';
 import type { PolicySyntax } from './parse.js';
 import type { TrustCheck } from './permissions.js';
 import type { PolicyProblem, Severity } from './problem.js';
+import { compareCodeUnits } from '../common/compare.js';
 
 /** The directory read when no path is given. */
 export const DEFAULT_POLICY_DIRECTORY = '/etc/ebpf-policies';
@@ -119,7 +120,7 @@ export function discoverPolicyFiles(paths: readonly string[], options: DiscoverO
       return;
     }
     const names = entries.map((e) => e.name).filter((name) => !isIgnoredEntry(name));
-    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    names.sort(compareCodeUnits);
     for (const name of names) {
       const childShown = join(shown, name);
       const childAbsolute = join(absolute, name);
