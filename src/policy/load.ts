@@ -124,17 +124,22 @@ function readPolicyFile(file: PolicyFile): { text: string } | ReadFailure {
     if (!stat.isFile()) return { error: 'not a regular file' };
     const tooLarge = (size: number): ReadFailure => ({ error: `file is too large: ${size} bytes, at most ${MAX_POLICY_FILE_BYTES} allowed` });
     if (stat.size > MAX_POLICY_FILE_BYTES) return tooLarge(stat.size);
-    const chunks: Buffer[] = [];
+    // One byte more than the file claims, so that the read finding the end needs no other buffer; grown
+    // (at most to one byte past the limit) when the file is longer than it claimed.
+    let buffer = Buffer.allocUnsafe(stat.size + 1);
     let total = 0;
     for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.max(64 * 1024, Math.min(stat.size + 1, MAX_POLICY_FILE_BYTES + 1) - total));
-      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (total === buffer.length) {
+        const grown = Buffer.allocUnsafe(Math.min(Math.max(2 * buffer.length, 64 * 1024), MAX_POLICY_FILE_BYTES + 1));
+        buffer.copy(grown, 0, 0, total);
+        buffer = grown;
+      }
+      const n = readSync(fd, buffer, total, buffer.length - total, null);
       if (n === 0) break;
-      chunks.push(chunk.subarray(0, n));
       total += n;
       if (total > MAX_POLICY_FILE_BYTES) return tooLarge(Math.max(total, stat.size));
     }
-    const bytes = Buffer.concat(chunks, total);
+    const bytes = buffer.subarray(0, total);
     const bad = firstInvalidUtf8(bytes);
     if (bad !== undefined) {
       const hex = (bytes[bad] as number).toString(16).toUpperCase().padStart(2, '0');
