@@ -8,6 +8,7 @@ import { extname, join, resolve } from 'node:path';
 import type { PolicySyntax } from './parse.js';
 import type { TrustCheck } from './permissions.js';
 import type { PolicyProblem, Severity } from './problem.js';
+import { compareCodeUnits } from '../common/compare.js';
 
 /** The directory read when no path is given. */
 export const DEFAULT_POLICY_DIRECTORY = '/etc/ebpf-policies';
@@ -119,7 +120,7 @@ export function discoverPolicyFiles(paths: readonly string[], options: DiscoverO
       return;
     }
     const kept = entries.filter((e) => !isIgnoredEntry(e.name));
-    kept.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    kept.sort((a, b) => compareCodeUnits(a.name, b.name));
     for (const entry of kept) {
       const name = entry.name;
       const childShown = join(shown, name);

@@ -24,6 +24,7 @@ import { duplicateSocket } from '../../bpf/sockets.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import type { PackedEntries } from '../../common/batch-entries.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './layout.js';
+import { compareCodeUnits } from '../../common/compare.js';
 
 /** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
 export const DISPATCHER_MAPS = ['bindings', 'sockets', 'binding_hits', 'stats', 'policies'] as const;
@@ -89,12 +90,9 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
       m.forEachEntry((k, v) => obs.records.push({ name: decodePolicyKey(k), json: decodePolicyRecord(v) }));
     }
   }
-  obs.records.sort((a, b) => byName.compare(a.name, b.name));
+  obs.records.sort((a, b) => compareCodeUnits(a.name, b.name));
   return obs;
 }
-
-/** The order of String.prototype.localeCompare, without building a collator per comparison (10,000 records sort in a third of the time). */
-const byName = new Intl.Collator();
 
 /** The directory under the pin root that the dispatchers live in. */
 export const NETNS_DIR = 'netns';
