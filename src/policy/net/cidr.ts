@@ -2,6 +2,7 @@
  * IP prefixes in CIDR notation: strict parsing with human-readable reasons,
  * canonical formatting, containment, intersection and aggregation.
  */
+import { memoizeByText } from '../../common/text-memo.js';
 import { ADDRESS_BITS, formatIpAddress, parseIpAddress, parseIPv4, parseIPv6, type IpFamily } from './ip.js';
 
 /** A network prefix: the address with host bits cleared, and its length in bits. */
@@ -48,26 +49,9 @@ const IPV6_MASKS = masksOf(128);
 /**
  * Parses "ADDRESS/LENGTH" (IPv4 or IPv6). Host bits may be set; they are
  * cleared in the returned prefix and reported through `hostBitsSet`.
- * Never throws.
+ * Never throws. Results are kept by text and shared ({@link memoizeByText}): do not change them.
  */
-export function parseCidr(text: string): CidrParseResult {
-  let parsed = parsedCidrs.get(text);
-  if (parsed === undefined) {
-    if (parsedCidrs.size >= MAX_PARSED_CIDRS) parsedCidrs.clear();
-    parsed = parseCidrText(text);
-    parsedCidrs.set(text, parsed);
-  }
-  return parsed;
-}
-
-/**
- * Results of {@link parseCidr} by text (results are immutable): validating a
- * document parses each of its prefixes three times (the schema's format, the
- * kind's checks, normalization), and the daemon sees the same texts on every
- * pass. Bounded: cleared when full.
- */
-const parsedCidrs = new Map<string, CidrParseResult>();
-const MAX_PARSED_CIDRS = 65536;
+export const parseCidr: (text: string) => CidrParseResult = memoizeByText(parseCidrText);
 
 function parseCidrText(text: string): CidrParseResult {
   const slash = text.indexOf('/');

@@ -1,6 +1,7 @@
 /**
  * Socket addresses written as "ADDR:PORT" ("127.0.0.1:8080", "[::1]:8080").
  */
+import { memoizeByText } from '../../common/text-memo.js';
 import { formatIPv4, formatIPv6, parseIPv4, parseIPv6, type IpFamily } from './ip.js';
 import { MAX_PORT, MIN_PORT } from './ports.js';
 
@@ -21,26 +22,9 @@ const PORT = /^(0|[1-9][0-9]{0,4})$/;
 
 /**
  * Parses "IPV4:PORT" or "[IPV6]:PORT" with a literal address (host names
- * are not resolved) and a port in 1..65535. Never throws.
+ * are not resolved) and a port in 1..65535. Never throws. Results are kept by text and shared ({@link memoizeByText}).
  */
-export function parseListenAddress(text: string): ListenAddressParseResult {
-  let parsed = parsedAddresses.get(text);
-  if (parsed === undefined) {
-    if (parsedAddresses.size >= MAX_PARSED_ADDRESSES) parsedAddresses.clear();
-    parsed = parseListenAddressText(text);
-    parsedAddresses.set(text, parsed);
-  }
-  return parsed;
-}
-
-/**
- * Results of {@link parseListenAddress} by text (results are immutable):
- * validating a document parses its address twice (the schema's format and
- * normalization), and the daemon sees the same texts on every pass. Bounded:
- * cleared when full.
- */
-const parsedAddresses = new Map<string, ListenAddressParseResult>();
-const MAX_PARSED_ADDRESSES = 65536;
+export const parseListenAddress: (text: string) => ListenAddressParseResult = memoizeByText(parseListenAddressText);
 
 function parseListenAddressText(text: string): ListenAddressParseResult {
   let host: string;
