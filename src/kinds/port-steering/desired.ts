@@ -49,23 +49,52 @@ const specHashes = new WeakMap<PortSteeringPolicy, string>();
  */
 export function buildDesired(policies: readonly PortSteeringPolicy[], resolver: Resolver, failedFiles: ReadonlySet<string> = new Set()): SteeringDesired {
   const out: DesiredSteering[] = [];
+  let same = lastDesired !== undefined && lastDesired.policies.length === policies.length;
   for (const p of policies) {
     const netnsPath = p.netns ?? OWN_NETNS;
     const netnsKey = resolver.netnsKey(netnsPath);
-    out.push({
-      name: p.name,
-      sourceFile: resolve(p.source.file),
-      netns: p.netns,
-      netnsPath,
-      netnsKey,
-      protocol: p.protocol,
-      ports: p.ports.map((r) => ({ start: r.start, end: r.end })),
-      prefixes: [...p.prefixes],
-      targetText: targetText(p.target),
-      targetSpec: p.target,
-      target: netnsKey.ok ? resolver.target(netnsPath, p.protocol, p.target) : { ok: false, reason: netnsKey.reason },
-      specHash: specHash(p),
-    });
+    const target: ResolvedTarget = netnsKey.ok ? resolver.target(netnsPath, p.protocol, p.target) : { ok: false, reason: netnsKey.reason };
+    // The same policy object (validation hands out the same one for an unchanged document) resolved the same way: the same entry.
+    const known = built.get(p);
+    let d: DesiredSteering;
+    if (known !== undefined && sameKey(known.netnsKey, netnsKey) && sameTarget(known.target, target)) d = known;
+    else {
+      d = {
+        name: p.name,
+        sourceFile: resolve(p.source.file),
+        netns: p.netns,
+        netnsPath,
+        netnsKey,
+        protocol: p.protocol,
+        ports: p.ports.map((r) => ({ start: r.start, end: r.end })),
+        prefixes: [...p.prefixes],
+        targetText: targetText(p.target),
+        targetSpec: p.target,
+        target,
+        specHash: specHash(p),
+      };
+      built.set(p, d);
+    }
+    if (same && lastDesired!.policies[out.length] !== d) same = false;
+    out.push(d);
   }
-  return { dispatcherTag: policies.length > 0 || failedFiles.size > 0 ? resolver.dispatcherTag() : '', policies: out };
+  const dispatcherTag = policies.length > 0 || failedFiles.size > 0 ? resolver.dispatcherTag() : '';
+  // Every entry the same as last time: the same desired state (what is computed from it, the plan, can be reused).
+  if (same && lastDesired!.dispatcherTag === dispatcherTag) return lastDesired!;
+  lastDesired = { dispatcherTag, policies: out };
+  return lastDesired;
+}
+
+/** Entries by normalized policy (never mutated), and the last desired state. */
+const built = new WeakMap<PortSteeringPolicy, DesiredSteering>();
+let lastDesired: SteeringDesired | undefined;
+
+function sameKey(a: DesiredSteering['netnsKey'], b: DesiredSteering['netnsKey']): boolean {
+  return a === b || (a.ok && b.ok ? a.key === b.key : !a.ok && !b.ok && a.reason === b.reason);
+}
+
+function sameTarget(a: ResolvedTarget, b: ResolvedTarget): boolean {
+  if (a === b) return true;
+  if (a.ok && b.ok) return a.pid === b.pid && a.fd === b.fd && a.cookie === b.cookie;
+  return !a.ok && !b.ok && a.reason === b.reason;
 }

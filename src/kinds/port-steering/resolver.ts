@@ -30,7 +30,7 @@ export function systemResolver(objectPath: string): Resolver {
     },
     dispatcherTag: inner.dispatcherTag,
     target(netnsPath, protocol, target) {
-      const key = JSON.stringify([netnsPath, protocol, target]);
+      const key = `${netnsPath}\u0000${protocol}\u0000${targetKey(target)}`;
       let r = targets.get(key);
       if (!r) {
         r = inner.target(netnsPath, protocol, target);
@@ -42,6 +42,17 @@ export function systemResolver(objectPath: string): Resolver {
   return resolver;
 }
 
+/** A target's text as a memo key, kept by target object (normalized targets are never mutated): a pass with 10,000 policies serializes none of them again. */
+function targetKey(target: Parameters<Resolver['target']>[2]): string {
+  let k = targetKeys.get(target);
+  if (k === undefined) {
+    k = JSON.stringify(target);
+    targetKeys.set(target, k);
+  }
+  return k;
+}
+const targetKeys = new WeakMap<object, string>();
+
 /**
  * The process and fd found holding a listen target's socket, by namespace
  * and target, kept across passes: finding it scans every fd of every process
@@ -50,7 +61,7 @@ export function systemResolver(objectPath: string): Resolver {
  * pass) and the fd still refers to it, so a restarted server is found again;
  * the inode identifies the socket, so its cookie is the one taken before.
  */
-const knownHolders = new Map<string, { pid: number; fd: number; inode: number; cookie: string }>();
+const knownHolders = new Map<string, { pid: number; fd: number; inode: number; cookie: string; result: ResolvedTarget }>();
 const MAX_KNOWN_HOLDERS = 4096;
 
 function uncachedResolver(objectPath: string): Resolver {
@@ -73,15 +84,15 @@ function uncachedResolver(objectPath: string): Resolver {
           const key = `${netnsPath}\u0000${what}`;
           const known = knownHolders.get(key);
           // The holder found last time, if it still holds one of these sockets: the same socket inode has the same cookie.
-          if (known !== undefined && inodes.includes(known.inode) && socketInodeOf(known.pid, known.fd) === known.inode)
-            return { ok: true, pid: known.pid, fd: known.fd, cookie: known.cookie };
+          if (known !== undefined && inodes.includes(known.inode) && socketInodeOf(known.pid, known.fd) === known.inode) return known.result;
           knownHolders.delete(key);
           const holder = findSocketHolder(inodes);
           if (!holder) return { ok: false, reason: `no process holds the socket on ${target.address}:${target.port}` };
           const cookie = remoteSocketCookie(holder).toString();
           if (knownHolders.size >= MAX_KNOWN_HOLDERS) knownHolders.clear();
-          knownHolders.set(key, { ...holder, cookie });
-          return { ok: true, pid: holder.pid, fd: holder.fd, cookie };
+          const result: ResolvedTarget = { ok: true, pid: holder.pid, fd: holder.fd, cookie };
+          knownHolders.set(key, { ...holder, cookie, result });
+          return result;
         }
         return { ok: true, pid: ref.pid, fd: ref.fd, cookie: remoteSocketCookie(ref).toString() };
       } catch (err) {
