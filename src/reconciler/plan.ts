@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import type { DesiredPolicyBase } from '../policy/kind.js';
-import type { AnyReconcilerKind, PlanEnv } from './kind.js';
+import type { AnyReconcilerKind, KindPlan, PlanEnv } from './kind.js';
 import { PHASES, type Action, type Plan, type PlanProblem } from './model.js';
 
 /** The operation of removing an entry under the pin root that no kind owns; run by the engine itself. */
@@ -62,7 +62,7 @@ export function planKinds(states: readonly KindState[], rootStray: readonly stri
         });
       continue;
     }
-    for (const a of p.actions) actions.push({ ...a, owner: s.kind.kind });
+    for (const a of ownedActions(p, s.kind.kind)) actions.push(a);
     problems.push(...p.problems);
   }
   for (const path of rootStray)
@@ -76,6 +76,16 @@ export function planKinds(states: readonly KindState[], rootStray: readonly stri
     });
   return { actions: PHASES.flatMap((phase) => actions.filter((a) => a.phase === phase)), problems };
 }
+
+/** A kind plan's actions with their owner set, kept by plan object: a kind that hands back the same plan (see plan-memo.ts) gets the same actions. */
+function ownedActions(p: KindPlan, owner: string): readonly Action[] {
+  const known = owned.get(p);
+  if (known !== undefined && known.owner === owner) return known.actions;
+  const actions = p.actions.map((a) => ({ ...a, owner }));
+  owned.set(p, { owner, actions });
+  return actions;
+}
+const owned = new WeakMap<KindPlan, { owner: string; actions: readonly Action[] }>();
 
 /** Actions that change something (everything but noop). */
 export function changes(p: Plan): Action[] {
