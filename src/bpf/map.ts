@@ -100,6 +100,20 @@ export class BpfMap extends KernelObject {
     throw new ErrnoError(-ret, 'bpf_map_lookup_elem', this.label);
   }
 
+  /**
+   * Reads the value at `key` into `value` (of valueSize bytes, reused by the
+   * caller across many lookups); false when absent. Throws ErrnoError for
+   * other failures.
+   */
+  lookupInto(key: Buffer, value: Buffer): boolean {
+    this.#checkKey(key);
+    if (value.length !== this.valueSize) throw new RangeError(`${this.label}: value buffer has ${value.length} bytes, map values have ${this.valueSize}`);
+    const ret = lib().bpf_map_lookup_elem(this.fd, key, value);
+    if (ret === 0) return true;
+    if (-ret === ENOENT) return false;
+    throw new ErrnoError(-ret, 'bpf_map_lookup_elem', this.label);
+  }
+
   /** Sets `key` to `value` (flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST). Throws ErrnoError. */
   update(key: Buffer, value: Buffer, flags: number = UpdateFlags.ANY): void {
     this.#checkKey(key);

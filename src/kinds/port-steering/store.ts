@@ -173,15 +173,36 @@ export function observeDispatchers(root: string): ObservedDispatchers {
  * Socket cookies stored in a dispatcher's sockmap for `destIds`
  * (null where the slot is empty: never filled, or its socket closed).
  */
-export function observeSockets(dir: string, destIds: number[]): Map<number, string | null> {
+export function observeSockets(dir: string, destIds: readonly number[]): Map<number, string | null> {
   const out = new Map<number, string | null>();
   using m = tryOpen(() => BpfMap.fromPin(join(dir, 'map_sockets')));
+  if (!m) {
+    for (const id of destIds) out.set(id, null);
+    return out;
+  }
+  // Every slot is looked up; one key and one value buffer serve all lookups, and a cookie read before keeps its text.
+  const key = Buffer.alloc(4);
+  const value = Buffer.alloc(m.valueSize);
   for (const id of destIds) {
-    const v = m?.lookup(u32Key(id));
-    out.set(id, v ? v.readBigUInt64LE(0).toString() : null);
+    key.writeUInt32LE(id);
+    out.set(id, m.lookupInto(key, value) ? cookieText(value) : null);
   }
   return out;
 }
+
+/** Decimal text of the u64 cookie in `v`, from a small cache by its two words (a no-op pass reads the same cookies). */
+function cookieText(v: Buffer): string {
+  const lo = v.readUInt32LE(0);
+  const hi = v.readUInt32LE(4);
+  const k = hi * 2 ** 32 + lo; // exact below 2^53; the text is checked against the words below anyway
+  const known = cookieTexts.get(k);
+  if (known !== undefined && known.lo === lo && known.hi === hi) return known.text;
+  const text = v.readBigUInt64LE(0).toString();
+  if (cookieTexts.size >= 65536) cookieTexts.clear();
+  cookieTexts.set(k, { lo, hi, text });
+  return text;
+}
+const cookieTexts = new Map<number, { lo: number; hi: number; text: string }>();
 
 /** Hit counters (summed over CPUs) of `bindingIds`, and the dispatcher's stats. */
 export function readCounters(dir: string, bindingIds: number[]): { hits: Map<number, bigint>; stats: bigint[] } {
