@@ -2,7 +2,7 @@
  * Observed state from the pins under ROOT/netns: dispatchers, their parsed
  * policy records, and the sockets their destinations hold.
  */
-import { observeDispatchers, observeSockets } from './store.js';
+import { observeDispatchers, observeSockets, type ObservedDispatcher } from './store.js';
 import type { ObservedDispatcherState, SteeringObserved, PolicyRecord } from './model.js';
 
 /** Records parsed in the last pass, by name and JSON text (records are never mutated once parsed). */
@@ -36,10 +36,11 @@ export function observe(root: string): SteeringObserved {
     if (d.error) return { ...d, records: [], badRecords: [], sockets: {} };
     const { records, badRecords, parsed } = parseRecords(d.records, previous);
     try {
-      const sockets = Object.fromEntries(observeSockets(d.dir, records.map((r) => r.destId)));
-      const state: ObservedDispatcherState = { ...d, records, badRecords, sockets };
-      next.set(d.dir, { raw: d.records, parsed, state: previous !== undefined && sameState(previous.state, state) ? previous.state : state });
-      return next.get(d.dir)!.state;
+      const cookies = observeSockets(d.dir, destIdsOf(records));
+      const same = previous !== undefined && sameCookies(previous.cookies, cookies) && sameState(previous.state, d, records, badRecords);
+      const state: ObservedDispatcherState = same ? previous.state : { ...d, records, badRecords, sockets: Object.fromEntries(cookies) };
+      next.set(d.dir, { raw: d.records, parsed, cookies, state });
+      return state;
     } catch (err) {
       return { ...d, records: [], badRecords: [], bindings: [], sockets: {}, error: (err as Error).message };
     }
@@ -56,6 +57,8 @@ export function observe(root: string): SteeringObserved {
 interface LastState {
   raw: ReadonlyArray<{ name: string; json: string }>;
   parsed: ParsedRecords;
+  /** The cookies `state.sockets` holds, as read. */
+  cookies: ReadonlyMap<number, string | null>;
   state: ObservedDispatcherState;
 }
 let lastStates = new Map<string, LastState>();
@@ -93,16 +96,37 @@ function sameProgram(a: { id: number; tag: string } | undefined, b: { id: number
   return a === b || (a !== undefined && b !== undefined && a.id === b.id && a.tag === b.tag);
 }
 
-/** True when two reads of a dispatcher found the same (records and bindings: the same objects, handed back by the store and the parse above for the same bytes). */
-function sameState(a: ObservedDispatcherState, b: ObservedDispatcherState): boolean {
-  if (a.key !== b.key || a.dir !== b.dir || a.error !== undefined || b.error !== undefined) return false;
-  if (a.records !== b.records || a.badRecords !== b.badRecords || a.bindings !== b.bindings) return false;
-  if (!sameProgram(a.program, b.program) || !sameProgram(a.programNext, b.programNext)) return false;
+/** Destination ids of parsed records, kept by records array (the same array for unchanged records). */
+function destIdsOf(records: readonly PolicyRecord[]): readonly number[] {
+  let ids = destIds.get(records);
+  if (ids === undefined) {
+    ids = records.map((r) => r.destId);
+    destIds.set(records, ids);
+  }
+  return ids;
+}
+const destIds = new WeakMap<readonly PolicyRecord[], readonly number[]>();
+
+function sameCookies(a: ReadonlyMap<number, string | null>, b: ReadonlyMap<number, string | null>): boolean {
+  if (a.size !== b.size) return false;
+  let same = true;
+  b.forEach((v, k) => {
+    if (same && a.get(k) !== v) same = false;
+  });
+  return same;
+}
+
+/**
+ * True when a dispatcher read now (`d`, its parsed records) found what the
+ * last state holds (records and bindings: the same objects, which the store
+ * and the parse above hand back for the same bytes).
+ */
+function sameState(a: ObservedDispatcherState, d: ObservedDispatcher, records: readonly PolicyRecord[], badRecords: ReadonlyArray<{ name: string }>): boolean {
+  if (a.key !== d.key || a.dir !== d.dir || a.error !== undefined || d.error !== undefined) return false;
+  if (a.records !== records || a.badRecords !== badRecords || a.bindings !== d.bindings) return false;
+  if (!sameProgram(a.program, d.program) || !sameProgram(a.programNext, d.programNext)) return false;
   const la = a.link;
-  const lb = b.link;
+  const lb = d.link;
   if (la !== lb && (la === undefined || lb === undefined || la.id !== lb.id || la.progId !== lb.progId || la.netnsIno !== lb.netnsIno || la.attached !== lb.attached)) return false;
-  if (!sameStrings(a.missingMaps, b.missingMaps) || !sameStrings(a.stray, b.stray)) return false;
-  const sa = Object.keys(a.sockets);
-  const sb = Object.keys(b.sockets);
-  return sa.length === sb.length && sa.every((k, i) => k === sb[i] && a.sockets[Number(k)] === b.sockets[Number(k)]);
+  return sameStrings(a.missingMaps, d.missingMaps) && sameStrings(a.stray, d.stray);
 }
