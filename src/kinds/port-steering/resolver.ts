@@ -30,7 +30,7 @@ export function systemResolver(objectPath: string): Resolver {
     },
     dispatcherTag: inner.dispatcherTag,
     target(netnsPath, protocol, target) {
-      const key = `${netnsPath}\u0000${protocol}\u0000${targetKey(target)}`;
+      const key = targetKey(netnsPath, protocol, target);
       let r = targets.get(key);
       if (!r) {
         r = inner.target(netnsPath, protocol, target);
@@ -42,16 +42,19 @@ export function systemResolver(objectPath: string): Resolver {
   return resolver;
 }
 
-/** A target's text as a memo key, kept by target object (normalized targets are never mutated): a pass with 10,000 policies serializes none of them again. */
-function targetKey(target: Parameters<Resolver['target']>[2]): string {
-  let k = targetKeys.get(target);
-  if (k === undefined) {
-    k = JSON.stringify(target);
-    targetKeys.set(target, k);
-  }
-  return k;
+/**
+ * A memo key of a target in a namespace, kept by target object (normalized
+ * targets are never mutated, and each belongs to one policy, so to one
+ * namespace and protocol): a pass with 10,000 policies builds no key again.
+ */
+function targetKey(netnsPath: string, protocol: string, target: Parameters<Resolver['target']>[2]): string {
+  const known = targetKeys.get(target);
+  if (known !== undefined && known.netnsPath === netnsPath && known.protocol === protocol) return known.key;
+  const key = `${netnsPath}\u0000${protocol}\u0000${JSON.stringify(target)}`;
+  targetKeys.set(target, { netnsPath, protocol, key });
+  return key;
 }
-const targetKeys = new WeakMap<object, string>();
+const targetKeys = new WeakMap<object, { netnsPath: string; protocol: string; key: string }>();
 
 /**
  * The process and fd found holding a listen target's socket, by namespace
