@@ -48,6 +48,21 @@ const specHashes = new WeakMap<PortSteeringPolicy, string>();
  * the plan can only remove dispatchers, and the tag is ''.
  */
 export function buildDesired(policies: readonly PortSteeringPolicy[], resolver: Resolver, failedFiles: ReadonlySet<string> = new Set()): SteeringDesired {
+  const tagWanted = policies.length > 0 || failedFiles.size > 0;
+  let tag: string | undefined;
+  const dispatcherTag = (): string => (tag ??= tagWanted ? resolver.dispatcherTag() : '');
+  // The same policy objects as last time: every distinct namespace and target is resolved again (as
+  // always, once per pass), and when each resolves as it did, the desired state is the last one.
+  const last = lastBuild;
+  if (last !== undefined && last.policies.length === policies.length && policies.every((p, i) => p === last.policies[i])) {
+    const same = last.targets.every((t) => {
+      const netnsKey = resolver.netnsKey(t.netnsPath);
+      if (!sameKey(t.netnsKey, netnsKey)) return false;
+      return !netnsKey.ok || sameTarget(t.resolved, resolver.target(t.netnsPath, t.protocol, t.target));
+    });
+    if (same && dispatcherTag() === last.desired.dispatcherTag) return last.desired;
+  }
+  const targets = new Map<string, ResolvedOnce>();
   const out: DesiredSteering[] = [];
   let same = lastDesired !== undefined && lastDesired.policies.length === policies.length;
   for (const p of policies) {
@@ -77,13 +92,37 @@ export function buildDesired(policies: readonly PortSteeringPolicy[], resolver: 
     }
     if (same && lastDesired!.policies[out.length] !== d) same = false;
     out.push(d);
+    const key = resolutionKey(p, netnsPath);
+    if (!targets.has(key)) targets.set(key, { netnsPath, protocol: p.protocol, target: p.target, netnsKey, resolved: target });
   }
-  const dispatcherTag = policies.length > 0 || failedFiles.size > 0 ? resolver.dispatcherTag() : '';
   // Every entry the same as last time: the same desired state (what is computed from it, the plan, can be reused).
-  if (same && lastDesired!.dispatcherTag === dispatcherTag) return lastDesired!;
-  lastDesired = { dispatcherTag, policies: out };
-  return lastDesired;
+  if (!(same && lastDesired!.dispatcherTag === dispatcherTag())) lastDesired = { dispatcherTag: dispatcherTag(), policies: out };
+  lastBuild = { policies: [...policies], targets: [...targets.values()], desired: lastDesired! };
+  return lastDesired!;
 }
+
+/** A namespace and target as resolved in the last call, once for every policy naming them. */
+interface ResolvedOnce {
+  netnsPath: string;
+  protocol: 'tcp' | 'udp';
+  target: PortSteeringPolicy['target'];
+  netnsKey: DesiredSteering['netnsKey'];
+  resolved: ResolvedTarget;
+}
+
+/** The last call: its policy objects, the distinct namespaces and targets they name, as resolved, and its result. */
+let lastBuild: { policies: readonly PortSteeringPolicy[]; targets: readonly ResolvedOnce[]; desired: SteeringDesired } | undefined;
+
+/** Which namespace, protocol and target a policy resolves, as text (kept by policy object). */
+function resolutionKey(p: PortSteeringPolicy, netnsPath: string): string {
+  let k = resolutionKeys.get(p);
+  if (k === undefined) {
+    k = `${netnsPath}\u0000${p.protocol}\u0000${JSON.stringify(p.target)}`;
+    resolutionKeys.set(p, k);
+  }
+  return k;
+}
+const resolutionKeys = new WeakMap<PortSteeringPolicy, string>();
 
 /** Entries by normalized policy (never mutated), and the last desired state. */
 const built = new WeakMap<PortSteeringPolicy, DesiredSteering>();
