@@ -27,10 +27,18 @@ import { reconcileOnce } from '../src/manager.js';
 import { NetnsSandbox } from '../src/sandbox/netns-sandbox.js';
 
 const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-/** The Node options the systemd unit starts the daemon with (its Environment=NODE_OPTIONS=...): the daemon runs as shipped. */
+/** The Node options the systemd unit starts the daemon with (`ExecStart=/usr/bin/env node OPTIONS... /usr/local/bin/ebpf-policy ...`): the daemon runs as shipped. */
 const unitNodeOptions = (() => {
   const unit = readFileSync(fileURLToPath(new URL('../../contrib/ebpf-policy.service', import.meta.url)), 'utf8');
-  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
+  const words = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
+  const node = words.indexOf('node');
+  if (node < 0) throw new Error('contrib/ebpf-policy.service: ExecStart does not run node with options');
+  const options: string[] = [];
+  for (const w of words.slice(node + 1)) {
+    if (!w.startsWith('--')) break;
+    options.push(w);
+  }
+  return options;
 })();
 const root = `/sys/fs/bpf/ebpf-policy-bench-daemon-${process.pid}`;
 const CHANGES = Number(process.argv[2] ?? 200);

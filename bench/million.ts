@@ -26,6 +26,7 @@ import { NetnsSandbox } from '../src/sandbox/netns-sandbox.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const cSource = join(here, '../../bench/c/batch_update.c');
+const cReadSource = join(here, '../../bench/c/map_read.c');
 const root = `/sys/fs/bpf/ebpf-policy-bench-${process.pid}`;
 const POLICIES = Number(process.argv[2] ?? 1000);
 const PORTS = Number(process.argv[3] ?? 1000);
@@ -103,8 +104,11 @@ async function main(sandbox: NetnsSandbox, work: string): Promise<void> {
 
   // The C baseline's entries: the same keys and values the pass writes (destination ids 2.., binding ids 1..).
   const bin = join(work, 'batch_update');
-  const cc = spawnSync('gcc', ['-O2', '-o', bin, cSource, '-lbpf'], { encoding: 'utf8' });
-  if (cc.status !== 0) throw new Error(`gcc: ${cc.stderr}`);
+  const readBin = join(work, 'map_read');
+  for (const [out, src] of [[bin, cSource], [readBin, cReadSource]] as const) {
+    const cc = spawnSync('gcc', ['-O2', '-o', out, src, '-lbpf'], { encoding: 'utf8' });
+    if (cc.status !== 0) throw new Error(`gcc ${src}: ${cc.stderr}`);
+  }
   const keys = Buffer.alloc(N * 23);
   const values = Buffer.alloc(N * 8);
   for (let i = 0; i < POLICIES; i++)
@@ -191,6 +195,17 @@ async function main(sandbox: NetnsSandbox, work: string): Promise<void> {
   }
   console.log(`one binding changed among ${N} (policy ${mid} gains, then loses, port 30000), median of 10 passes:`);
   console.log(`    ${median(edit.map((x) => x.ms)).toFixed(1)} ms wall, ${median(edit.map((x) => x.cpu)).toFixed(1)} ms CPU (target <= 5 ms); a no-op pass of the same state ${median(noop).toFixed(1)} ms`);
+  // The floor of a pass that reads the map back (every level-based pass does): raw C reading it.
+  const reads: number[] = [];
+  let readCount = 0;
+  for (let i = 0; i < 5; i++) {
+    const r = spawnSync(readBin, [join(dispatcherDir, 'map_bindings'), '23', '8'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`map_read: ${r.stderr}`);
+    const [ns, count] = r.stdout.trim().split(' ').map(Number);
+    reads.push(ns! / 1e6);
+    readCount = count!;
+  }
+  console.log(`    floor: raw C reading the bindings map back (bpf_map_lookup_batch, ${readCount} entries), median of 5: ${median(reads).toFixed(1)} ms; the edit pass is ${(median(edit.map((x) => x.ms)) / median(reads)).toFixed(2)}x that`);
 
   // Connect rate through the farthest binding.
   const far = { host: address(POLICIES - 1), port: FIRST_PORT + PORTS - 1 };

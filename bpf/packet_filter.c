@@ -6,11 +6,11 @@
  * tables and decision tables (see packet_filter.h); the per-packet cost is a
  * fixed number of lookups, whatever the number of rules.
  *
- * Rule sets are double-buffered: `addr_tables`, `port_tables` and
- * `decision_tables` hold one inner map per generation, `config` one entry per
- * generation, and `active` names the generation in use. User space fills the
- * inactive generation and then flips `active`: a rule change is atomic and
- * needs no new program or link.
+ * Rule sets are double-buffered: `addr_tables` and `decision_tables` hold
+ * one inner map per generation, `port_classes` and `config` one slice or
+ * entry per generation, and `active` names the generation in use. User space
+ * fills the inactive generation and then flips `active`: a rule change is
+ * atomic and needs no new program or link.
  *
  * VARIANT only exists so tests can build a second program with other
  * bytecode and exercise an atomic link update.
@@ -34,8 +34,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /*
  * PF_STOP=k (1-4) builds a truncated program for the benchmark's cost
  * breakdown (bench/packet-filter.ts `variants`): it returns after the parse,
- * the generation lookups, the class lookups or the pattern scan; 5 does one
- * decision lookup after the class lookups instead of the scan. Never set
+ * the generation lookups, the class lookups or the pattern scan. Never set
  * in the objects that are loaded for real.
  */
 #ifndef PF_STOP
@@ -62,15 +61,7 @@ struct addr_table {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(key_size, sizeof(struct pf_addr_key));
-	__uint(value_size, sizeof(__u32));
-	__uint(max_entries, 1);
-};
-
-struct port_table {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(key_size, sizeof(struct pf_port_key));
-	__uint(value_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct pf_class));
 	__uint(max_entries, 1);
 };
 
@@ -89,12 +80,33 @@ struct {
 	__array(values, struct addr_table);
 } addr_tables SEC(".maps");
 
+/*
+ * The port classes, one entry per (generation, dimension, port): index
+ * pf_port_index(). A plain array the program owns (no map-in-map), so the
+ * verifier inlines its lookup into an address computation: ~20 ns less per
+ * port dimension than an LPM trie (docs/benchmarks.md). User space writes
+ * the inactive generation's slices of the dimensions in use, then flips
+ * `active`, like the other tables. 2 MiB per filter.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 2);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
-	__array(values, struct port_table);
-} port_tables SEC(".maps");
+	__type(value, struct pf_port_class);
+	__uint(max_entries, PF_PORT_CLASS_ENTRIES);
+} port_classes SEC(".maps");
+
+/*
+ * What each rule does, by generation and match order (index gen *
+ * PF_MAX_RULES + order): the rule the lookups pick is read here, an inlined
+ * array lookup. User space writes the inactive generation's first n_rules
+ * entries before it flips `active`. 512 KiB per filter.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct pf_decision);
+	__uint(max_entries, 2 * PF_MAX_RULES);
+} rules SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
@@ -316,10 +328,9 @@ static __always_inline int parse(void *data, void *data_end, struct pkt *p)
 	return PARSE_OK;
 }
 
-static __always_inline __u32 addr_class(void *table, __u8 dim, struct pkt *p)
+static __always_inline struct pf_class *addr_class(void *table, __u8 dim, struct pkt *p)
 {
 	struct pf_addr_key key = {};
-	__u32 *cls;
 
 	key.prefixlen = 16 + (p->family == 4 ? 32 : 128);
 	key.dim = dim;
@@ -328,31 +339,32 @@ static __always_inline __u32 addr_class(void *table, __u8 dim, struct pkt *p)
 		__builtin_memcpy(key.addr, p->src, 16);
 	else
 		__builtin_memcpy(key.addr, p->dst, 16);
-	cls = bpf_map_lookup_elem(table, &key);
-	return cls ? *cls : 0;
+	return bpf_map_lookup_elem(table, &key);
 }
 
-static __always_inline __u32 port_class(void *table, __u8 dim, __u16 port)
+static __always_inline struct pf_port_class *port_class(__u32 gen, __u32 dim, __u16 port)
 {
-	struct pf_port_key key = {};
-	__u32 *cls;
+	__u32 idx = pf_port_index(gen, dim, port);
 
-	key.prefixlen = 8 + 16;
-	key.dim = dim;
-	key.port = bpf_htons(port);
-	cls = bpf_map_lookup_elem(table, &key);
-	return cls ? *cls : 0;
+	return bpf_map_lookup_elem(&port_classes, &idx);
 }
 
-static __always_inline __u8 proto_class(struct pkt *p)
+/* The PF_PIDX_* of a packet. */
+static __always_inline __u32 proto_index(struct pkt *p)
 {
 	if (p->proto == IPPROTO_TCP)
-		return PF_PROTO_TCP;
+		return PF_PIDX_TCP;
 	if (p->proto == IPPROTO_UDP)
-		return PF_PROTO_UDP;
+		return PF_PIDX_UDP;
 	if ((p->family == 4 && p->proto == IPPROTO_ICMP) || (p->family == 6 && p->proto == IPPROTO_ICMPV6))
-		return PF_PROTO_ICMP;
-	return PF_PROTO_OTHER;
+		return PF_PIDX_ICMP;
+	return PF_PIDX_OTHER;
+}
+
+/* The PF_PROTO_* (decision key) of a PF_PIDX_*. */
+static __always_inline __u8 proto_class(__u32 pidx)
+{
+	return pidx == PF_PIDX_TCP ? PF_PROTO_TCP : pidx == PF_PIDX_UDP ? PF_PROTO_UDP : pidx == PF_PIDX_ICMP ? PF_PROTO_ICMP : PF_PROTO_OTHER;
 }
 
 static __always_inline void report(struct pkt *p, struct pf_decision *d, __u32 ifindex, __u32 len)
@@ -390,19 +402,19 @@ static __always_inline void report(struct pkt *p, struct pf_decision *d, __u32 i
  */
 static __always_inline int inner_types_emitted(void)
 {
-	return bpf_core_type_id_local(struct pf_addr_key) && bpf_core_type_id_local(struct pf_port_key) &&
-	       bpf_core_type_id_local(struct pf_decision_key) && bpf_core_type_id_local(struct pf_decision);
+	return bpf_core_type_id_local(struct pf_addr_key) && bpf_core_type_id_local(struct pf_decision_key) &&
+	       bpf_core_type_id_local(struct pf_decision) && bpf_core_type_id_local(struct pf_class);
 }
 
-/* State of the decision lookups over the patterns in use. */
+/* State of the decision lookups over the multi-field patterns in use. */
 struct pattern_scan {
 	__u32 gen;
 	__u32 cls[5]; /* protocol class, then the class ids of src, dst, sport, dport */
-	struct pf_decision best;
+	__u32 best;   /* order of the first matching rule so far */
 	__u8 list[PF_PATTERNS]; /* pf_config.pattern_list */
 };
 
-/* bpf_loop callback: the decision lookup of the index-th pattern in use, keeping the first rule in match order. */
+/* bpf_loop callback: the decision lookup of the index-th multi-field pattern in use, keeping the first rule in match order. */
 static long scan_pattern(__u64 index, void *ctx)
 {
 	struct pattern_scan *s = ctx;
@@ -428,8 +440,8 @@ static long scan_pattern(__u64 index, void *ctx)
 	if (!decisions)
 		return 1;
 	d = bpf_map_lookup_elem(decisions, &key);
-	if (d && d->order < s->best.order)
-		s->best = *d;
+	if (d && d->order < s->best)
+		s->best = d->order;
 	return 0;
 }
 
@@ -441,101 +453,128 @@ static long scan_pattern(__u64 index, void *ctx)
  */
 __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifindex)
 {
-	struct pattern_scan scan = {};
-	struct pf_decision best;
-	struct pkt p;
+	struct pf_decision *rule = 0;
 	struct pf_config *cfg;
 	struct pf_counter *c;
-	void *addrs, *ports, *decisions;
-	__u32 zero = 0, gen, src = 0, dst = 0, sport = 0, dport = 0, n;
+	struct pf_class *ac;
+	struct pf_port_class *pc;
+	void *addrs;
+	__u32 zero = 0, gen, src = 0, dst = 0, sport = 0, dport = 0, n, pidx, first, idx, slot, sample;
 	__u32 *g;
-	__u8 proto, audited;
+	__u8 action, audited;
 
 	if (!pp)
 		return PF_ACTION_PASS;
-	p = *pp;
 #ifdef VARIANT
 	if (len == 0xffffffff) /* never true: only changes the bytecode */
 		return PF_ACTION_PASS;
 #endif
 #if PF_STOP == 1
-	return p.proto + len + ifindex == 0xff ? PF_ACTION_DROP : PF_ACTION_PASS;
+	return pp->proto + len + ifindex == 0xff ? PF_ACTION_DROP : PF_ACTION_PASS;
 #endif
 	g = bpf_map_lookup_elem(&active, &zero);
 	if (!g)
 		return PF_ACTION_PASS;
 	gen = *g & 1;
 	cfg = bpf_map_lookup_elem(&config, &gen);
-	decisions = bpf_map_lookup_elem(&decision_tables, &gen);
-	if (!cfg || !decisions) {
+	if (!cfg) {
 		stat(PF_STAT_NO_RULESET);
 		return PF_ACTION_PASS;
 	}
-	if (p.no_ports)
+	if (pp->no_ports)
 		stat(PF_STAT_NO_PORTS);
+	pidx = proto_index(pp);
+	/* The rules that constrain no field but maybe the protocol. */
+	first = cfg->first[pidx & (PF_PIDX_MAX - 1)];
 #if PF_STOP == 2
-	return cfg->lookups + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+	return cfg->lookups + first + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
 #endif
-	addrs = bpf_map_lookup_elem(&addr_tables, &gen);
-	ports = bpf_map_lookup_elem(&port_tables, &gen);
-	if (addrs) {
-		if (cfg->lookups & PF_MATCH_SRC)
-			src = addr_class(addrs, PF_DIM_SRC, &p);
-		if (cfg->lookups & PF_MATCH_DST)
-			dst = addr_class(addrs, PF_DIM_DST, &p);
+	/* Only the fields some rule constrains: no trie walk for an address no rule looks at. */
+	if (cfg->lookups & (PF_MATCH_SRC | PF_MATCH_DST)) {
+		addrs = bpf_map_lookup_elem(&addr_tables, &gen);
+		if (!addrs) {
+			stat(PF_STAT_NO_RULESET);
+			return PF_ACTION_PASS;
+		}
+		if (cfg->lookups & PF_MATCH_SRC) {
+			ac = addr_class(addrs, PF_DIM_SRC, pp);
+			if (ac) {
+				src = ac->cls;
+				if (ac->first[pidx & (PF_PIDX_MAX - 1)] < first)
+					first = ac->first[pidx & (PF_PIDX_MAX - 1)];
+			}
+		}
+		if (cfg->lookups & PF_MATCH_DST) {
+			ac = addr_class(addrs, PF_DIM_DST, pp);
+			if (ac) {
+				dst = ac->cls;
+				if (ac->first[pidx & (PF_PIDX_MAX - 1)] < first)
+					first = ac->first[pidx & (PF_PIDX_MAX - 1)];
+			}
+		}
 	}
-	if (ports && !p.no_ports && (p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP)) {
-		if (cfg->lookups & PF_MATCH_SPORT)
-			sport = port_class(ports, PF_DIM_SRC, p.sport);
-		if (cfg->lookups & PF_MATCH_DPORT)
-			dport = port_class(ports, PF_DIM_DST, p.dport);
+	/* Ports for TCP and UDP only: pf_port_class.first[pidx & 1] (PF_PIDX_TCP 2 -> 0, PF_PIDX_UDP 3 -> 1). */
+	if (!pp->no_ports && (pidx == PF_PIDX_TCP || pidx == PF_PIDX_UDP)) {
+		if (cfg->lookups & PF_MATCH_SPORT) {
+			pc = port_class(gen, PF_DIM_SRC, pp->sport);
+			if (pc) {
+				sport = pc->cls;
+				if (pc->first[pidx & 1] < first)
+					first = pc->first[pidx & 1];
+			}
+		}
+		if (cfg->lookups & PF_MATCH_DPORT) {
+			pc = port_class(gen, PF_DIM_DST, pp->dport);
+			if (pc) {
+				dport = pc->cls;
+				if (pc->first[pidx & 1] < first)
+					first = pc->first[pidx & 1];
+			}
+		}
 	}
-	proto = proto_class(&p);
 #if PF_STOP == 3
-	return (src + dst + sport + dport + proto + len + ifindex) == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+	return (src + dst + sport + dport + first + len + ifindex) == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
 #endif
 
-	scan.gen = gen;
-	__builtin_memcpy(scan.list, cfg->pattern_list, PF_PATTERNS);
+	/* The rules that constrain two fields or more: one decision lookup per such pattern in use. */
 	n = cfg->n_patterns;
 	if (n > PF_PATTERNS)
 		n = PF_PATTERNS;
-	scan.cls[0] = proto;
-	scan.cls[1] = src;
-	scan.cls[2] = dst;
-	scan.cls[3] = sport;
-	scan.cls[4] = dport;
-	scan.best.order = 0xffffffff;
-#if PF_STOP == 5
-	/* Cost breakdown: one decision lookup (the first pattern's key as the scan builds it), no bpf_loop. */
-	{
-		struct pf_decision_key key = {};
-		__u32 pat = cfg->pattern_list[0];
-		struct pf_decision *d;
+	if (n > 0) {
+		struct pattern_scan scan = {};
 
-		key.pattern = pat;
-		key.proto = (pat & PF_MATCH_PROTO) ? proto : 0;
-		key.src = (pat & PF_MATCH_SRC) ? src : 0;
-		key.dport = (pat & PF_MATCH_DPORT) ? dport : 0;
-		d = bpf_map_lookup_elem(decisions, &key);
-		return (d ? d->order : 0) + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+		scan.gen = gen;
+		__builtin_memcpy(scan.list, cfg->pattern_list, PF_PATTERNS);
+		scan.cls[0] = proto_class(pidx);
+		scan.cls[1] = src;
+		scan.cls[2] = dst;
+		scan.cls[3] = sport;
+		scan.cls[4] = dport;
+		scan.best = first;
+		/* A helper loop over the patterns in use: the verifier checks the body once. */
+		bpf_loop(n, scan_pattern, &scan, 0);
+		first = scan.best;
 	}
-#endif
-	/* A helper loop over the patterns in use: the verifier checks the body once. */
-	bpf_loop(n, scan_pattern, &scan, 0);
-	best = scan.best;
 #if PF_STOP == 4
-	return best.order + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
+	return first + len + ifindex == 0xdead ? PF_ACTION_DROP : PF_ACTION_PASS;
 #endif
-	if (best.order == 0xffffffff) {
-		best.slot = PF_DEFAULT_SLOT;
-		best.action = cfg->default_action;
-		best.audit = cfg->default_audit;
-		best.sample = cfg->default_sample;
+	if (first < PF_NO_RULE) {
+		idx = gen * PF_MAX_RULES + (first & (PF_MAX_RULES - 1));
+		rule = bpf_map_lookup_elem(&rules, &idx);
 	}
-	audited = best.action == PF_ACTION_DROP && best.audit;
+	if (rule) {
+		slot = rule->slot;
+		action = rule->action;
+		audited = action == PF_ACTION_DROP && rule->audit;
+		sample = rule->sample;
+	} else {
+		slot = PF_DEFAULT_SLOT;
+		action = cfg->default_action;
+		audited = action == PF_ACTION_DROP && cfg->default_audit;
+		sample = cfg->default_sample;
+	}
 
-	c = bpf_map_lookup_elem(&rule_stats, &best.slot);
+	c = bpf_map_lookup_elem(&rule_stats, &slot);
 	if (c) {
 		c->packets += 1;
 		c->bytes += len;
@@ -543,10 +582,13 @@ __attribute__((noinline)) int pf_classify(struct pkt *pp, __u32 len, __u32 ifind
 			c->would_drop_packets += 1;
 			c->would_drop_bytes += len;
 		}
-		if (best.action == PF_ACTION_DROP && best.sample && c->packets % best.sample == 0)
-			report(&p, &best, ifindex, len);
+		if (action == PF_ACTION_DROP && sample && c->packets % sample == 0) {
+			struct pf_decision d = { .slot = slot, .action = action, .audit = audited };
+
+			report(pp, &d, ifindex, len);
+		}
 	}
-	return best.action == PF_ACTION_DROP && !audited ? PF_ACTION_DROP : PF_ACTION_PASS;
+	return action == PF_ACTION_DROP && !audited ? PF_ACTION_DROP : PF_ACTION_PASS;
 }
 
 /* Parses and classifies one packet; returns PF_ACTION_PASS or PF_ACTION_DROP. */

@@ -7,14 +7,22 @@
  *
  * 1. Class lookups, one per field some rule constrains: the source and the
  *    destination address in the LPM trie of `addr_tables`, the source and the
- *    destination port in the LPM trie of `port_tables`. Each yields a class
+ *    destination port in the array `port_classes` (indexed by generation,
+ *    dimension and port: pf_port_index). Each yields a class
  *    id: the set of rules whose prefixes (or port ranges) contain the value,
  *    numbered by user space. 0 means no rule constrains the value that way.
- * 2. Decision lookups, one per rule *pattern* in use (the set of fields a
- *    rule constrains; at most 32, in practice a handful, listed in the
+ *    Each class value also carries, per protocol, the first rule (its
+ *    `order`) among the rules that constrain only that field (and maybe the
+ *    protocol) and match the class: those rules need no other lookup. The
+ *    rules that constrain no field but maybe the protocol are in the config
+ *    (`first`).
+ * 2. Decision lookups, one per rule *pattern* in use that constrains two or
+ *    more of the fields (at most 22, in practice none or a few, listed in the
  *    config so only those are looked up): the pattern and the
  *    class ids of its fields form a hash key whose value is the first rule of
- *    that pattern that matches. The smallest `order` over all patterns wins.
+ *    that pattern that matches. The smallest `order` over the config, the
+ *    class values and these lookups wins; `rules` (indexed by generation and
+ *    order) says what that rule does.
  * 3. A drop decision in audit mode (`audit` of the decision, `default_audit`
  *    of the config) passes the packet: it is counted as would-drop and
  *    reported like a drop, with the verdict PF_VERDICT_WOULD_DROP. Switching
@@ -57,12 +65,36 @@ struct pf_addr_key {
 	__u8 addr[16];   /* IPv4 addresses in the first 4 bytes */
 } __attribute__((packed));
 
-/* Inner LPM trie of port_tables: prefixlen = 8 + port prefix bits. */
-struct pf_port_key {
-	__u32 prefixlen;
-	__u8 dim;    /* PF_DIM_SRC or PF_DIM_DST */
-	__be16 port; /* network byte order */
-} __attribute__((packed));
+/* port_classes: one struct pf_port_class per generation, dimension and port (host byte order). */
+#define PF_PORT_CLASS_ENTRIES (2 * 2 * 65536)
+static inline __u32 pf_port_index(__u32 gen, __u32 dim, __u16 port)
+{
+	return ((gen & 1) << 17) | ((dim & 1) << 16) | port;
+}
+
+/* Protocol indexes of pf_class.first and pf_config.first. */
+#define PF_PIDX_OTHER 0
+#define PF_PIDX_ICMP 1
+#define PF_PIDX_TCP 2
+#define PF_PIDX_UDP 3
+#define PF_PIDX_MAX 4
+
+/* No rule: the `order` of the folded first-rule fields when none matches. */
+#define PF_NO_RULE 0xffff
+/* Rules per generation in `rules` (every rule has a counter slot, so at most PF_MAX_SLOTS - 1). */
+#define PF_MAX_RULES 16384
+
+/* Value of the address tries. */
+struct pf_class {
+	__u32 cls;                 /* class id for the decision keys (0: no multi-field rule cares) */
+	__u16 first[PF_PIDX_MAX];  /* per PF_PIDX_*: first one-field rule matching the class, PF_NO_RULE if none */
+};
+
+/* Value of port_classes (ports exist for TCP and UDP only). */
+struct pf_port_class {
+	__u32 cls;
+	__u16 first[2];            /* TCP, UDP: first one-field rule matching the class, PF_NO_RULE if none */
+};
 
 /* Inner hash of decision_tables. Fields outside the pattern are 0. */
 struct pf_decision_key {
@@ -75,6 +107,7 @@ struct pf_decision_key {
 	__u32 dport;
 };
 
+/* Value of decision_tables and of `rules` (index: generation * PF_MAX_RULES + order). */
 struct pf_decision {
 	__u32 order;  /* position in the match order: the smallest matching one wins */
 	__u32 slot;   /* counter slot of the rule (key of rule_stats and rule_meta) */
@@ -86,14 +119,16 @@ struct pf_decision {
 
 /* One per generation (the index is the generation, 0 or 1). */
 struct pf_config {
-	__u32 patterns;       /* bit p set: some decision has pattern p */
+	__u32 patterns;       /* bit p set: some rule has pattern p */
 	__u32 lookups;        /* PF_MATCH_SRC/DST/SPORT/DPORT: class lookups worth doing */
 	__u8 default_action;  /* when no rule matches: PF_ACTION_* */
 	__u8 default_audit;   /* 1: a default drop is audited (would-drop) */
 	__u16 pad;
 	__u32 default_sample; /* report every Nth default drop or would-drop (0 = never) */
 	__u32 n_patterns;     /* entries of pattern_list in use */
-	__u8 pattern_list[PF_PATTERNS]; /* the patterns in use, ascending: one decision lookup each */
+	__u8 pattern_list[PF_PATTERNS]; /* the multi-field patterns in use, ascending: one decision lookup each */
+	__u16 first[PF_PIDX_MAX]; /* per PF_PIDX_*: first rule constraining no field but maybe the protocol */
+	__u32 n_rules;        /* entries of the generation's slice of `rules` */
 };
 
 /*

@@ -17,7 +17,7 @@ const outDir = join(root, 'src', 'types', 'bpf');
 // The shipped objects, and the structs our hand-written layouts encode that no map names as its key or value type.
 const OBJECTS = {
   'dispatcher.o': [],
-  'packet_filter.o': ['pf_addr_key', 'pf_port_key', 'pf_decision_key', 'pf_decision'],
+  'packet_filter.o': ['pf_addr_key', 'pf_class', 'pf_decision_key', 'pf_decision'],
   'connect_policy.o': [],
   'syscall_counter.o': ['sc_key'],
 };

@@ -3,12 +3,15 @@
 // does to switch a filter to a new rule set. It writes the same entries
 // ebpf-policy writes: one fresh inner map per table (sized to its entries),
 // filled with bpf_map_update_batch, put into the outer map's slot for the
-// generation, the generation's config, then the switch of `active`.
+// generation, the generation's port class slices and rules into the pinned
+// port_classes and rules arrays (bpf_map_update_batch), the generation's
+// config, then the switch of `active`.
 // Prints the nanoseconds from the first map creation to the switch.
 //   usage: filter_update FILTER_DIR TABLES_FILE GENERATION
-// TABLES_FILE holds, for addr, port and decision tables in that order:
-// u32 map type, key size, value size, count, then the keys, then the values;
-// then the config (struct pf_config, 52 bytes).
+// TABLES_FILE holds, for the addr and decision tables and the port_classes
+// and rules entries in that order: u32 map type, key size, value size,
+// count, then the keys, then the values; then the config (struct pf_config,
+// 64 bytes).
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <stdint.h>
@@ -43,9 +46,9 @@ static int pinned(const char *dir, const char *name)
 
 int main(int argc, char **argv)
 {
-	static const char *outers[3] = { "addr_tables", "port_tables", "decision_tables" };
-	struct table t[3];
-	char config[52];
+	static const char *outers[4] = { "addr_tables", "decision_tables", "port_classes", "rules" };
+	struct table t[4];
+	char config[64];
 	FILE *f;
 
 	if (argc != 4) {
@@ -58,7 +61,7 @@ int main(int argc, char **argv)
 		perror(argv[2]);
 		return 1;
 	}
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		if (fread(&t[i], 4, 4, f) != 4)
 			return 1;
 		t[i].keys = malloc((size_t)t[i].key_size * t[i].count + 1);
@@ -70,18 +73,19 @@ int main(int argc, char **argv)
 	if (fread(config, 1, sizeof(config), f) != sizeof(config))
 		return 1;
 	fclose(f);
-	int outer_fd[3], config_fd = pinned(argv[1], "config"), active_fd = pinned(argv[1], "active");
-	for (int i = 0; i < 3; i++)
+	int outer_fd[4], config_fd = pinned(argv[1], "config"), active_fd = pinned(argv[1], "active");
+	for (int i = 0; i < 4; i++)
 		outer_fd[i] = pinned(argv[1], outers[i]);
-	if (config_fd < 0 || active_fd < 0 || outer_fd[0] < 0 || outer_fd[1] < 0 || outer_fd[2] < 0)
+	if (config_fd < 0 || active_fd < 0 || outer_fd[0] < 0 || outer_fd[1] < 0 || outer_fd[2] < 0 || outer_fd[3] < 0)
 		return 1;
 
 	LIBBPF_OPTS(bpf_map_create_opts, create_opts, .map_flags = BPF_F_NO_PREALLOC_FLAG);
 	LIBBPF_OPTS(bpf_map_batch_opts, batch_opts);
 	uint64_t t0 = now_ns();
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		uint32_t max = t[i].count ? t[i].count : 1;
-		int fd = bpf_map_create(t[i].type, "pf_c_inner", t[i].key_size, t[i].value_size, max, &create_opts);
+		/* port_classes and rules: written in place, a slice per generation. */
+		int fd = i >= 2 ? outer_fd[i] : bpf_map_create(t[i].type, "pf_c_inner", t[i].key_size, t[i].value_size, max, &create_opts);
 		if (fd < 0) {
 			fprintf(stderr, "bpf_map_create: %s\n", strerror(errno));
 			return 1;
@@ -96,6 +100,8 @@ int main(int argc, char **argv)
 			done += count;
 		}
 		uint32_t inner = (uint32_t)fd;
+		if (i >= 2)
+			continue;
 		if (bpf_map_update_elem(outer_fd[i], &gen, &inner, BPF_ANY)) {
 			fprintf(stderr, "outer update: %s\n", strerror(errno));
 			return 1;

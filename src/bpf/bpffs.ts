@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { BPF_FS_MAGIC, TRACEFS_MAGIC } from './constants.js';
 import { ErrnoError } from './errors.js';
 import { lib } from './native.js';
+import { compareCodeUnits } from '../common/compare.js';
 
 /** The conventional bpffs mount point. */
 export const DEFAULT_BPFFS = '/sys/fs/bpf';
@@ -100,7 +101,7 @@ export function listPins(dir: string): string[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out;
     throw err;
   }
-  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+  for (const e of entries.sort((a, b) => compareCodeUnits(a.name, b.name))) {
     const p = `${dir}/${e.name}`;
     if (e.isDirectory()) out.push(...listPins(p));
     else out.push(p);

@@ -6,10 +6,10 @@
 import { Option, type Command } from 'commander';
 import { pinMmapThreshold } from '../bpf/malloc-tuning.js';
 import { DEFAULT_POLICY_DIRECTORY } from '../policy/discover.js';
-import { Daemon } from '../daemon/daemon.js';
+import type { Daemon } from '../daemon/daemon.js';
 import { parseDuration } from '../daemon/duration.js';
 import { parseListenAddress, type ListenAddress } from '../daemon/http-server.js';
-import { closeLogger, createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../daemon/logger.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../daemon/log-options.js';
 import type { CommonOptions } from './common.js';
 
 /** The daemon's own options, as commander parses them. */
@@ -68,6 +68,8 @@ export async function runDaemon(
 ): Promise<void> {
   const parsed = parseDaemonOptions(opts);
   if (typeof parsed === 'string') return usage(parsed);
+  // The daemon (chokidar) and its logger (winston) are loaded when it runs, not by every other command.
+  const [{ Daemon }, { closeLogger, createLogger }] = await Promise.all([import('../daemon/daemon.js'), import('../daemon/logger.js')]);
   const logger = createLogger({ level: opts.logLevel, format: opts.logFormat });
   if (!pinMmapThreshold()) logger.debug('cannot pin the malloc mmap threshold (not glibc?): memory use may be higher');
   let daemon: Daemon;

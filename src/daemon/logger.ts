@@ -4,14 +4,9 @@
  * level and a message; details are extra fields.
  */
 import winston from 'winston';
+import type { LogFormat, LogLevel } from './log-options.js';
 
-/** Levels, most severe first. */
-export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** `auto` picks `text` when stdout is a terminal and `json` otherwise. */
-export const LOG_FORMATS = ['auto', 'json', 'text'] as const;
-export type LogFormat = (typeof LOG_FORMATS)[number];
+export { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-options.js';
 
 /** What the daemon logs through: winston's logger (level methods take a message and fields). */
 export type Logger = winston.Logger;

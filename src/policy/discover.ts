@@ -8,6 +8,7 @@ import { extname, join, resolve } from 'node:path';
 import type { PolicySyntax } from './parse.js';
 import type { TrustCheck } from './permissions.js';
 import type { PolicyProblem, Severity } from './problem.js';
+import { compareCodeUnits } from '../common/compare.js';
 
 /** The directory read when no path is given. */
 export const DEFAULT_POLICY_DIRECTORY = '/etc/ebpf-policies';
@@ -97,8 +98,8 @@ export function discoverPolicyFiles(paths: readonly string[], options: DiscoverO
     return refusal === undefined;
   };
 
-  const addFile = (shown: string, absolute: string, syntax: PolicySyntax): void => {
-    const realPath = realpathSync(absolute);
+  /** `realPath`: known when the file is an entry other than a symbolic link of a directory whose real path is known. */
+  const addFile = (shown: string, absolute: string, syntax: PolicySyntax, realPath = realpathSync(absolute)): void => {
     if (seenFiles.has(realPath)) return;
     seenFiles.add(realPath);
     visited.push(shown);
@@ -118,9 +119,10 @@ export function discoverPolicyFiles(paths: readonly string[], options: DiscoverO
       report(shown, `cannot read directory: ${errnoMessage(error)}`);
       return;
     }
-    const names = entries.map((e) => e.name).filter((name) => !isIgnoredEntry(name));
-    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const name of names) {
+    const kept = entries.filter((e) => !isIgnoredEntry(e.name));
+    kept.sort((a, b) => compareCodeUnits(a.name, b.name));
+    for (const entry of kept) {
+      const name = entry.name;
       const childShown = join(shown, name);
       const childAbsolute = join(absolute, name);
       let st: Stats;
@@ -135,7 +137,8 @@ export function discoverPolicyFiles(paths: readonly string[], options: DiscoverO
           walk(childShown, childAbsolute);
         } else if (st.isFile()) {
           const syntax = syntaxOf(name);
-          if (syntax !== undefined) addFile(childShown, childAbsolute, syntax);
+          // An entry that is not a symbolic link is where its directory is: no need to resolve its path again.
+          if (syntax !== undefined) addFile(childShown, childAbsolute, syntax, entry.isSymbolicLink() ? undefined : join(realPath, name));
         }
       } catch (error) {
         report(childShown, `cannot read: ${errnoMessage(error)}`);

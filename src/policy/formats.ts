@@ -132,3 +132,12 @@ export const STRING_FORMATS: Readonly<Record<string, StringFormat>> = {
     explain: (value) => (parseIpAddress(value) !== undefined ? undefined : value.includes('/') ? 'a single address, without a prefix length' : 'expected an IPv4 address (198.51.100.7) or an IPv6 address (2001:db8::1)'),
   },
 };
+
+/**
+ * The formats as ajv takes them (`ajv.addFormat(name, definition)`): valid
+ * when {@link StringFormat.explain} finds nothing. Also what the standalone
+ * validators generated from the schemas call (src/types/generated/schema-validators.ts).
+ */
+export const AJV_FORMATS: Readonly<Record<string, { readonly type: 'string'; readonly validate: (value: string) => boolean }>> = Object.fromEntries(
+  Object.entries(STRING_FORMATS).map(([name, format]) => [name, { type: 'string', validate: (value: string) => format.explain(value) === undefined }]),
+);

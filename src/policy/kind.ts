@@ -66,7 +66,8 @@ export interface PolicyKind<TDocument, TDesired extends DesiredPolicyBase> {
   normalize(document: TDocument, source: PolicySource): TDesired;
   /**
    * Finds conflicts between the valid policies of this kind (in load order),
-   * e.g. two policies claiming the same traffic. Never throws.
+   * e.g. two policies claiming the same traffic. Not called when the kind
+   * has no valid policy (nor is {@link PolicyKind.crossCheck}). Never throws.
    */
   findConflicts(policies: readonly TDesired[]): PolicyConflict<TDesired>[];
   /**

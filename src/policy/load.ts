@@ -107,10 +107,6 @@ function bytePosition(bytes: Buffer, offset: number): { line: number; column: nu
   return { line, column: bytes.toString('utf8', lineStart, offset).length + 1 };
 }
 
-/** The buffer policy files are read into, kept between reads up to {@link READ_BUFFER_KEEP} bytes. */
-let readBuffer = Buffer.alloc(0);
-const READ_BUFFER_KEEP = 1 << 20;
-
 /**
  * Reads a policy file's text, or explains why it cannot be read. The file
  * is opened without blocking (a file replaced by a FIFO since it was listed
@@ -128,22 +124,22 @@ function readPolicyFile(file: PolicyFile): { text: string } | ReadFailure {
     if (!stat.isFile()) return { error: 'not a regular file' };
     const tooLarge = (size: number): ReadFailure => ({ error: `file is too large: ${size} bytes, at most ${MAX_POLICY_FILE_BYTES} allowed` });
     if (stat.size > MAX_POLICY_FILE_BYTES) return tooLarge(stat.size);
-    // Read into one buffer kept between files (the daemon reads every file on every pass), grown as needed.
-    let buf = readBuffer.length > stat.size ? readBuffer : Buffer.allocUnsafe(Math.min(stat.size + 1, MAX_POLICY_FILE_BYTES + 1) + 64 * 1024);
+    // One byte more than the file claims, so that the read finding the end needs no other buffer; grown
+    // (at most to one byte past the limit) when the file is longer than it claimed.
+    let buffer = Buffer.allocUnsafe(stat.size + 1);
     let total = 0;
     for (;;) {
-      if (total === buf.length) {
-        const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, MAX_POLICY_FILE_BYTES + 64 * 1024 + 1));
-        buf.copy(bigger, 0, 0, total);
-        buf = bigger;
+      if (total === buffer.length) {
+        const grown = Buffer.allocUnsafe(Math.min(Math.max(2 * buffer.length, 64 * 1024), MAX_POLICY_FILE_BYTES + 1));
+        buffer.copy(grown, 0, 0, total);
+        buffer = grown;
       }
-      const n = readSync(fd, buf, total, buf.length - total, null);
+      const n = readSync(fd, buffer, total, buffer.length - total, null);
       if (n === 0) break;
       total += n;
       if (total > MAX_POLICY_FILE_BYTES) return tooLarge(Math.max(total, stat.size));
     }
-    if (buf.length <= READ_BUFFER_KEEP) readBuffer = buf;
-    const bytes = buf.subarray(0, total);
+    const bytes = buffer.subarray(0, total);
     const bad = firstInvalidUtf8(bytes);
     if (bad !== undefined) {
       const hex = (bytes[bad] as number).toString(16).toUpperCase().padStart(2, '0');

@@ -3,6 +3,8 @@
  * (lists of {@link PolicyProblem}), never thrown.
  */
 
+import { compareCodeUnits } from '../common/compare.js';
+
 /** "error" makes the policy set invalid; "warning" is advice only. */
 export type Severity = 'error' | 'warning';
 
@@ -38,7 +40,7 @@ export function sortProblems(problems: readonly PolicyProblem[], fileOrder: read
     if (!rank.has(file)) rank.set(file, i);
   });
   const fileRank = (file: string): number => rank.get(file) ?? Number.MAX_SAFE_INTEGER;
-  const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+  const cmp = compareCodeUnits;
   return [...problems].sort(
     (a, b) =>
       fileRank(a.file) - fileRank(b.file) ||

@@ -63,8 +63,13 @@ function validateDocument(
     return { findings: [{ path: [], message, severity: 'error' }] };
   }
   const kind = typeof value.kind === 'string' ? kinds.get(value.kind) : undefined;
-  const validate = schemas.validatorFor(kind?.schemaFile ?? ENVELOPE_SCHEMA);
-  const findings = validate(value) ? [] : explainSchemaErrors(validate.errors ?? [], value, schemas);
+  const schemaFile = kind?.schemaFile ?? ENVELOPE_SCHEMA;
+  let findings: Finding[] = [];
+  if (!schemas.quickValidatorFor(schemaFile)(value)) {
+    // Invalid: ask the validator that collects every error, to explain them all.
+    const validate = schemas.validatorFor(schemaFile);
+    findings = validate(value) ? [] : explainSchemaErrors(validate.errors ?? [], value, schemas);
+  }
   if (kind === undefined) {
     if (typeof value.kind === 'string') {
       const suggestion = closestMatch(value.kind, kinds.names);
@@ -115,22 +120,22 @@ function nameOf(document: PolicyDocument): string | undefined {
   return typeof name === 'string' && STRING_FORMATS['dns1123-label']?.explain(name) === undefined ? name : undefined;
 }
 
-/** Reports every document whose metadata.name was already used by an earlier one. */
-function findDuplicateNames(documents: readonly PolicyDocument[]): PolicyProblem[] {
+/** Reports every document whose metadata.name (`names[i]`, from {@link nameOf}) was already used by an earlier one. */
+function findDuplicateNames(documents: readonly PolicyDocument[], names: readonly (string | undefined)[]): PolicyProblem[] {
   const first = new Map<string, PolicyDocument>();
   const problems: PolicyProblem[] = [];
-  for (const document of documents) {
-    const name = nameOf(document);
-    if (name === undefined) continue;
+  documents.forEach((document, i) => {
+    const name = names[i];
+    if (name === undefined) return;
     const earlier = first.get(name);
     if (earlier === undefined) {
       first.set(name, document);
-      continue;
+      return;
     }
     const at = earlier.locate(['metadata', 'name']);
     const message = `duplicate policy name "${name}": also defined at ${earlier.file}:${at.line}:${at.column}`;
     problems.push(toProblem(document, { path: ['metadata', 'name'], message, severity: 'error' }));
-  }
+  });
   return problems;
 }
 
@@ -175,12 +180,27 @@ export function validatePolicyDocuments(
     }
   }
 
-  problems.push(...findDuplicateNames(documents));
-  const validNames = new Set(policies.map((p) => p.name));
-  const invalidNames = new Set(documents.map(nameOf).filter((n): n is string => n !== undefined && !validNames.has(n)));
+  const names = documents.map(nameOf);
+  problems.push(...findDuplicateNames(documents, names));
+  // Each kind's valid policies, in load order, gathered in one pass; a kind without any has nothing to check.
+  const byKind = new Map<string, DesiredPolicyBase[]>();
+  for (const policy of policies) {
+    const ofKind = byKind.get(policy.kind);
+    if (ofKind === undefined) byKind.set(policy.kind, [policy]);
+    else ofKind.push(policy);
+  }
+  let invalidNames: Set<string> | undefined;
+  const invalid = (): Set<string> => {
+    if (invalidNames === undefined) {
+      const validNames = new Set(policies.map((p) => p.name));
+      invalidNames = new Set(names.filter((n): n is string => n !== undefined && !validNames.has(n)));
+    }
+    return invalidNames;
+  };
   for (const kind of kinds.kinds) {
-    const ofKind = policies.filter((p) => p.kind === kind.kind);
-    for (const conflict of [...kind.findConflicts(ofKind), ...(kind.crossCheck?.(ofKind, policies, invalidNames) ?? [])]) {
+    const ofKind = byKind.get(kind.kind);
+    if (ofKind === undefined) continue;
+    for (const conflict of [...kind.findConflicts(ofKind), ...(kind.crossCheck?.(ofKind, policies, invalid()) ?? [])]) {
       const document = documentOf.get(conflict.policy);
       if (document !== undefined) problems.push(toProblem(document, conflict));
     }

@@ -63,3 +63,16 @@ test('the unit runs as root with a bounding set holding what the commands requir
   for (const cap of bounding) assert.match(text, new RegExp(`^#\\s+${cap}\\s+\\S`, 'm'), `${cap} is explained in a comment`);
   assert.deepEqual(service.get('LimitMEMLOCK'), ['infinity'], 'kernels before 5.11 charge maps to RLIMIT_MEMLOCK, raised by systemd (no CAP_SYS_RESOURCE)');
 });
+
+test('the unit starts the command with node options this node accepts', () => {
+  const text = readFileSync(unitPath, 'utf8');
+  const exec = settings(text, 'Service').get('ExecStart') ?? [];
+  assert.equal(exec[0], '/usr/bin/env', 'ExecStart runs node through /usr/bin/env, as the command\'s own #! line does');
+  assert.equal(exec[1], 'node');
+  const options = exec.slice(2, exec.findIndex((w, i) => i >= 2 && !w.startsWith('--')));
+  assert.ok(options.length > 0, `node options before the command in ExecStart=${exec.join(' ')}`);
+  assert.match(exec[2 + options.length] ?? '', /\/ebpf-policy$/, 'then the command');
+  const r = runBounded(process.execPath, [...options, '-e', '0']);
+  assert.equal(r.status, 0, `node ${options.join(' ')} is refused:\n${r.stderr}`);
+  assert.equal(r.stderr, '', `node warns about ${options.join(' ')}`);
+});

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { encodeRuleset, Match } from '../../src/kinds/packet-filter/layout.js';
+import { encodeRuleset, Match, NO_RULE } from '../../src/kinds/packet-filter/layout.js';
 import { classify, firstMatch, type TestPacket } from './filter-model-helpers.js';
 import { compileRules, CompileError, type CompileRule } from '../../src/kinds/packet-filter/compile.js';
 import { parseIPv6 } from '../../src/policy/net/ip.js';
@@ -83,16 +83,43 @@ test('compiled tables decide like a first-match walk over the rules', () => {
   );
 });
 
-test('the number of patterns, not of rules, bounds the lookups per packet', () => {
-  // 10,000 source blocks and 10,000 destination ports: two patterns.
+test('the number of patterns, not of rules, bounds the lookups per packet; one-field rules need no decision lookup', () => {
+  // 8,000 source blocks and 8,000 destination ports (a filter holds 16,383 rules): two patterns, each of one field (plus protocol).
   const rules: CompileRule[] = [];
-  for (let i = 0; i < 10000; i++) rules.push({ slot: i + 1, action: 'drop', sample: 0, srcPrefixes: [`10.${(i >> 8) & 255}.${i & 255}.0/24`] });
-  for (let i = 0; i < 10000; i++) rules.push({ slot: 10001 + i, action: 'drop', sample: 0, protocol: 'tcp', dstPorts: [{ start: i + 1, end: i + 1 }] });
+  for (let i = 0; i < 8000; i++) rules.push({ slot: i + 1, action: 'drop', sample: 0, srcPrefixes: [`10.${(i >> 8) & 255}.${i & 255}.0/24`] });
+  for (let i = 0; i < 8000; i++) rules.push({ slot: 8001 + i, action: 'drop', sample: 0, protocol: 'tcp', dstPorts: [{ start: i + 1, end: i + 1 }] });
   const compiled = compileRules(rules, { action: 'pass', sample: 0 });
   const patterns = [...Array(32).keys()].filter((p) => compiled.config.patterns & (1 << p));
   assert.deepEqual(patterns, [Match.SRC, Match.PROTO | Match.DPORT]);
-  assert.equal(compiled.decisions.length, 20000, 'one decision per rule: no cross product between the patterns');
-  assert.equal(compiled.addr.length, 10000);
+  assert.equal(compiled.decisions.length, 0, 'one-field rules are folded into the class values: no decision entries');
+  assert.equal(encodeRuleset(compiled).config.readUInt32LE(16), 0, 'n_patterns: no decision lookup per packet');
+  assert.equal(compiled.addr.length, 8000);
+  // Each source block names its rule for every protocol; each port its rule for TCP only.
+  assert.deepEqual(
+    compiled.addr.slice(0, 2).map((e) => e.first),
+    [
+      [0, 0, 0, 0],
+      [1, 1, 1, 1],
+    ],
+  );
+  const port1 = compiled.port.find((e) => e.dim === 1 && e.port === 1 && e.bits === 16)!;
+  assert.deepEqual(port1.first, [8000, NO_RULE]);
+  assert.equal(compiled.rules.length, 16000);
+  assert.deepEqual(compiled.rules[8000], { order: 8000, slot: 8001, sample: 0, action: 1, audit: false });
+  assert.throws(
+    () => compileRules([...rules, ...rules.slice(0, 400)], { action: 'pass', sample: 0 }),
+    (e: unknown) => e instanceof CompileError && /16400 rules, more than the 16384/.test(e.message),
+  );
+});
+
+test('multi-field rules keep one decision per class combination (no cross product between the patterns)', () => {
+  const rules: CompileRule[] = [];
+  for (let i = 0; i < 1000; i++) rules.push({ slot: i + 1, action: 'drop', sample: 0, srcPrefixes: [`10.${(i >> 8) & 255}.${i & 255}.0/24`], dstPorts: [{ start: 80, end: 80 }] });
+  for (let i = 0; i < 1000; i++) rules.push({ slot: 1001 + i, action: 'drop', sample: 0, protocol: 'tcp', dstPrefixes: ['192.0.2.0/24'], dstPorts: [{ start: i + 1, end: i + 1 }] });
+  const compiled = compileRules(rules, { action: 'pass', sample: 0 });
+  assert.equal(compiled.decisions.length, 2000, 'one decision per rule');
+  const config = encodeRuleset(compiled).config;
+  assert.deepEqual([config.readUInt32LE(16), config.readUInt8(20), config.readUInt8(21)], [2, Match.SRC | Match.DPORT, Match.PROTO | Match.DST | Match.DPORT]);
 });
 
 test('nested prefixes need entries only where the rules change', () => {
@@ -108,7 +135,12 @@ test('nested prefixes need entries only where the rules change', () => {
     compiled.addr.map((e) => `${e.length}:${e.cls}`),
     ['8:1', '24:2'],
   );
-  assert.deepEqual(compiled.decisions.map((d) => `${d.src}->${d.slot}`).sort(), ['1->1', '2->1']);
+  // One-field rules: the class values name the first rule (class 2, 10.1.2.0/24, is in both: rule 0 comes first).
+  assert.deepEqual(
+    compiled.addr.map((e) => `${e.cls}->${e.first.join(',')}`),
+    ['1->0,0,0,0', '2->0,0,0,0'],
+  );
+  assert.deepEqual(compiled.decisions, []);
 });
 
 test('a rule set that multiplies beyond the decision table is refused with a reason', () => {

@@ -3,7 +3,7 @@
  * BPF program's lookups over compiled tables, and a plain first-match walk
  * over rules, to compare against each other.
  */
-import { Match, ProtoClass } from '../../src/kinds/packet-filter/layout.js';
+import { isMultiField, Match, NO_RULE, ProtoClass, ProtoIndex } from '../../src/kinds/packet-filter/layout.js';
 import { parseCidr, prefixMask } from '../../src/policy/net/cidr.js';
 import type { CompiledRuleset, CompileRule } from '../../src/kinds/packet-filter/compile.js';
 
@@ -30,42 +30,60 @@ function protoClass(p: TestPacket): number {
   return ProtoClass.other;
 }
 
+function protoIndex(p: TestPacket): number {
+  const c = protoClass(p);
+  return c === ProtoClass.tcp ? ProtoIndex.tcp : c === ProtoClass.udp ? ProtoIndex.udp : c === ProtoClass.icmp ? ProtoIndex.icmp : ProtoIndex.other;
+}
+
 /** What bpf/packet_filter.c decides for `p` with `t` as the active generation. */
 export function classify(t: CompiledRuleset, p: TestPacket): { slot: number; action: 'pass' | 'drop' } {
+  const none = { cls: 0, first: [NO_RULE, NO_RULE, NO_RULE, NO_RULE] };
   const addrClass = (dim: number, address: bigint) => {
-    let best: { length: number; cls: number } | undefined;
+    let best: { length: number; cls: number; first: number[] } | undefined;
     for (const e of t.addr) {
       if (e.dim !== dim || e.family !== p.family) continue;
       if ((address & prefixMask(p.family, e.length)) !== e.address) continue;
       if (!best || e.length > best.length) best = e;
     }
-    return best?.cls ?? 0;
+    return best ?? none;
   };
+  // port_classes holds one value per port: the blocks must not overlap.
   const portClass = (dim: number, port: number) => {
-    let best: { bits: number; cls: number } | undefined;
-    for (const e of t.port) {
-      if (e.dim !== dim || port >> (16 - e.bits) !== e.port >> (16 - e.bits)) continue;
-      if (!best || e.bits > best.bits) best = e;
-    }
-    return best?.cls ?? 0;
+    const hits = t.port.filter((e) => e.dim === dim && port >> (16 - e.bits) === e.port >> (16 - e.bits));
+    if (hits.length > 1) throw new Error(`port ${port} of dimension ${dim} is in ${hits.length} blocks`);
+    return hits[0] ?? { cls: 0, first: [NO_RULE, NO_RULE] };
   };
   const lk = t.config.lookups;
-  const src = lk & Match.SRC ? addrClass(0, p.src) : 0;
-  const dst = lk & Match.DST ? addrClass(1, p.dst) : 0;
-  const sport = hasPorts(p) && lk & Match.SPORT ? portClass(0, p.sport) : 0;
-  const dport = hasPorts(p) && lk & Match.DPORT ? portClass(1, p.dport) : 0;
-  const proto = protoClass(p);
+  const pidx = protoIndex(p);
+  let first = t.config.first[pidx]!;
+  const take = (order: number | undefined) => {
+    if (order !== undefined && order < first) first = order;
+  };
+  const srcC = lk & Match.SRC ? addrClass(0, p.src) : none;
+  const dstC = lk & Match.DST ? addrClass(1, p.dst) : none;
+  take(srcC.first[pidx]);
+  take(dstC.first[pidx]);
+  let sport = 0;
+  let dport = 0;
+  if (hasPorts(p)) {
+    const sp = lk & Match.SPORT ? portClass(0, p.sport) : undefined;
+    const dp = lk & Match.DPORT ? portClass(1, p.dport) : undefined;
+    sport = sp?.cls ?? 0;
+    dport = dp?.cls ?? 0;
+    take(sp?.first[pidx & 1]);
+    take(dp?.first[pidx & 1]);
+  }
+  const [src, dst, proto] = [srcC.cls, dstC.cls, protoClass(p)];
   const table = new Map(t.decisions.map((d) => [`${d.pattern},${d.proto},${d.src},${d.dst},${d.sport},${d.dport}`, d]));
-  let best: { order: number; slot: number; action: number } | undefined;
   for (let pat = 0; pat < 32; pat++) {
-    if (!(t.config.patterns & (1 << pat))) continue;
+    if (!(t.config.patterns & (1 << pat)) || !isMultiField(pat)) continue;
     if ((pat & Match.SRC && !src) || (pat & Match.DST && !dst) || (pat & Match.SPORT && !sport) || (pat & Match.DPORT && !dport)) continue;
     const k = [pat, pat & Match.PROTO ? proto : 0, pat & Match.SRC ? src : 0, pat & Match.DST ? dst : 0, pat & Match.SPORT ? sport : 0, pat & Match.DPORT ? dport : 0].join(',');
-    const d = table.get(k);
-    if (d && (!best || d.order < best.order)) best = d;
+    take(table.get(k)?.order);
   }
-  if (!best) return { slot: 0, action: t.config.defaultAction === 1 ? 'drop' : 'pass' };
-  return { slot: best.slot, action: best.action === 1 ? 'drop' : 'pass' };
+  const rule = first < NO_RULE ? t.rules[first] : undefined;
+  if (!rule) return { slot: 0, action: t.config.defaultAction === 1 ? 'drop' : 'pass' };
+  return { slot: rule.slot, action: rule.action === 1 ? 'drop' : 'pass' };
 }
 
 function inPrefixes(list: readonly string[], family: 4 | 6, address: bigint): boolean {

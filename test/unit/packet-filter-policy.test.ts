@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { decodeConfig, decodeEvent, encodeAddrKey, encodeConfig, encodeDecisionKey, encodeDecisionValue, encodePortKey, ADDR_KEY_SIZE, EVENT_SIZE } from '../../src/kinds/packet-filter/layout.js';
+import { decodeConfig, decodeEvent, encodeAddrKey, encodeConfig, encodeDecisionKey, encodeDecisionValue, encodePortSlices, encodeClass, portClassIndex, ADDR_KEY_SIZE, EVENT_SIZE } from '../../src/kinds/packet-filter/layout.js';
 import { parseIpLinks } from '../../src/bpf/interfaces.js';
 import type { PacketFilterPolicy } from '../../src/kinds/packet-filter/document.js';
 import { loadPolicies } from '../../src/manager.js';
@@ -141,14 +141,30 @@ test('the byte layout matches struct sizes and offsets of bpf/packet_filter.h', 
   assert.deepEqual([...k], [40, 0, 0, 0, 1, 4, 10, 1, 2, 3, ...Array(12).fill(0)]);
   const k6 = encodeAddrKey({ dim: 0, family: 6, address: 0x20010db8n << 96n, length: 32 });
   assert.deepEqual([...k6.subarray(0, 10)], [48, 0, 0, 0, 0, 6, 0x20, 0x01, 0x0d, 0xb8]);
-  assert.deepEqual([...encodePortKey({ dim: 1, port: 0x1f00, bits: 8 })], [16, 0, 0, 0, 1, 0x1f, 0x00]);
+  // port_classes: index gen << 17 | dim << 16 | port; a /8 block covers 256 ports of its dimension's slice.
+  assert.equal(portClassIndex(1, 1, 0x1f00), 0x31f00);
+  // struct pf_port_class: cls@0, first[TCP]@4, first[UDP]@6 (0xffff: no rule).
+  const slices = encodePortSlices([{ dim: 1, port: 0x1f00, bits: 8, cls: 3, first: [7, 0xffff] }], 16);
+  assert.equal(slices.values.length, 65536 * 8);
+  assert.deepEqual([...slices.values.subarray(0x1eff * 8, 0x1f00 * 8)], [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+  assert.deepEqual([...slices.values.subarray(0x1f00 * 8, 0x1f01 * 8)], [3, 0, 0, 0, 7, 0, 0xff, 0xff]);
+  assert.deepEqual([...slices.values.subarray(0x1fff * 8, 0x2000 * 8)], [3, 0, 0, 0, 7, 0, 0xff, 0xff]);
+  assert.equal(slices.values.readUInt32LE(0x2000 * 8), 0);
+  // struct pf_class: cls@0, first[other, icmp, tcp, udp]@4.
+  assert.deepEqual([...encodeClass({ cls: 2, first: [1, 0xffff, 3, 4] })], [2, 0, 0, 0, 1, 0, 0xff, 0xff, 3, 0, 4, 0]);
   assert.equal(encodeDecisionKey({ pattern: 17, proto: 6, src: 1, dst: 0, sport: 0, dport: 2 }).length, 20);
-  const c = { patterns: 0x10003, lookups: 18, defaultAction: 1 as const, defaultAudit: false, defaultSample: 7 };
+  const c = { first: [0xffff, 2, 0xffff, 5], patterns: 0x10003, lookups: 18, defaultAction: 1 as const, defaultAudit: false, defaultSample: 7 };
   assert.deepEqual(decodeConfig(encodeConfig(c)), c);
   const audited = { ...c, defaultAudit: true };
   assert.deepEqual(decodeConfig(encodeConfig(audited)), audited);
   // struct pf_config: default_action@8 (u8), default_audit@9 (u8), default_sample@12.
   assert.deepEqual([...encodeConfig(audited).subarray(8, 16)], [1, 1, 0, 0, 7, 0, 0, 0]);
+  // Patterns 0, 1 and 16 constrain at most one field: no decision lookups (n_patterns@16 = 0). first@52, n_rules@60.
+  assert.equal(encodeConfig(c).readUInt32LE(16), 0);
+  assert.deepEqual([...encodeConfig(c, 9).subarray(52, 64)], [0xff, 0xff, 2, 0, 0xff, 0xff, 5, 0, 9, 0, 0, 0]);
+  // Pattern 6 (source and destination address) is looked up.
+  const multi = encodeConfig({ ...c, patterns: (1 << 6) | 1 });
+  assert.deepEqual([multi.readUInt32LE(16), multi.readUInt8(20)], [1, 6]);
   // struct pf_decision: order@0 slot@4 sample@8 action@12 (u8) audit@13 (u8).
   assert.deepEqual([...encodeDecisionValue({ order: 3, slot: 5, sample: 2, action: 1, audit: true })], [3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 1, 1, 0, 0]);
   assert.deepEqual([...encodeDecisionValue({ order: 3, slot: 5, sample: 2, action: 1, audit: false }).subarray(12)], [1, 0, 0, 0]);

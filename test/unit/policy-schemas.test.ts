@@ -3,14 +3,15 @@
  * described, unknown fields are rejected, and the generated types exist.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { DOCUMENT_KINDS as defaultKindRegistry } from '../../src/kinds/registry.js';
 import { findJsonSyntaxError } from '../../src/policy/json-syntax.js';
-import { defaultSchemaSet, loadSchemaSet } from '../../src/policy/schema-set.js';
-import { REPO_ROOT } from './policy-test-helpers.js';
+import { parsePolicyText } from '../../src/policy/parse.js';
+import { defaultSchemaSet, GENERATED_VALIDATORS, loadSchemaSet } from '../../src/policy/schema-set.js';
+import { FIXTURES_DIR, REPO_ROOT } from './policy-test-helpers.js';
 
 const SCHEMA_DIR = join(REPO_ROOT, 'schemas');
 const schemaFiles = readdirSync(SCHEMA_DIR).filter((f) => f.endsWith('.schema.json')).sort();
@@ -40,6 +41,42 @@ test('the schemas compile, with $id equal to the file name', () => {
   const set = loadSchemaSet(SCHEMA_DIR);
   for (const file of schemaFiles) assert.equal(typeof set.validatorFor(file), 'function');
   assert.equal(typeof defaultSchemaSet().validatorFor('envelope.schema.json'), 'function');
+});
+
+/** Every document of every fixture file (valid, invalid and with warnings), as plain data. */
+function fixtureValues(dir = FIXTURES_DIR): unknown[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return fixtureValues(path);
+    const syntax = name.endsWith('.json') ? 'json' : name.endsWith('.yaml') || name.endsWith('.yml') ? 'yaml' : undefined;
+    return syntax === undefined ? [] : parsePolicyText(path, readFileSync(path, 'utf8'), syntax).documents.map((d) => d.value);
+  });
+}
+
+test('the precompiled validators are generated from these schemas and agree with ajv on every fixture document, kind by kind', () => {
+  const set = loadSchemaSet(SCHEMA_DIR);
+  const generated = Object.keys(GENERATED_VALIDATORS.validators).sort();
+  assert.deepEqual(generated, schemaFiles.filter((f) => f !== 'common.schema.json'));
+  for (const file of generated) assert.equal(set.quickValidatorFor(file), GENERATED_VALIDATORS.validators[file], `${file}: not precompiled (run npm run gen:types)`);
+  const values = fixtureValues();
+  assert.ok(values.length > 40, `${values.length} fixture documents`);
+  let valid = 0;
+  for (const value of values) {
+    for (const file of generated) {
+      const full = set.validatorFor(file)(value);
+      assert.equal(set.quickValidatorFor(file)(value), full, `${file}: ${JSON.stringify(value)}`);
+      if (full) valid++;
+    }
+  }
+  assert.ok(valid > 10, `${valid} valid (document, schema) pairs`);
+});
+
+test('validators generated from other schema files are not used: the schemas are compiled instead', () => {
+  const stale = { digest: 'not the digest of these files', validators: { 'envelope.schema.json': () => true } };
+  const set = loadSchemaSet(SCHEMA_DIR, stale);
+  const quick = set.quickValidatorFor('envelope.schema.json');
+  assert.equal(quick, set.validatorFor('envelope.schema.json'));
+  assert.equal(quick({ kind: 'PortSteering' }), false);
 });
 
 test('every field has a description and every object rejects unknown fields', () => {

@@ -5,12 +5,21 @@
  * For each field some rule constrains (source and destination address,
  * source and destination port) the values are partitioned into classes: two
  * values are in the same class when the same rules' prefixes (or port ranges)
- * contain them. A packet's class ids come from one longest-prefix lookup per
- * field. Rules are grouped by pattern (which fields they constrain); for each
- * pattern the decision table maps the pattern's class ids to the first rule
- * of that pattern that matches. The packet takes the first rule over all
- * patterns, so the per-packet work is bounded by the number of patterns
- * (at most 32), not by the number of rules.
+ * contain them. A packet's class ids come from one lookup per field (a
+ * longest-prefix match for addresses, an array index for ports). Rules are
+ * grouped by pattern (which fields they constrain):
+ *
+ * - a rule that constrains no field but maybe the protocol goes into the
+ *   config (`first`, per protocol);
+ * - a rule that constrains one field (and maybe the protocol) goes into the
+ *   class values of that field (`first`, per protocol): the class lookup
+ *   already names the first such rule;
+ * - for each pattern of two fields or more, the decision table maps the
+ *   pattern's class ids to the first rule of that pattern that matches.
+ *
+ * The packet takes the first rule over all of them, so the per-packet work is
+ * bounded by the number of multi-field patterns (at most 22, usually none),
+ * not by the number of rules.
  */
 import type { PortRange as Range } from '../../policy/net/ports.js';
 import { addressClasses, portClasses } from '../../policy/net/rule-classes.js';
@@ -19,11 +28,16 @@ import {
   FilterActionCode,
   Match,
   MAX_DECISIONS,
+  MAX_RULES,
+  NO_RULE,
   ProtoClass,
+  ProtoIndex,
+  isMultiField,
   type AddrEntry,
   type DecisionEntry,
   type FilterConfig,
   type PortEntry,
+  type RuleEntry,
 } from './layout.js';
 
 /** What a rule matches on. Absent fields match everything. */
@@ -49,7 +63,10 @@ export interface CompileRule extends RuleMatch {
 export interface CompiledRuleset {
   addr: AddrEntry[];
   port: PortEntry[];
+  /** The multi-field patterns' decisions. */
   decisions: DecisionEntry[];
+  /** What each rule does, by match order (the `rules` slice of the generation). */
+  rules: RuleEntry[];
   config: FilterConfig;
 }
 
@@ -69,6 +86,26 @@ export function rulePattern(r: Omit<CompileRule, 'slot' | 'action' | 'audit' | '
   );
 }
 
+/** The PF_PIDX_* a rule's protocol matches (all four without a protocol). */
+function protoIndexes(protocol: CompileRule['protocol']): number[] {
+  return protocol ? [ProtoIndex[protocol]] : [ProtoIndex.other, ProtoIndex.icmp, ProtoIndex.tcp, ProtoIndex.udp];
+}
+
+/** The first rule (smallest order) per protocol index, for each class of one field. */
+class FirstRules {
+  readonly #byClass = new Map<number, number[]>();
+
+  note(cls: number, pidxs: readonly number[], order: number): void {
+    let first = this.#byClass.get(cls);
+    if (!first) this.#byClass.set(cls, (first = [NO_RULE, NO_RULE, NO_RULE, NO_RULE]));
+    for (const p of pidxs) if (order < first[p]!) first[p] = order;
+  }
+
+  of(cls: number): number[] {
+    return [...(this.#byClass.get(cls) ?? [NO_RULE, NO_RULE, NO_RULE, NO_RULE])];
+  }
+}
+
 /** The class entries of one field, tagged with the field (source or destination). */
 function withDim<E>(dim: 0 | 1, c: { entries: E[]; classesOf: Map<number, number[]> }): { entries: Array<E & { dim: 0 | 1 }>; classesOf: Map<number, number[]> } {
   return { entries: c.entries.map((e) => ({ ...e, dim })), classesOf: c.classesOf };
@@ -78,17 +115,31 @@ function withDim<E>(dim: 0 | 1, c: { entries: E[]; classesOf: Map<number, number
  * Compiles rules (in match order) into the tables of one generation.
  * Throws CompileError when the decision table would exceed MAX_DECISIONS
  * entries (rules whose lists multiply: many prefixes times many port ranges
- * that other rules split into many classes).
+ * that other rules split into many classes), or when there are more than
+ * MAX_RULES rules.
  */
 export function compileRules(rules: readonly CompileRule[], defaults: { action: 'pass' | 'drop'; audit?: boolean; sample: number }): CompiledRuleset {
   const src = withDim(Dim.src, addressClasses(rules.map((r) => r.srcPrefixes)));
   const dst = withDim(Dim.dst, addressClasses(rules.map((r) => r.dstPrefixes)));
   const sport = withDim(Dim.src, portClasses(rules.map((r) => r.srcPorts)));
   const dport = withDim(Dim.dst, portClasses(rules.map((r) => r.dstPorts)));
+  if (rules.length > MAX_RULES) throw new CompileError(`${rules.length} rules, more than the ${MAX_RULES} a filter holds`);
   const decisions = new Map<string, DecisionEntry>();
+  // One-field rules, folded into the class values of their field; no-field rules into the config.
+  const firsts = { src: new FirstRules(), dst: new FirstRules(), sport: new FirstRules(), dport: new FirstRules() };
+  const noField = new FirstRules();
   let patterns = 0;
   rules.forEach((rule, order) => {
     const pattern = rulePattern(rule);
+    const pidxs = protoIndexes(rule.protocol);
+    if (!isMultiField(pattern)) {
+      const field = rule.srcPrefixes ? 'src' : rule.dstPrefixes ? 'dst' : rule.srcPorts ? 'sport' : rule.dstPorts ? 'dport' : undefined;
+      const classes = field === undefined ? [0] : ({ src, dst, sport, dport }[field].classesOf.get(order) ?? []);
+      if (classes.length === 0) return; // an empty list matches nothing
+      patterns = (patterns | (1 << pattern)) >>> 0;
+      for (const cls of classes) (field === undefined ? noField : firsts[field]).note(cls, pidxs, order);
+      return;
+    }
     const axes: number[][] = [
       rule.protocol ? [ProtoClass[rule.protocol]] : [0],
       rule.srcPrefixes ? (src.classesOf.get(order) ?? []) : [0],
@@ -116,11 +167,24 @@ export function compileRules(rules: readonly CompileRule[], defaults: { action: 
   });
   const lookups =
     (src.entries.length ? Match.SRC : 0) | (dst.entries.length ? Match.DST : 0) | (sport.entries.length ? Match.SPORT : 0) | (dport.entries.length ? Match.DPORT : 0);
+  // Ports are read for TCP and UDP only: their class values keep those two.
+  const portFirst = (f: FirstRules, cls: number) => {
+    const first = f.of(cls);
+    return [first[ProtoIndex.tcp]!, first[ProtoIndex.udp]!];
+  };
   return {
-    addr: [...src.entries, ...dst.entries],
-    port: [...sport.entries, ...dport.entries],
+    addr: [...src.entries.map((e) => ({ ...e, first: firsts.src.of(e.cls) })), ...dst.entries.map((e) => ({ ...e, first: firsts.dst.of(e.cls) }))],
+    port: [...sport.entries.map((e) => ({ ...e, first: portFirst(firsts.sport, e.cls) })), ...dport.entries.map((e) => ({ ...e, first: portFirst(firsts.dport, e.cls) }))],
     decisions: [...decisions.values()],
+    rules: rules.map((rule, order) => ({
+      order,
+      slot: rule.slot,
+      sample: rule.action === 'drop' ? rule.sample : 0,
+      action: FilterActionCode[rule.action],
+      audit: rule.action === 'drop' && rule.audit === true,
+    })),
     config: {
+      first: noField.of(0),
       patterns,
       lookups,
       defaultAction: FilterActionCode[defaults.action],

@@ -11,7 +11,9 @@ import { packEntries, type PackedEntries } from '../../common/batch-entries.js';
 import { addressBytesText } from '../../policy/net/address-bytes.js';
 import { cStruct, type CStruct } from '../../common/c-struct.js';
 
-export { splitEntries } from '../../common/batch-entries.js';
+import { splitEntries } from '../../common/batch-entries.js';
+
+export { splitEntries };
 
 /** Compiled object of bpf/packet_filter.c. */
 export const FILTER_OBJECT = builtBpfObject('packet_filter.o');
@@ -43,8 +45,9 @@ export const FILTER_PROGRAMS = { xdp: 'filter_xdp', tc: 'filter_tc' } as const;
 /** Names of the filter's maps, as in bpf/packet_filter.c; each is pinned as map_<name>. */
 export const FILTER_MAPS = [
   'addr_tables',
-  'port_tables',
+  'port_classes',
   'decision_tables',
+  'rules',
   'config',
   'active',
   'rule_stats',
@@ -55,14 +58,20 @@ export const FILTER_MAPS = [
 ] as const;
 export type FilterMapName = (typeof FILTER_MAPS)[number];
 
-/** The three double-buffered tables (ARRAY_OF_MAPS, one inner map per generation). */
-export const FILTER_TABLES = ['addr_tables', 'port_tables', 'decision_tables'] as const;
+/** The double-buffered tables held as inner maps (ARRAY_OF_MAPS, one inner map per generation). */
+export const FILTER_TABLES = ['addr_tables', 'decision_tables'] as const;
 export type FilterTableName = (typeof FILTER_TABLES)[number];
 
 /** PF_MATCH_*: the fields a rule constrains; a pattern is an OR of these. */
 export const Match = { PROTO: 1, SRC: 2, DST: 4, SPORT: 8, DPORT: 16 } as const;
 /** PF_PROTO_*: protocol classes of decision keys. */
 export const ProtoClass = { other: 0, icmp: 1, tcp: 6, udp: 17 } as const;
+/** PF_PIDX_*: protocol indexes of the `first` arrays of class values and config. */
+export const ProtoIndex = { other: 0, icmp: 1, tcp: 2, udp: 3 } as const;
+/** PF_NO_RULE: a `first` entry no rule fills. */
+export const NO_RULE = 0xffff;
+/** PF_MAX_RULES: rules per generation in `rules` (each also needs a counter slot). */
+export const MAX_RULES = 16384;
 /** PF_ACTION_* */
 export const FilterActionCode = { pass: 0, drop: 1 } as const;
 /** PF_DIM_* */
@@ -81,8 +90,6 @@ export const RECORD_LEN = 4096;
 
 /** `struct pf_addr_key` (packed: the LPM prefix covers dim, family and address). */
 export const ADDR_KEY = cStruct(FILTER_OBJECT, 'pf_addr_key', 22, { prefixlen: [0, 4], dim: [4, 1], family: [5, 1], addr: [6, 16] }, { mapKey: true });
-/** `struct pf_port_key` (packed). */
-export const PORT_KEY = cStruct(FILTER_OBJECT, 'pf_port_key', 7, { prefixlen: [0, 4], dim: [4, 1], port: [5, 2] }, { mapKey: true });
 /** `struct pf_decision_key`. */
 export const DECISION_KEY = cStruct(
   FILTER_OBJECT,
@@ -91,10 +98,14 @@ export const DECISION_KEY = cStruct(
   { pattern: [0, 1], proto: [1, 1], pad: [2, 2], src: [4, 4], dst: [8, 4], sport: [12, 4], dport: [16, 4] },
   { mapKey: true },
 );
+/** `struct pf_class` (value of the address tries). */
+export const CLASS = cStruct(FILTER_OBJECT, 'pf_class', 12, { cls: [0, 4], first: [4, 8] });
+/** `struct pf_port_class` (value of port_classes: `first` for TCP and UDP). */
+export const PORT_CLASS = cStruct(FILTER_OBJECT, 'pf_port_class', 8, { cls: [0, 4], first: [4, 4] });
 /** `struct pf_decision`. */
 export const DECISION = cStruct(FILTER_OBJECT, 'pf_decision', 16, { order: [0, 4], slot: [4, 4], sample: [8, 4], action: [12, 1], audit: [13, 1], pad: [14, 2] });
 /** `struct pf_config`. */
-export const CONFIG = cStruct(FILTER_OBJECT, 'pf_config', 52, {
+export const CONFIG = cStruct(FILTER_OBJECT, 'pf_config', 64, {
   patterns: [0, 4],
   lookups: [4, 4],
   default_action: [8, 1],
@@ -103,6 +114,8 @@ export const CONFIG = cStruct(FILTER_OBJECT, 'pf_config', 52, {
   default_sample: [12, 4],
   n_patterns: [16, 4],
   pattern_list: [20, 32],
+  first: [52, 8],
+  n_rules: [60, 4],
 });
 /** `struct pf_counter` (one per CPU in rule_stats). */
 export const COUNTER = cStruct(FILTER_OBJECT, 'pf_counter', 32, { packets: [0, 8], bytes: [8, 8], would_drop_packets: [16, 8], would_drop_bytes: [24, 8] });
@@ -114,20 +127,21 @@ export const RECORD = cStruct(FILTER_OBJECT, 'pf_record', RECORD_LEN, { len: [0,
  * Every C struct this module encodes that the object's BTF declares, for the layout guard
  * (test/unit/bpf-layouts.test.ts). `struct pf_event` is not in the BTF (only a ring buffer holds it).
  */
-export const C_STRUCTS: readonly CStruct[] = [ADDR_KEY, PORT_KEY, DECISION_KEY, DECISION, CONFIG, COUNTER, RULE_META, RECORD_KEY, RECORD];
+export const C_STRUCTS: readonly CStruct[] = [ADDR_KEY, CLASS, PORT_CLASS, DECISION_KEY, DECISION, CONFIG, COUNTER, RULE_META, RECORD_KEY, RECORD];
 
 export const ADDR_KEY_SIZE = ADDR_KEY.size;
-export const PORT_KEY_SIZE = PORT_KEY.size;
 export const DECISION_KEY_SIZE = DECISION_KEY.size;
 export const DECISION_VALUE_SIZE = DECISION.size;
-export const CLASS_VALUE_SIZE = 4;
+/** struct pf_class: value of the address tries. */
+export const CLASS_VALUE_SIZE = CLASS.size;
+/** struct pf_port_class: value of port_classes. */
+export const PORT_CLASS_SIZE = PORT_CLASS.size;
 export const CONFIG_SIZE = CONFIG.size;
 /** struct pf_counter: packets, bytes, would-drop packets, would-drop bytes (u64 each, per CPU). */
 export const COUNTER_SIZE = COUNTER.size;
 export const RULE_META_SIZE = RULE_META.size;
 export const EVENT_SIZE = 64;
 const AK = ADDR_KEY.fields;
-const PK = PORT_KEY.fields;
 const DK = DECISION_KEY.fields;
 const DV = DECISION.fields;
 const CF = CONFIG.fields;
@@ -146,14 +160,28 @@ export interface AddrEntry {
   address: bigint;
   length: number;
   cls: number;
+  /** Per PF_PIDX_*: the order of the first rule constraining only this field that matches the class (NO_RULE: none). */
+  first: number[];
 }
 
-/** One entry of a port class trie: a block of ports sharing their top `bits` bits. */
+/** A block of ports sharing their top `bits` bits, all in one class (the port_classes entries of those ports). */
 export interface PortEntry {
   dim: 0 | 1;
   port: number;
   bits: number;
   cls: number;
+  /** For TCP and UDP: the order of the first rule constraining only this field that matches the class (NO_RULE: none). */
+  first: number[];
+}
+
+/** What a rule does: the value of its entry in `rules`. */
+export interface RuleEntry {
+  order: number;
+  slot: number;
+  sample: number;
+  action: 0 | 1;
+  /** A drop is audited: the packet passes, counted as would-drop. */
+  audit: boolean;
 }
 
 /** One decision: for a pattern and the class ids of its fields, the first rule that matches. */
@@ -174,6 +202,9 @@ export interface DecisionEntry {
 
 /** One generation's config. */
 export interface FilterConfig {
+  /** Per PF_PIDX_*: the order of the first rule constraining no field but maybe the protocol (NO_RULE: none). */
+  first: number[];
+  /** Bit p: some rule has pattern p (only the multi-field ones are looked up). */
   patterns: number;
   lookups: number;
   defaultAction: 0 | 1;
@@ -198,20 +229,58 @@ export function encodeAddrKey(e: Pick<AddrEntry, 'dim' | 'family' | 'address' | 
   return k;
 }
 
-/** Encodes a port trie key. */
-export function encodePortKey(e: Pick<PortEntry, 'dim' | 'port' | 'bits'>): Buffer {
-  if (!Number.isInteger(e.bits) || e.bits < 0 || e.bits > 16) throw new RangeError(`port bits ${e.bits} out of range`);
-  const k = Buffer.alloc(PORT_KEY_SIZE);
-  k.writeUInt32LE(8 + e.bits, PK.prefixlen.offset);
-  k.writeUInt8(e.dim, PK.dim.offset);
-  k.writeUInt16BE(e.port, PK.port.offset);
-  return k;
+/** Ports per dimension and generation in `port_classes`. */
+export const PORTS = 65536;
+/** PF_PORT_CLASS_ENTRIES: entries of `port_classes` (2 generations x 2 dimensions x 65,536 ports). */
+export const PORT_CLASS_ENTRIES = 2 * 2 * PORTS;
+
+/** pf_port_index(): the `port_classes` index of a port of a dimension in a generation. */
+export function portClassIndex(gen: number, dim: number, port: number): number {
+  return ((gen & 1) << 17) | ((dim & 1) << 16) | (port & 0xffff);
 }
 
-/** Encodes a u32 class id (the value of both tries). */
-export function encodeClass(cls: number): Buffer {
+/**
+ * The `port_classes` values of one generation: for each dimension in use
+ * (bit Match.SPORT or Match.DPORT of `dims`; source first), 65,536 class
+ * values indexed by port. Dimensions not in use are neither written nor
+ * read (the program does not look them up).
+ */
+export interface PortSlices {
+  dims: number;
+  values: Buffer;
+}
+
+/** The dimensions of `port_classes` a generation uses, in slice order. */
+export function portSliceDims(lookups: number): Array<0 | 1> {
+  return [...(lookups & Match.SPORT ? [Dim.src] : []), ...(lookups & Match.DPORT ? [Dim.dst] : [])];
+}
+
+/** Encodes the port class blocks as the `port_classes` slices of the dimensions in `lookups` (Match bits). */
+export function encodePortSlices(entries: readonly PortEntry[], lookups: number): PortSlices {
+  const dims = portSliceDims(lookups);
+  const values = Buffer.alloc(dims.length * PORTS * PORT_CLASS_SIZE);
+  // Ports no entry covers: class 0, no rule.
+  for (let off = 0; off < values.length; off += PORT_CLASS_SIZE) values.writeUInt32LE(NO_RULE * 0x10001, off + PORT_CLASS.fields.first.offset);
+  const one = Buffer.alloc(PORT_CLASS_SIZE);
+  for (const e of entries) {
+    if (!Number.isInteger(e.bits) || e.bits < 0 || e.bits > 16) throw new RangeError(`port bits ${e.bits} out of range`);
+    const at = dims.indexOf(e.dim);
+    if (at < 0) throw new RangeError(`port entry of dimension ${e.dim}, which the config does not look up`);
+    one.writeUInt32LE(e.cls, PORT_CLASS.fields.cls.offset);
+    one.writeUInt16LE(e.first[0] ?? NO_RULE, PORT_CLASS.fields.first.offset);
+    one.writeUInt16LE(e.first[1] ?? NO_RULE, PORT_CLASS.fields.first.offset + 2);
+    const start = e.port & ~((1 << (16 - e.bits)) - 1) & 0xffff;
+    const n = 1 << (16 - e.bits);
+    for (let p = start; p < start + n; p++) one.copy(values, (at * PORTS + p) * PORT_CLASS_SIZE);
+  }
+  return { dims: lookups & (Match.SPORT | Match.DPORT), values };
+}
+
+/** Encodes an address trie value (struct pf_class). */
+export function encodeClass(e: Pick<AddrEntry, 'cls' | 'first'>): Buffer {
   const v = Buffer.alloc(CLASS_VALUE_SIZE);
-  v.writeUInt32LE(cls);
+  v.writeUInt32LE(e.cls, CLASS.fields.cls.offset);
+  for (let i = 0; i < 4; i++) v.writeUInt16LE(e.first[i] ?? NO_RULE, CLASS.fields.first.offset + 2 * i);
   return v;
 }
 
@@ -227,7 +296,7 @@ export function encodeDecisionKey(d: Pick<DecisionEntry, 'pattern' | 'proto' | '
   return k;
 }
 
-/** Encodes a decision value. */
+/** Encodes a decision value (struct pf_decision: the value of decision_tables and of `rules`). */
 export function encodeDecisionValue(d: Pick<DecisionEntry, 'order' | 'slot' | 'sample' | 'action' | 'audit'>): Buffer {
   const v = Buffer.alloc(DECISION_VALUE_SIZE);
   v.writeUInt32LE(d.order, DV.order.offset);
@@ -238,8 +307,15 @@ export function encodeDecisionValue(d: Pick<DecisionEntry, 'order' | 'slot' | 's
   return v;
 }
 
-/** Encodes a generation's config: the patterns bitmask also as the list of patterns in use. */
-export function encodeConfig(c: FilterConfig): Buffer {
+/** Whether rules of `pattern` need a decision lookup (two fields or more): the patterns of pf_config.pattern_list. */
+export function isMultiField(pattern: number): boolean {
+  let n = 0;
+  for (const m of [Match.SRC, Match.DST, Match.SPORT, Match.DPORT]) if (pattern & m) n++;
+  return n >= 2;
+}
+
+/** Encodes a generation's config: the multi-field patterns of the bitmask also as the list of patterns to look up. */
+export function encodeConfig(c: FilterConfig, nRules = 0): Buffer {
   const v = Buffer.alloc(CONFIG_SIZE);
   v.writeUInt32LE(c.patterns, CF.patterns.offset);
   v.writeUInt32LE(c.lookups, CF.lookups.offset);
@@ -247,14 +323,22 @@ export function encodeConfig(c: FilterConfig): Buffer {
   v.writeUInt8(c.defaultAudit ? 1 : 0, CF.default_audit.offset);
   v.writeUInt32LE(c.defaultSample, CF.default_sample.offset);
   let n = 0;
-  for (let p = 0; p < 32; p++) if (c.patterns & (1 << p)) v.writeUInt8(p, CF.pattern_list.offset + n++);
+  for (let p = 0; p < 32; p++) if (c.patterns & (1 << p) && isMultiField(p)) v.writeUInt8(p, CF.pattern_list.offset + n++);
   v.writeUInt32LE(n, CF.n_patterns.offset);
+  for (let i = 0; i < 4; i++) v.writeUInt16LE(c.first[i] ?? NO_RULE, CF.first.offset + 2 * i);
+  v.writeUInt32LE(nRules, CF.n_rules.offset);
   return v;
+}
+
+/** The n_rules of an encoded config: entries of the generation's `rules` slice. */
+export function configRuleCount(v: Buffer): number {
+  return v.readUInt32LE(CF.n_rules.offset);
 }
 
 /** Decodes a generation's config. */
 export function decodeConfig(v: Buffer): FilterConfig {
   return {
+    first: [0, 1, 2, 3].map((i) => v.readUInt16LE(CF.first.offset + 2 * i)),
     patterns: v.readUInt32LE(CF.patterns.offset),
     lookups: v.readUInt32LE(CF.lookups.offset),
     defaultAction: v.readUInt8(CF.default_action.offset) === 1 ? 1 : 0,
@@ -317,37 +401,48 @@ export function decodeEvent(b: Buffer): RawFilterEvent {
 /** The encoded entries of one generation, ready for batch updates. */
 export interface EncodedRuleset {
   addr: PackedEntries;
-  port: PackedEntries;
+  port: PortSlices;
+  /** The generation's `rules` values (struct pf_decision), by order: config n_rules of them. */
+  rules: Buffer;
   decision: PackedEntries;
   config: Buffer;
 }
 
 /** Encodes a generation's tables. Throws RangeError on out-of-range fields. */
-export function encodeRuleset(r: { addr: AddrEntry[]; port: PortEntry[]; decisions: DecisionEntry[]; config: FilterConfig }): EncodedRuleset {
+export function encodeRuleset(r: { addr: AddrEntry[]; port: PortEntry[]; decisions: DecisionEntry[]; rules: RuleEntry[]; config: FilterConfig }): EncodedRuleset {
   const pack = packEntries;
+  if (r.rules.length > MAX_RULES) throw new RangeError(`${r.rules.length} rules, more than ${MAX_RULES}`);
   return {
-    addr: pack(r.addr, encodeAddrKey, (e) => encodeClass(e.cls)),
-    port: pack(r.port, encodePortKey, (e) => encodeClass(e.cls)),
+    addr: pack(r.addr, encodeAddrKey, encodeClass),
+    port: encodePortSlices(r.port, r.config.lookups),
+    rules: Buffer.concat(r.rules.map(encodeDecisionValue)),
     decision: pack(r.decisions, encodeDecisionKey, encodeDecisionValue),
-    config: encodeConfig(r.config),
+    config: encodeConfig(r.config, r.rules.length),
   };
 }
 
 /**
- * Fingerprint of one generation's content: the entries of the three tables
- * (in any order) and the config. Observed maps and desired tables with equal
- * fingerprints hold the same rules.
+ * Fingerprint of one generation's content: the entries of the two inner
+ * tables (in any order), the port slices in use, the rules slice and the
+ * config. Observed maps and desired tables with equal fingerprints hold the
+ * same rules.
  */
 export function rulesetFingerprint(parts: {
   addr: Iterable<[Buffer, Buffer]>;
-  port: Iterable<[Buffer, Buffer]>;
+  /** The `port_classes` values of the dimensions in use (PortSlices.values). */
+  port: Buffer;
+  /** The generation's `rules` values, config n_rules of them (EncodedRuleset.rules). */
+  rules: Buffer;
   decision: Iterable<[Buffer, Buffer]>;
   config: Buffer;
 }): string {
   const h = createHash('sha256');
+  h.update(`port:${parts.port.length}\n`);
+  h.update(parts.port);
+  h.update(`rules:${parts.rules.length}\n`);
+  h.update(parts.rules);
   for (const [name, entries] of [
     ['addr', parts.addr],
-    ['port', parts.port],
     ['decision', parts.decision],
   ] as const) {
     const lines: string[] = [];
@@ -358,5 +453,10 @@ export function rulesetFingerprint(parts: {
   }
   h.update(parts.config);
   return h.digest('hex').slice(0, 32);
+}
+
+/** The fingerprint of an encoded generation: what observation computes from the maps once it is written. */
+export function encodedFingerprint(e: EncodedRuleset): string {
+  return rulesetFingerprint({ addr: splitEntries(e.addr), port: e.port.values, rules: e.rules, decision: splitEntries(e.decision), config: e.config });
 }
 

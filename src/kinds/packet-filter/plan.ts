@@ -11,7 +11,7 @@
  * and switched to (no new program, no new link); a filter no policy wants, or
  * whose interface vanished, is removed.
  */
-import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, filterDir, rulesetFingerprint, splitEntries } from './layout.js';
+import { DEFAULT_SLOT, MAX_SLOTS, encodeRuleset, encodedFingerprint, filterDir } from './layout.js';
 import type { AttachmentRecord, AttachSpec, FilterPolicyRecord, ObservedFilter, ObservedFilters, RulesetWrite } from './store.js';
 import { CompileError, compileRules } from './compile.js';
 import { swapInterruptedAfterUpdate } from '../../bpf/program-swap.js';
@@ -202,7 +202,7 @@ export function planFilters(desired: DesiredFilters, observed: ObservedFilters, 
         { action: want.defaultAction, audit: want.defaultAudit, sample: want.defaultSample },
       );
       const encoded = encodeRuleset(compiled);
-      fingerprint = rulesetFingerprint({ addr: splitEntries(encoded.addr), port: splitEntries(encoded.port), decision: splitEntries(encoded.decision), config: encoded.config });
+      fingerprint = encodedFingerprint(encoded);
       decisions = compiled.decisions.length;
       write = { encoded, newSlots: fresh, staleSlots: stale };
     } catch (err) {

@@ -35,9 +35,13 @@ import {
   FILTER_TABLES,
   FILTERS_DIR,
   NAME_LEN,
-  PORT_KEY_SIZE,
+  PORTS,
+  PORT_CLASS_SIZE,
+  MAX_RULES,
+  configRuleCount,
   RECORD_LEN,
   RULE_META_SIZE,
+  decodeConfig,
   decodeRecord,
   decodeRecordKey,
   decodeRuleMeta,
@@ -52,6 +56,8 @@ import {
   type FilterMapName,
   type FilterTableName,
   parseFilterDirName,
+  portClassIndex,
+  portSliceDims,
 } from './layout.js';
 import { Link, type TcxDirection } from '../../bpf/link.js';
 import { BpfMap, possibleCpus } from '../../bpf/map.js';
@@ -126,6 +132,16 @@ function innerEntries(outer: BpfMap, gen: number): Array<[Buffer, Buffer]> | und
   return inner?.entries();
 }
 
+/** The `port_classes` values of generation `gen` for the dimensions in `lookups` (Match bits), as PortSlices.values. */
+function portSlices(map: BpfMap, gen: number, lookups: number): Buffer {
+  return Buffer.concat(portSliceDims(lookups).map((dim) => map.lookupArrayRange(portClassIndex(gen, dim, 0), PORTS)));
+}
+
+/** The first `n` `rules` values of generation `gen`, as EncodedRuleset.rules. */
+function ruleSlice(map: BpfMap, gen: number, n: number): Buffer {
+  return map.lookupArrayRange(gen * MAX_RULES, Math.min(n, MAX_RULES));
+}
+
 /** A filter directory as observed before anything in it is read. */
 function blankFilter(root: string, netnsKey: string, name: string): ObservedFilter {
   const parsed = parseFilterDirName(name)!;
@@ -179,8 +195,11 @@ export function observeFilter(root: string, netnsKey: string, name: string): Obs
       obs.activeGen = (gen ?? 0) & 1;
       const config = maps.config?.lookup(u32(obs.activeGen));
       const tables = FILTER_TABLES.map((t) => (maps[t] ? innerEntries(maps[t], obs.activeGen) : undefined));
-      if (config && tables.every((t) => t !== undefined))
-        obs.fingerprint = rulesetFingerprint({ addr: tables[0]!, port: tables[1]!, decision: tables[2]!, config });
+      if (config && maps.port_classes && maps.rules && tables.every((t) => t !== undefined)) {
+        const port = portSlices(maps.port_classes, obs.activeGen, decodeConfig(config).lookups);
+        const rules = ruleSlice(maps.rules, obs.activeGen, configRuleCount(config));
+        obs.fingerprint = rulesetFingerprint({ addr: tables[0]!, port, rules, decision: tables[1]!, config });
+      }
     }
   } finally {
     opened.close();
@@ -280,6 +299,8 @@ export interface RulesetWrite {
 /** Key and value sizes of the pinned maps with a fixed layout (bpf/packet_filter.h). */
 const LAYOUT: Partial<Record<FilterMapName, { key: number; value: number }>> = {
   config: { key: 4, value: CONFIG_SIZE },
+  port_classes: { key: 4, value: PORT_CLASS_SIZE },
+  rules: { key: 4, value: DECISION_VALUE_SIZE },
   active: { key: 4, value: 4 },
   rule_stats: { key: 4, value: COUNTER_SIZE },
   rule_meta: { key: 4, value: RULE_META_SIZE },
@@ -288,7 +309,6 @@ const LAYOUT: Partial<Record<FilterMapName, { key: number; value: number }>> = {
 
 const INNER: Record<FilterTableName, { type: number; keySize: number; valueSize: number }> = {
   addr_tables: { type: MapType.LPM_TRIE, keySize: ADDR_KEY_SIZE, valueSize: CLASS_VALUE_SIZE },
-  port_tables: { type: MapType.LPM_TRIE, keySize: PORT_KEY_SIZE, valueSize: CLASS_VALUE_SIZE },
   decision_tables: { type: MapType.HASH, keySize: DECISION_KEY_SIZE, valueSize: DECISION_VALUE_SIZE },
 };
 
@@ -301,11 +321,11 @@ const INNER: Record<FilterTableName, { type: number; keySize: number; valueSize:
  * Throws ErrnoError.
  */
 export function writeFilterRules(dir: string, gen: number, write: RulesetWrite): void {
-  withPinnedMaps(dir, [...FILTER_TABLES, 'config', 'active', 'rule_stats', 'rule_meta'], (m) => fillRuleset((name) => m[name]!, gen, write));
+  withPinnedMaps(dir, [...FILTER_TABLES, 'port_classes', 'rules', 'config', 'active', 'rule_stats', 'rule_meta'], (m) => fillRuleset((name) => m[name]!, gen, write));
 }
 
 /** The maps of a filter that {@link fillRuleset} writes, by name. */
-export type RulesetMapName = FilterTableName | 'config' | 'active' | 'rule_stats' | 'rule_meta';
+export type RulesetMapName = FilterTableName | 'port_classes' | 'rules' | 'config' | 'active' | 'rule_stats' | 'rule_meta';
 
 /**
  * Writes generation `gen` of a rule set into a filter's maps, opened by the
@@ -323,7 +343,6 @@ export function fillRuleset(map: (name: RulesetMapName) => BpfMap, gen: number, 
   }
   const parts: Record<FilterTableName, EncodedRuleset['addr']> = {
     addr_tables: write.encoded.addr,
-    port_tables: write.encoded.port,
     decision_tables: write.encoded.decision,
   };
   for (const table of FILTER_TABLES) {
@@ -337,6 +356,8 @@ export function fillRuleset(map: (name: RulesetMapName) => BpfMap, gen: number, 
     if (part.count > 0) inner.updateBatch(part.keys, part.values);
     map(table).update(u32(gen), u32(inner.fd));
   }
+  writePortSlices(map('port_classes'), gen, write.encoded.port);
+  writeRuleSlice(map('rules'), gen, write.encoded.rules);
   map('config').update(u32(gen), write.encoded.config);
   failpoint('rules-after-generation');
   map('active').update(u32(0), u32(gen));
@@ -347,6 +368,27 @@ export function fillRuleset(map: (name: RulesetMapName) => BpfMap, gen: number, 
     else stats.delete(u32(slot));
     meta.delete(u32(slot));
   }
+}
+
+/** Writes the port class slices of generation `gen` (the dimensions in use, every port of each). Throws ErrnoError. */
+function writePortSlices(map: BpfMap, gen: number, port: EncodedRuleset['port']): void {
+  const dims = portSliceDims(port.dims);
+  if (dims.length === 0) return;
+  const keys = Buffer.alloc(dims.length * PORTS * 4);
+  dims.forEach((dim, at) => {
+    const base = portClassIndex(gen, dim, 0);
+    for (let p = 0; p < PORTS; p++) keys.writeUInt32LE(base + p, (at * PORTS + p) * 4);
+  });
+  map.updateBatch(keys, port.values, { chunk: PORTS });
+}
+
+/** Writes the `rules` slice of generation `gen` (entries 0..n-1; the ones after are stale and never read). Throws ErrnoError. */
+function writeRuleSlice(map: BpfMap, gen: number, values: Buffer): void {
+  const n = values.length / DECISION_VALUE_SIZE;
+  if (n === 0) return;
+  const keys = Buffer.alloc(n * 4);
+  for (let i = 0; i < n; i++) keys.writeUInt32LE(gen * MAX_RULES + i, i * 4);
+  map.updateBatch(keys, values);
 }
 
 /** Writes and deletes policy records (and the attachment record). */

@@ -148,19 +148,36 @@ function findOverlappingClaims(policies: readonly PortSteeringPolicy[]): PolicyC
   const conflicts: PolicyConflict<PortSteeringPolicy>[] = [];
   for (const members of groups.values()) {
     if (members.length < 2) continue;
-    const intervals = members
-      .flatMap((index) => (policies[index] as PortSteeringPolicy).ports.map((range) => ({ ...range, index })))
-      .sort((a, b) => a.start - b.start);
-    const pairs = new Set<number>();
-    let active: typeof intervals = [];
-    for (const interval of intervals) {
-      active = active.filter((other) => other.end >= interval.start);
-      for (const other of active) {
-        if (other.index === interval.index) continue;
-        const [first, second] = other.index < interval.index ? [other.index, interval.index] : [interval.index, other.index];
-        pairs.add(first * policies.length + second);
+    // Every port range of the group as its start, end and policy index (parallel arrays: no object per range).
+    const starts: number[] = [];
+    const ends: number[] = [];
+    const owners: number[] = [];
+    for (const index of members) {
+      for (const range of (policies[index] as PortSteeringPolicy).ports) {
+        starts.push(range.start);
+        ends.push(range.end);
+        owners.push(index);
       }
-      active.push(interval);
+    }
+    const order = Array.from(starts.keys()).sort((a, b) => (starts[a] as number) - (starts[b] as number));
+    const pairs = new Set<number>();
+    // The ranges still open at the current start, compacted in place as ranges end.
+    const active: number[] = [];
+    let open = 0;
+    for (const current of order) {
+      const start = starts[current] as number;
+      const owner = owners[current] as number;
+      let kept = 0;
+      for (let a = 0; a < open; a++) {
+        const other = active[a] as number;
+        if ((ends[other] as number) < start) continue;
+        active[kept++] = other;
+        const otherOwner = owners[other] as number;
+        if (otherOwner === owner) continue;
+        pairs.add(Math.min(otherOwner, owner) * policies.length + Math.max(otherOwner, owner));
+      }
+      active[kept++] = current;
+      open = kept;
     }
     for (const pair of [...pairs].sort((a, b) => a - b)) {
       const earlier = policies[Math.floor(pair / policies.length)] as PortSteeringPolicy;
@@ -189,13 +206,21 @@ export const portSteeringKind: PolicyKind<PortSteering, PortSteeringPolicy> = {
   schemaFile: 'port-steering.schema.json',
 
   check(document) {
-    return [...checkPorts(document.spec.ports), ...checkAddresses(document.spec.addresses ?? [])];
+    const findings = checkPorts(document.spec.ports);
+    if (document.spec.addresses !== undefined) findings.push(...checkAddresses(document.spec.addresses));
+    return findings;
   },
 
   normalize(document, source) {
     const { spec } = document;
+    // The base's fields named rather than spread: spreading an object into a literal with more fields is
+    // several times slower in V8 than the literal, and normalize runs once per policy loaded.
+    const base = normalizeBase(KIND, document, source);
     return {
-      ...normalizeBase(KIND, document, source),
+      kind: base.kind,
+      name: base.name,
+      labels: base.labels,
+      source: base.source,
       netns: normalizeNetnsPath(spec.netns),
       protocol: spec.protocol,
       ports: mergePortRanges(spec.ports.map(portSpecToRange)),

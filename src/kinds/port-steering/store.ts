@@ -25,6 +25,7 @@ import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import type { PackedEntries } from '../../common/batch-entries.js';
 import { EntryBytes } from '../../common/entry-bytes.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './layout.js';
+import { compareCodeUnits } from '../../common/compare.js';
 
 /** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
 export const DISPATCHER_MAPS = ['bindings', 'sockets', 'binding_hits', 'stats', 'policies'] as const;
@@ -119,7 +120,7 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
           obs.records.push({ name: decodePolicyKey(all.subarray(at, at + ks)), json: decodePolicyRecord(all.subarray(at + ks + 4, at + ks + 4 + size)) });
           at += ks + 4 + size;
         }
-        obs.records.sort((a, b) => byName.compare(a.name, b.name));
+        obs.records.sort((a, b) => compareCodeUnits(a.name, b.name));
       }
       read.records = obs.records;
     }
@@ -136,9 +137,6 @@ interface LastRead {
   records: ObservedDispatcher['records'];
 }
 const lastReads = new Map<string, LastRead>();
-
-/** The order of String.prototype.localeCompare, without building a collator per comparison (10,000 records sort in a third of the time). */
-const byName = new Intl.Collator();
 
 /** The directory under the pin root that the dispatchers live in. */
 export const NETNS_DIR = 'netns';

@@ -77,13 +77,7 @@ function parseCidrText(text: string): CidrParseResult {
   const addressText = text.slice(0, slash);
   const lengthText = text.slice(slash + 1);
   const family: IpFamily = addressText.includes(':') ? 6 : 4;
-  let address: bigint | undefined;
-  if (family === 6) {
-    address = parseIPv6(addressText);
-  } else {
-    const v4 = parseIPv4(addressText);
-    address = v4 === undefined ? undefined : BigInt(v4);
-  }
+  const address: number | bigint | undefined = family === 6 ? parseIPv6(addressText) : parseIPv4(addressText);
   if (address === undefined) {
     return { ok: false, reason: `"${addressText}" is not an IPv${family} address` };
   }
@@ -94,6 +88,11 @@ function parseCidrText(text: string): CidrParseResult {
   const width = ADDRESS_BITS[family];
   if (length > width) {
     return { ok: false, reason: `prefix length ${length} is longer than ${width} bits` };
+  }
+  if (typeof address === 'number') {
+    // IPv4: the host bits cleared in 32-bit arithmetic, one bigint made.
+    const network = length === 0 ? 0 : (address & (-1 << (32 - length))) >>> 0;
+    return { ok: true, prefix: { family, address: BigInt(network), length }, hostBitsSet: network !== address };
   }
   const network = address & prefixMask(family, length);
   return { ok: true, prefix: { family, address: network, length }, hostBitsSet: network !== address };

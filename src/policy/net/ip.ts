@@ -12,9 +12,6 @@ export type IpFamily = 4 | 6;
 /** Number of bits in an address of each family. */
 export const ADDRESS_BITS: Readonly<Record<IpFamily, number>> = { 4: 32, 6: 128 };
 
-const DECIMAL_OCTET = /^(0|[1-9][0-9]{0,2})$/;
-const HEX_GROUP = /^[0-9A-Fa-f]{1,4}$/;
-
 /**
  * Parses a dotted-quad IPv4 address ("192.0.2.1").
  * Octets with leading zeros ("010.0.0.1") are rejected because some tools
@@ -22,26 +19,49 @@ const HEX_GROUP = /^[0-9A-Fa-f]{1,4}$/;
  * @returns the address as a 32-bit unsigned integer, or undefined if `text` is not one.
  */
 export function parseIPv4(text: string): number | undefined {
-  const octets = text.split('.');
-  if (octets.length !== 4) return undefined;
+  // Four octets "0" or 1-3 ASCII digits without a leading zero, at most 255, separated by "."; no split or regexp per octet.
   let value = 0;
-  for (const octet of octets) {
-    if (!DECIMAL_OCTET.test(octet)) return undefined;
-    const n = Number(octet);
-    if (n > 255) return undefined;
-    value = value * 256 + n;
+  let octets = 0;
+  let i = 0;
+  for (;;) {
+    const start = i;
+    let octet = 0;
+    for (let c = text.charCodeAt(i); c >= 48 && c <= 57; c = text.charCodeAt(++i)) octet = octet * 10 + (c - 48);
+    const digits = i - start;
+    if (digits === 0 || digits > 3 || (digits > 1 && text.charCodeAt(start) === 48) || octet > 255) return undefined;
+    value = value * 256 + octet;
+    if (++octets === 4) return i === text.length ? value : undefined;
+    if (text.charCodeAt(i) !== 46) return undefined;
+    i++;
   }
-  return value;
 }
 
+/** The groups of "h:h:...:h" (1-4 hex digits each; "" is no group), or undefined if one is not. */
 function parseHexGroups(text: string): number[] | undefined {
   if (text === '') return [];
   const groups: number[] = [];
-  for (const group of text.split(':')) {
-    if (!HEX_GROUP.test(group)) return undefined;
-    groups.push(parseInt(group, 16));
+  let i = 0;
+  for (;;) {
+    const start = i;
+    let group = 0;
+    for (;;) {
+      const c = text.charCodeAt(i);
+      const digit = c >= 48 && c <= 57 ? c - 48 : c >= 65 && c <= 70 ? c - 55 : c >= 97 && c <= 102 ? c - 87 : -1;
+      if (digit < 0) break;
+      group = group * 16 + digit;
+      i++;
+    }
+    if (i === start || i - start > 4) return undefined;
+    groups.push(group);
+    if (i === text.length) return groups;
+    if (text.charCodeAt(i) !== 58) return undefined;
+    i++;
   }
-  return groups;
+}
+
+/** Hex digits of a 16-bit group, zero-padded to 4. */
+function hex4(group: number): string {
+  return (group + 0x10000).toString(16).slice(1);
 }
 
 /**
@@ -75,10 +95,11 @@ export function parseIPv6(text: string): bigint | undefined {
     if (tail === undefined || head.length + tail.length > groupCount - 1) return undefined;
     groups = [...head, ...new Array<number>(groupCount - head.length - tail.length).fill(0), ...tail];
   }
-  let value = 0n;
-  for (const group of groups) value = (value << 16n) | BigInt(group);
-  if (ipv4Tail !== undefined) value = (value << 32n) | BigInt(ipv4Tail);
-  return value;
+  // One bigint from 32 hex digits rather than a shift and an OR per group.
+  let hex = '0x';
+  for (const group of groups) hex += hex4(group);
+  if (ipv4Tail !== undefined) hex += hex4(Math.floor(ipv4Tail / 0x10000)) + hex4(ipv4Tail % 0x10000);
+  return BigInt(hex);
 }
 
 /**
@@ -98,7 +119,7 @@ export function parseIpAddress(text: string): { family: IpFamily; value: bigint 
 /** Formats a 32-bit unsigned integer as a dotted-quad IPv4 address. */
 export function formatIPv4(value: number | bigint): string {
   const n = Number(value);
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 /**
@@ -108,10 +129,12 @@ export function formatIPv4(value: number | bigint): string {
  * IPv4-mapped addresses as "::ffff:192.0.2.1".
  */
 export function formatIPv6(value: bigint): string {
+  // The groups from the value's 32 hex digits rather than a shift and a mask per group.
+  const digits = value.toString(16).padStart(32, '0');
   const groups: number[] = [];
-  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((value >> shift) & 0xffffn));
+  for (let i = 0; i < 32; i += 4) groups.push(parseInt(digits.slice(i, i + 4), 16));
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${formatIPv4(value & 0xffffffffn)}`;
+    return `::ffff:${formatIPv4((groups[6] as number) * 0x10000 + (groups[7] as number))}`;
   }
   let bestStart = -1;
   let bestLength = 1;

@@ -1,7 +1,7 @@
 /**
  * Socket addresses written as "ADDR:PORT" ("127.0.0.1:8080", "[::1]:8080").
  */
-import { formatIpAddress, parseIPv4, parseIPv6, type IpFamily } from './ip.js';
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6, type IpFamily } from './ip.js';
 import { MAX_PORT, MIN_PORT } from './ports.js';
 
 /** A literal IP address and port. */
@@ -24,6 +24,25 @@ const PORT = /^(0|[1-9][0-9]{0,4})$/;
  * are not resolved) and a port in 1..65535. Never throws.
  */
 export function parseListenAddress(text: string): ListenAddressParseResult {
+  let parsed = parsedAddresses.get(text);
+  if (parsed === undefined) {
+    if (parsedAddresses.size >= MAX_PARSED_ADDRESSES) parsedAddresses.clear();
+    parsed = parseListenAddressText(text);
+    parsedAddresses.set(text, parsed);
+  }
+  return parsed;
+}
+
+/**
+ * Results of {@link parseListenAddress} by text (results are immutable):
+ * validating a document parses its address twice (the schema's format and
+ * normalization), and the daemon sees the same texts on every pass. Bounded:
+ * cleared when full.
+ */
+const parsedAddresses = new Map<string, ListenAddressParseResult>();
+const MAX_PARSED_ADDRESSES = 65536;
+
+function parseListenAddressText(text: string): ListenAddressParseResult {
   let host: string;
   let portText: string;
   let family: IpFamily;
@@ -43,13 +62,7 @@ export function parseListenAddress(text: string): ListenAddressParseResult {
     family = 4;
     if (host.includes(':')) return { ok: false, reason: 'write IPv6 addresses in brackets, e.g. "[::1]:8080"' };
   }
-  let value: bigint | undefined;
-  if (family === 6) {
-    value = parseIPv6(host);
-  } else {
-    const v4 = parseIPv4(host);
-    value = v4 === undefined ? undefined : BigInt(v4);
-  }
+  const value: number | bigint | undefined = family === 6 ? parseIPv6(host) : parseIPv4(host);
   if (value === undefined) {
     const hint = family === 4 && /[a-zA-Z]/.test(host) ? '; host names are not resolved' : '';
     return { ok: false, reason: `"${host}" is not an IPv${family} address${hint}` };
@@ -59,5 +72,5 @@ export function parseListenAddress(text: string): ListenAddressParseResult {
   if (port < MIN_PORT || port > MAX_PORT) {
     return { ok: false, reason: `port ${port} is out of range ${MIN_PORT}..${MAX_PORT}` };
   }
-  return { ok: true, value: { family, address: formatIpAddress(family, value), port } };
+  return { ok: true, value: { family, address: typeof value === 'number' ? formatIPv4(value) : formatIPv6(value), port } };
 }

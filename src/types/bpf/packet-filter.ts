@@ -13,22 +13,26 @@ export type ActiveMapValue = number;
 export type ConfigMapKey = number;
 /** Map config, value: struct pf_config. */
 export type ConfigMapValue = PfConfig;
-/** Map decision_tables, key: __u32. */
-export type DecisionTablesMapKey = number;
-/** Map decision_tables, value: 4 bytes, hex. */
-export type DecisionTablesMapValue = string;
 /** Map addr_tables, key: __u32. */
 export type AddrTablesMapKey = number;
 /** Map addr_tables, value: 4 bytes, hex. */
 export type AddrTablesMapValue = string;
-/** Map port_tables, key: __u32. */
-export type PortTablesMapKey = number;
-/** Map port_tables, value: 4 bytes, hex. */
-export type PortTablesMapValue = string;
+/** Map rules, key: __u32. */
+export type RulesMapKey = number;
+/** Map rules, value: struct pf_decision. */
+export type RulesMapValue = PfDecision;
 /** Map rule_stats, key: __u32. */
 export type RuleStatsMapKey = number;
 /** Map rule_stats, value: struct pf_counter. */
 export type RuleStatsMapValue = PfCounter;
+/** Map port_classes, key: __u32. */
+export type PortClassesMapKey = number;
+/** Map port_classes, value: struct pf_port_class. */
+export type PortClassesMapValue = PfPortClass;
+/** Map decision_tables, key: __u32. */
+export type DecisionTablesMapKey = number;
+/** Map decision_tables, value: 4 bytes, hex. */
+export type DecisionTablesMapValue = string;
 /** Map stats, key: __u32. */
 export type StatsMapKey = number;
 /** Map stats, value: __u64. */
@@ -43,7 +47,7 @@ export type RecordsMapKey = PfRecordKey;
 /** Map records, value: struct pf_record. */
 export type RecordsMapValue = PfRecord;
 
-/** struct pf_config (52 bytes). */
+/** struct pf_config (64 bytes). */
 export interface PfConfig {
   patterns: number;
   lookups: number;
@@ -53,6 +57,18 @@ export interface PfConfig {
   default_sample: number;
   n_patterns: number;
   pattern_list: number[];
+  first: number[];
+  n_rules: number;
+}
+
+/** struct pf_decision (16 bytes). */
+export interface PfDecision {
+  order: number;
+  slot: number;
+  sample: number;
+  action: number;
+  audit: number;
+  pad: number;
 }
 
 /** struct pf_counter (32 bytes). */
@@ -61,6 +77,12 @@ export interface PfCounter {
   bytes: number | string;
   would_drop_packets: number | string;
   would_drop_bytes: number | string;
+}
+
+/** struct pf_port_class (8 bytes). */
+export interface PfPortClass {
+  cls: number;
+  first: number[];
 }
 
 /** struct pf_rule_meta (128 bytes). */
@@ -88,11 +110,10 @@ export interface PfAddrKey {
   addr: string;
 }
 
-/** struct pf_port_key (7 bytes). */
-export interface PfPortKey {
-  prefixlen: number;
-  dim: number;
-  port: number;
+/** struct pf_class (12 bytes). */
+export interface PfClass {
+  cls: number;
+  first: number[];
 }
 
 /** struct pf_decision_key (20 bytes). */
@@ -104,14 +125,4 @@ export interface PfDecisionKey {
   dst: number;
   sport: number;
   dport: number;
-}
-
-/** struct pf_decision (16 bytes). */
-export interface PfDecision {
-  order: number;
-  slot: number;
-  sample: number;
-  action: number;
-  audit: number;
-  pad: number;
 }

@@ -10,7 +10,7 @@ import type { InterfaceInfo } from '../../../src/bpf/interfaces.js';
 import { compileRules } from '../../../src/kinds/packet-filter/compile.js';
 import { buildDesiredFilters, type FilterResolver } from '../../../src/kinds/packet-filter/desired.js';
 import type { PacketFilterPolicy, PacketFilterRule } from '../../../src/kinds/packet-filter/document.js';
-import { FILTER_MAPS, encodeRuleset, parseFilterDirName, rulesetFingerprint, splitEntries, type FilterMapName } from '../../../src/kinds/packet-filter/layout.js';
+import { FILTER_MAPS, encodeRuleset, parseFilterDirName, encodedFingerprint, type FilterMapName } from '../../../src/kinds/packet-filter/layout.js';
 import type { DesiredFilters, FilterOperation } from '../../../src/kinds/packet-filter/model.js';
 import type { ObservedFilter, ObservedFilters, RulesetWrite } from '../../../src/kinds/packet-filter/store.js';
 import type { PlanEnv } from '../../../src/reconciler/kind.js';
@@ -139,7 +139,7 @@ class FakeKernelError extends Error {
 /** The fingerprint of the tables a write puts in place (as observe computes it from the maps). */
 export function writtenFingerprint(rules: RulesetWrite): string {
   const e = rules.encoded;
-  return rulesetFingerprint({ addr: splitEntries(e.addr), port: splitEntries(e.port), decision: splitEntries(e.decision), config: e.config });
+  return encodedFingerprint(e);
 }
 
 function maxId(s: ObservedFilters): number {
@@ -148,7 +148,7 @@ function maxId(s: ObservedFilters): number {
   return max;
 }
 
-const RULE_MAPS: FilterMapName[] = ['addr_tables', 'port_tables', 'decision_tables', 'config', 'active', 'rule_stats', 'rule_meta'];
+const RULE_MAPS: FilterMapName[] = ['addr_tables', 'port_classes', 'decision_tables', 'config', 'active', 'rule_stats', 'rule_meta'];
 
 /** The filters under ROOT/filters in memory, changed as src/kinds/packet-filter/store.ts changes the pins. */
 export const filterFake: FakeKernel<DesiredFilters, ObservedFilters> = {
@@ -344,7 +344,7 @@ function damageFilters(observed: ObservedFilters, damages: readonly Damage[]): O
         if (map === 'records') unreadable();
         if (map === 'rule_meta') f.slots = [];
         if (map === 'active') f.activeGen = 0;
-        if (['config', 'active', 'addr_tables', 'port_tables', 'decision_tables'].includes(map)) delete f.fingerprint;
+        if (['config', 'active', 'addr_tables', 'port_classes', 'decision_tables'].includes(map)) delete f.fingerprint;
         break;
       }
       case 'older-layout':
