@@ -100,6 +100,20 @@ export class BpfMap extends KernelObject {
     throw new ErrnoError(-ret, 'bpf_map_lookup_elem', this.label);
   }
 
+  /**
+   * Reads the value at `key` into `value` (of valueSize bytes, reused by the
+   * caller across many lookups); false when absent. Throws ErrnoError for
+   * other failures.
+   */
+  lookupInto(key: Buffer, value: Buffer): boolean {
+    this.#checkKey(key);
+    if (value.length !== this.valueSize) throw new RangeError(`${this.label}: value buffer has ${value.length} bytes, map values have ${this.valueSize}`);
+    const ret = lib().bpf_map_lookup_elem(this.fd, key, value);
+    if (ret === 0) return true;
+    if (-ret === ENOENT) return false;
+    throw new ErrnoError(-ret, 'bpf_map_lookup_elem', this.label);
+  }
+
   /** Sets `key` to `value` (flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST). Throws ErrnoError. */
   update(key: Buffer, value: Buffer, flags: number = UpdateFlags.ANY): void {
     this.#checkKey(key);
@@ -299,7 +313,9 @@ export class BpfMap extends KernelObject {
    * Reads every entry with BPF_MAP_LOOKUP_BATCH; false when the map type
    * lacks it. Buffers start small and grow (x8) while calls come back full,
    * up to 4096 entries or ~4 MiB, so reading a map with a handful of entries
-   * allocates a few KiB, not megabytes, on every pass of a long-running daemon.
+   * needs a few KiB, not megabytes. The buffers come from a small pool kept
+   * between reads (see {@link scratch}): a pass that reads megabytes of
+   * records every few seconds neither zeroes nor faults them in again.
    */
   #lookupBatch(fn: (key: Buffer, value: Buffer) => void): boolean {
     const n = lib();
@@ -311,36 +327,68 @@ export class BpfMap extends KernelObject {
     // Hash maps use a bucket cursor; 8 bytes covers every kernel's batch token.
     const inBatch = Buffer.alloc(Math.max(8, ks));
     const outBatch = Buffer.alloc(Math.max(8, ks));
-    let keys = Buffer.alloc(chunk * ks);
-    let values = Buffer.alloc(chunk * vs);
+    let keys = scratch.take(chunk * ks);
+    let values = scratch.take(chunk * vs);
     const grow = (): void => {
       chunk = Math.min(cap, chunk * 8);
-      keys = Buffer.alloc(chunk * ks);
-      values = Buffer.alloc(chunk * vs);
+      scratch.give(keys);
+      scratch.give(values);
+      keys = scratch.take(chunk * ks);
+      values = scratch.take(chunk * vs);
     };
     const cnt = Buffer.alloc(4);
     let first = true;
-    for (;;) {
-      cnt.writeUInt32LE(chunk);
-      const ret = n.bpf_map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, cnt, batchOpts(0));
-      const got = cnt.readUInt32LE(0);
-      if (ret < 0 && first && isNoBatch(-ret, got, chunk)) {
-        this.#batchSupported = false;
-        return false;
+    try {
+      for (;;) {
+        cnt.writeUInt32LE(chunk);
+        const ret = n.bpf_map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, cnt, batchOpts(0));
+        const got = cnt.readUInt32LE(0);
+        if (ret < 0 && first && isNoBatch(-ret, got, chunk)) {
+          this.#batchSupported = false;
+          return false;
+        }
+        if (ret < 0 && -ret === ENOSPC && chunk < cap) {
+          grow(); // a hash bucket holds more entries than the buffer: retry the same cursor with more room
+          continue;
+        }
+        if (ret < 0 && -ret !== ENOENT) throw new ErrnoError(-ret, 'bpf_map_lookup_batch', this.label);
+        for (let i = 0; i < got; i++) fn(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+        if (ret < 0) return true; // ENOENT: that was the last batch
+        outBatch.copy(inBatch);
+        first = false;
+        if (got === chunk && chunk < cap) grow();
       }
-      if (ret < 0 && -ret === ENOSPC && chunk < cap) {
-        grow(); // a hash bucket holds more entries than the buffer: retry the same cursor with more room
-        continue;
-      }
-      if (ret < 0 && -ret !== ENOENT) throw new ErrnoError(-ret, 'bpf_map_lookup_batch', this.label);
-      for (let i = 0; i < got; i++) fn(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
-      if (ret < 0) return true; // ENOENT: that was the last batch
-      outBatch.copy(inBatch);
-      first = false;
-      if (got === chunk && chunk < cap) grow();
+    } finally {
+      scratch.give(keys);
+      scratch.give(values);
     }
   }
 }
+
+/**
+ * Buffers for batch reads, kept between reads: at most two (a read's keys and
+ * values), of at most {@link SCRATCH_KEEP} bytes each, so what stays is bounded.
+ * A buffer is handed out once at a time (a read inside another read's callback
+ * gets its own); its bytes are whatever the last read left (only what the
+ * kernel wrote is ever looked at).
+ */
+const SCRATCH_KEEP = 4 << 20;
+const scratch = {
+  free: [] as Buffer[],
+  take(size: number): Buffer {
+    const i = this.free.findIndex((b) => b.length >= size); // smallest first
+    if (i >= 0) return this.free.splice(i, 1)[0]!.subarray(0, size);
+    return Buffer.allocUnsafeSlow(Math.max(size, 4096));
+  },
+  give(b: Buffer): void {
+    const whole = Buffer.from(b.buffer, b.byteOffset, b.buffer.byteLength - b.byteOffset);
+    if (whole.length > SCRATCH_KEEP) return;
+    this.free.push(whole);
+    this.free.sort((x, y) => y.length - x.length);
+    this.free.length = Math.min(this.free.length, 2); // the two largest
+    this.free.reverse();
+  },
+};
 
 function batchOpts(elemFlags: number): Buffer {
   const b = Buffer.alloc(24);

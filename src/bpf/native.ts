@@ -72,6 +72,9 @@ export interface Native {
   vsnprintf: Fn<[Buffer, number, bigint, bigint], number>;
   getsockopt: Fn<[number, number, number, Buffer, Buffer], number>;
   flock: Fn<[number, number], number>;
+  socket: Fn<[number, number, number], number>;
+  send: Fn<[number, Buffer, number, number], number>;
+  recv: Fn<[number, Buffer, number, number], number>;
   /** The errno left by the last foreign call. Read it right after the call. */
   errno: () => number;
 }
@@ -164,6 +167,9 @@ export function lib(): Native {
     vsnprintf: f(c, 'int vsnprintf(void *buf, size_t size, uint64_t fmt, uint64_t ap)'),
     getsockopt: f(c, 'int getsockopt(int fd, int level, int name, void *value, void *len)'),
     flock: f(c, 'int flock(int fd, int operation)'),
+    socket: f(c, 'int socket(int domain, int type, int protocol)'),
+    send: f(c, 'long send(int fd, const void *buf, size_t len, int flags)'),
+    recv: f(c, 'long recv(int fd, void *buf, size_t len, int flags)'),
     errno: () => koffi.errno(),
   };
   installLibbpfPrint(native);

@@ -89,9 +89,112 @@ function readProcNet(netnsPath: string | undefined, file: string): string {
 /**
  * Inodes of the sockets listening (TCP) or bound unconnected (UDP) on
  * address:port in the namespace, including wildcard (0.0.0.0 / ::) binds of
- * the same port. Exact binds come first.
+ * the same port. Exact binds come first. Asks the kernel with a sock_diag
+ * dump of those sockets only; where sock_diag cannot answer (no inet_diag),
+ * reads /proc/net/{tcp,udp}{,6}, which walks every socket of the namespace.
  */
 export function listeningInodes(netnsPath: string | undefined, protocol: 'tcp' | 'udp', address: string, port: number): number[] {
+  try {
+    return listeningInodesFromDiag(netnsPath, protocol, address, port);
+  } catch {
+    return listeningInodesFromProc(netnsPath, protocol, address, port);
+  }
+}
+
+/** listeningInodes from a sock_diag dump only. Throws ErrnoError or Error when sock_diag cannot answer. */
+export function listeningInodesFromDiag(netnsPath: string | undefined, protocol: 'tcp' | 'udp', address: string, port: number): number[] {
+  const sockets = diagSockets(netnsPath, protocol, isIPv4(address));
+  const want = addressBytes(address);
+  const exact: number[] = [];
+  const wildcard: number[] = [];
+  for (const s of sockets) {
+    if (s.port !== port || s.inode === 0) continue;
+    if (s.address.equals(want)) exact.push(s.inode);
+    else if (s.address.every((b) => b === 0)) wildcard.push(s.inode);
+  }
+  return [...exact, ...wildcard];
+}
+
+/** The address's bytes in network order (4 or 16). */
+function addressBytes(address: string): Buffer {
+  return isIPv4(address) ? Buffer.from(address.split('.').map(Number)) : ipv6Bytes(address);
+}
+
+/** A socket as sock_diag reports it: local address (network order), local port, inode. */
+interface DiagSocket {
+  address: Buffer;
+  port: number;
+  inode: number;
+}
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const AF_NETLINK = 16;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const NETLINK_SOCK_DIAG = 4;
+const SOCK_DIAG_BY_FAMILY = 20;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_DUMP = 0x300;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+const TCP_STATE_LISTEN = 10;
+const TCP_STATE_CLOSE = 7; // an unconnected UDP socket
+const NLMSG_HDRLEN = 16;
+const INET_DIAG_REQ_V2_LEN = 56;
+
+/**
+ * Listening TCP (or unconnected UDP) sockets of one family in a namespace,
+ * from a NETLINK_SOCK_DIAG dump (inet_diag_req_v2) asking for that one state:
+ * the kernel walks its listening hash only, not every connection. The
+ * netlink socket is opened inside the namespace (a sock_diag socket reports
+ * the namespace it was created in). Throws ErrnoError or Error.
+ */
+function diagSockets(netnsPath: string | undefined, protocol: 'tcp' | 'udp', v4: boolean): DiagSocket[] {
+  const n = lib();
+  const open = (): number => n.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  let fd: number;
+  if (netnsPath) {
+    using ns = Netns.open(netnsPath);
+    fd = ns.enter(open);
+  } else fd = open();
+  if (fd < 0) throw new ErrnoError(n.errno(), 'socket(NETLINK_SOCK_DIAG)', netnsPath ?? 'own namespace');
+  using sock = new OwnedFd(fd, 'sock_diag socket');
+  const req = Buffer.alloc(NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN);
+  req.writeUInt32LE(req.length, 0);
+  req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
+  req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
+  req.writeUInt32LE(1, 8); // sequence number
+  req.writeUInt8(v4 ? AF_INET : AF_INET6, 16);
+  req.writeUInt8(protocol === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP, 17);
+  req.writeUInt32LE(1 << (protocol === 'tcp' ? TCP_STATE_LISTEN : TCP_STATE_CLOSE), 20);
+  if (Number(n.send(sock.fd, req, req.length, 0)) !== req.length) throw new ErrnoError(n.errno(), 'send(sock_diag)', 'dump request');
+  const out: DiagSocket[] = [];
+  const buf = Buffer.alloc(32 << 10);
+  const addrLen = v4 ? 4 : 16;
+  for (;;) {
+    const got = Number(n.recv(sock.fd, buf, buf.length, 0));
+    if (got < 0) throw new ErrnoError(n.errno(), 'recv(sock_diag)', 'dump');
+    if (got === 0) throw new Error('sock_diag: the dump ended without NLMSG_DONE');
+    for (let at = 0; at + NLMSG_HDRLEN <= got; ) {
+      const len = buf.readUInt32LE(at);
+      const type = buf.readUInt16LE(at + 4);
+      if (len < NLMSG_HDRLEN || at + len > got) throw new Error('sock_diag: truncated message');
+      if (type === NLMSG_DONE) return out;
+      if (type === NLMSG_ERROR) throw new ErrnoError(-buf.readInt32LE(at + NLMSG_HDRLEN), 'sock_diag', 'dump');
+      if (type === SOCK_DIAG_BY_FAMILY && len >= NLMSG_HDRLEN + 72) {
+        const m = at + NLMSG_HDRLEN; // struct inet_diag_msg
+        out.push({ address: Buffer.from(buf.subarray(m + 8, m + 8 + addrLen)), port: buf.readUInt16BE(m + 4), inode: buf.readUInt32LE(m + 68) });
+      }
+      at += (len + 3) & ~3;
+    }
+  }
+}
+
+/** listeningInodes from /proc/net/{tcp,udp}{,6}: what sock_diag says, read the slow way. */
+export function listeningInodesFromProc(netnsPath: string | undefined, protocol: 'tcp' | 'udp', address: string, port: number): number[] {
   const v4 = isIPv4(address);
   const file = `${protocol}${v4 ? '' : '6'}`;
   const want = `${procHexAddress(address)}:${port.toString(16).toUpperCase().padStart(4, '0')}`;

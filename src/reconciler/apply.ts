@@ -36,7 +36,10 @@ export function apply(actions: readonly Action[], execute: Executor, onAction?: 
   const failedDomains = new Set<string>();
   const scope = (a: Action, name: string) => `${a.owner ?? ''}\u0000${name}`;
   for (const action of actions) {
-    if ((action.policy && failedPolicies.has(scope(action, action.policy))) || (action.domain && failedDomains.has(scope(action, action.domain)))) {
+    if (
+      (action.policy && failedPolicies.size > 0 && failedPolicies.has(scope(action, action.policy))) ||
+      (action.domain && failedDomains.size > 0 && failedDomains.has(scope(action, action.domain)))
+    ) {
       result.skipped.push(action);
       continue;
     }

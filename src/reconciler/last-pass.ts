@@ -11,7 +11,7 @@
  * at reboot like the kernel state it describes.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FailedAction } from './apply.js';
 import type { Condition } from './model.js';
@@ -53,13 +53,29 @@ export function lastPassFile(dir: string, root: string): string {
 
 /** Reads the last pass of `root`, or undefined when there is none (or it belongs to another root, or is unreadable). */
 export function readLastPass(dir: string, root: string): LastPass | undefined {
+  const file = lastPassFile(dir, root);
   try {
-    const r = JSON.parse(readFileSync(lastPassFile(dir, root), 'utf8')) as LastPass;
-    return r.v === 1 && r.root === root && Array.isArray(r.failures) ? r : undefined;
+    // The report is replaced by a rename, so the same inode, size and change time mean the same bytes: parsed once (thousands of policies' conditions).
+    const stamp = stampOf(file);
+    const known = lastPassRead.get(file);
+    if (known !== undefined && known.stamp === stamp) return known.pass;
+    const r = JSON.parse(readFileSync(file, 'utf8')) as LastPass;
+    const pass = r.v === 1 && r.root === root && Array.isArray(r.failures) ? r : undefined;
+    lastPassRead.clear();
+    lastPassRead.set(file, { stamp, pass });
+    return pass;
   } catch {
     return undefined;
   }
 }
+
+function stampOf(file: string): string {
+  const st = statSync(file, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** The last report read or written, by file, with the stat it was read at (its objects are never mutated). */
+const lastPassRead = new Map<string, { stamp: string; pass: LastPass | undefined }>();
 
 /** Replaces the last-pass report of `pass.root` atomically (write, then rename). Throws on I/O errors. */
 export function writeLastPass(dir: string, pass: LastPass): void {
@@ -68,6 +84,7 @@ export function writeLastPass(dir: string, pass: LastPass): void {
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(pass, null, 1)}\n`, { mode: 0o644 });
   renameSync(tmp, file);
+  lastPassRead.delete(file);
 }
 
 interface ErrnoLike {

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import type { DesiredPolicyBase } from '../policy/kind.js';
-import type { AnyReconcilerKind, PlanEnv } from './kind.js';
+import type { AnyReconcilerKind, KindPlan, PlanEnv } from './kind.js';
 import { PHASES, type Action, type Plan, type PlanProblem } from './model.js';
 
 /** The operation of removing an entry under the pin root that no kind owns; run by the engine itself. */
@@ -32,38 +32,52 @@ export interface KindState {
  * Pure and deterministic.
  */
 export function planKinds(states: readonly KindState[], rootStray: readonly string[], env: PlanEnv): Plan {
-  const actions: Action[] = [];
-  const problems: PlanProblem[] = [];
+  // Per kind, in order: its plan, or the problems of a kind that could not be read or planned.
+  const parts: Array<{ owner: string; plan: KindPlan } | { failed: PlanProblem[] }> = [];
+  let complete = true; // every kind was planned
   for (const s of states) {
     if (s.observeError) {
-      for (const p of s.policies)
-        problems.push({
+      complete = false;
+      parts.push({
+        failed: s.policies.map((p) => ({
           policy: p.name,
           sourceFile: resolve(p.source.file),
           condition: 'Failed',
           reason: 'ObserveFailed',
-          message: `cannot read the ${s.kind.kind} pins: ${s.observeError.message}; nothing of this kind is changed until they can be read`,
-        });
+          message: `cannot read the ${s.kind.kind} pins: ${s.observeError!.message}; nothing of this kind is changed until they can be read`,
+        })),
+      });
       continue;
     }
-    let p: ReturnType<typeof s.kind.plan>;
     try {
-      p = s.kind.plan(s.desired, s.observed, env);
+      parts.push({ owner: s.kind.kind, plan: s.kind.plan(s.desired, s.observed, env) });
     } catch (err) {
       // A bug in one kind's plan must not stop the others: its policies are Failed and nothing of it changes.
+      complete = false;
       const message = err instanceof Error ? err.message : String(err);
-      for (const pol of s.policies)
-        problems.push({
+      parts.push({
+        failed: s.policies.map((pol) => ({
           policy: pol.name,
           sourceFile: resolve(pol.source.file),
           condition: 'Failed',
           reason: 'PlanFailed',
           message: `planning ${s.kind.kind} failed: ${message}; nothing of this kind is changed this pass`,
-        });
+        })),
+      });
+    }
+  }
+  // The same kind plans (a kind may hand back its last plan: plan-memo.ts) merge into the same plan.
+  const planned = parts as Array<{ owner: string; plan: KindPlan }>;
+  if (complete && lastMerged !== undefined && sameParts(lastMerged.parts, planned) && sameStrings(lastMerged.rootStray, rootStray)) return lastMerged.plan;
+  const actions: Action[] = [];
+  const problems: PlanProblem[] = [];
+  for (const part of parts) {
+    if ('failed' in part) {
+      problems.push(...part.failed);
       continue;
     }
-    for (const a of p.actions) actions.push({ ...a, owner: s.kind.kind });
-    problems.push(...p.problems);
+    for (const a of ownedActions(part.plan, part.owner)) actions.push(a);
+    problems.push(...part.plan.problems);
   }
   for (const path of rootStray)
     actions.push({
@@ -74,8 +88,31 @@ export function planKinds(states: readonly KindState[], rootStray: readonly stri
       reason: 'not part of the pin layout (left by an interrupted run or an older version)',
       op: { type: REMOVE_ROOT_STRAY, path } as Action['op'],
     });
-  return { actions: PHASES.flatMap((phase) => actions.filter((a) => a.phase === phase)), problems };
+  const plan: Plan = { actions: PHASES.flatMap((phase) => actions.filter((a) => a.phase === phase)), problems };
+  lastMerged = complete ? { parts: planned, rootStray: [...rootStray], plan } : undefined;
+  return plan;
 }
+
+/** The last merged plan, with the kind plans and root strays it was merged from. */
+let lastMerged: { parts: Array<{ owner: string; plan: KindPlan }>; rootStray: readonly string[]; plan: Plan } | undefined;
+
+function sameParts(a: ReadonlyArray<{ owner: string; plan: KindPlan }>, b: ReadonlyArray<{ owner: string; plan: KindPlan }>): boolean {
+  return a.length === b.length && a.every((x, i) => x.owner === b[i]!.owner && x.plan === b[i]!.plan);
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** A kind plan's actions with their owner set, kept by plan object: a kind that hands back the same plan (see plan-memo.ts) gets the same actions. */
+function ownedActions(p: KindPlan, owner: string): readonly Action[] {
+  const known = owned.get(p);
+  if (known !== undefined && known.owner === owner) return known.actions;
+  const actions = p.actions.map((a) => ({ ...a, owner }));
+  owned.set(p, { owner, actions });
+  return actions;
+}
+const owned = new WeakMap<KindPlan, { owner: string; actions: readonly Action[] }>();
 
 /** Actions that change something (everything but noop). */
 export function changes(p: Plan): Action[] {

@@ -12,6 +12,7 @@ import { RootLock } from '../bpf/root-lock.js';
 import { loadPolicies, type KindRegistry, type PolicyLoadResult } from '../policy/index.js';
 import { apply, type ApplyResult } from './apply.js';
 import { FailedPaths } from './failed-paths.js';
+import type { DesiredPolicyBase } from '../policy/kind.js';
 import type { AnyReconcilerKind, KindEnv, PolicyView } from './kind.js';
 import { DEFAULT_REPORT_DIR, readLastPass, recordFailure, writeLastPass, type RecordedFailure } from './last-pass.js';
 import type { Action, Condition, Plan, PolicyStatus } from './model.js';
@@ -83,8 +84,10 @@ function kindEnv(root: string, failedFiles: ReadonlySet<string>, opts: Reconcile
 
 /** Resolves every kind's desired state and reads its pins; a kind that throws is left out of planning. */
 function resolveKinds(engine: Engine, root: string, load: PolicyLoadResult, failedFiles: ReadonlySet<string>, opts: ReconcileOptions): KindState[] {
+  const byKind = new Map<string, DesiredPolicyBase[]>(engine.kinds.map((k) => [k.kind, []]));
+  for (const p of load.policies) byKind.get(p.kind)?.push(p);
   return engine.kinds.map((kind) => {
-    const policies = load.policies.filter((p) => p.kind === kind.kind);
+    const policies = byKind.get(kind.kind)!;
     const state: KindState = { kind, policies, desired: undefined };
     try {
       state.desired = kind.desired(policies, kindEnv(root, failedFiles, opts, kind));

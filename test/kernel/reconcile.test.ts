@@ -204,6 +204,70 @@ kernelTest('a restarted target is re-resolved; a missing one is Degraded, not fa
   assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
 });
 
+kernelTest('no-op passes still read the kernel: an emptied socket slot, a restarted target, a stray pin and a removed program pin are each seen by the next pass', async ({ pinDir, sandbox }) => {
+  let server = await startHttpServer(sandbox, '127.0.0.1', 8080);
+  using dir = new PolicyDir();
+  dir.writeSteering('web', { netns: sandbox.path, ports: [8081], listen: '127.0.0.1:8080' });
+  dir.writeSteering('api', { netns: sandbox.path, ports: [8082], listen: '127.0.0.1:8080' });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  const warm = async (): Promise<void> => {
+    // Warm every cache a pass keeps: the same bytes read twice hand back the same observed objects, and the plan is reused.
+    for (let i = 0; i < 3; i++) assert.deepEqual(changes((await reconcileOnce(opts)).plan), []);
+  };
+  await warm();
+  const dispatcher = steeringOf(await reconcileOnce(opts)).dispatchers[0]!;
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+
+  // A socket slot, emptied: the next pass puts the socket again (and only that one).
+  {
+    using sockets = BpfMap.fromPin(join(dispatcher.dir, 'map_sockets'));
+    const web = dispatcher.records.find((r) => r.name === 'web')!;
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(web.destId);
+    assert.ok(sockets.delete(key));
+  }
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 0, 'the slot is empty');
+  const refilled = await reconcileOnce(opts);
+  assert.deepEqual(
+    refilled.result!.applied.map((a) => `${a.policy} ${a.op.type}`),
+    ['web putSocket'],
+    'the emptied slot is seen',
+  );
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+  await warm();
+
+  // The target, restarted on the same address: a new socket (the kernel emptied both slots when the old one closed).
+  await killAndWait(server, 'the http server');
+  server = await startHttpServer(sandbox, '127.0.0.1', 8080);
+  const restarted = await reconcileOnce(opts);
+  assert.deepEqual(restarted.result!.applied.map((a) => `${a.policy} ${a.op.type}`).sort(), ['api putSocket', 'web putSocket'], 'the new socket is found');
+  assert.equal(curl(sandbox, '127.0.0.1', 8082), 200);
+  await warm();
+
+  // A stray pin next to the dispatcher's: removed by the next pass.
+  {
+    using sockets = BpfMap.fromPin(join(dispatcher.dir, 'map_sockets'));
+    sockets.pin(join(dispatcher.dir, 'left_behind'));
+  }
+  const cleaned = await reconcileOnce(opts);
+  assert.ok(cleaned.result!.applied.some((a) => a.op.type === 'removeStray'), 'the stray pin is seen');
+  await warm();
+
+  // The program pin, removed: the dispatcher is incomplete and rebuilt.
+  rmSync(join(dispatcher.dir, 'program'));
+  const rebuilt = await reconcileOnce(opts);
+  assert.ok(rebuilt.result!.applied.some((a) => a.op.type === 'createDispatcher'), 'the missing program pin is seen');
+  assert.equal(curl(sandbox, '127.0.0.1', 8081), 200);
+  assert.equal(curl(sandbox, '127.0.0.1', 8082), 200);
+  assert.deepEqual(changes((await reconcileOnce(opts)).plan), [], 'and then nothing is left to do');
+
+  rmSync(join(dir.path, 'web.yaml'));
+  rmSync(join(dir.path, 'api.yaml'));
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  await killAndWait(server, 'the http server');
+});
+
 kernelTest('no-op passes still read the kernel: a link pin, a binding entry and a record changed behind our back are each seen by the next pass', async ({ pinDir, sandbox }) => {
   await startHttpServer(sandbox, '127.0.0.1', 8080);
   using dir = new PolicyDir();

@@ -4,6 +4,7 @@
  */
 import type { DesiredPolicyBase } from '../../policy/kind.js';
 import type { ReconcilerKind } from '../../reconciler/kind.js';
+import { lastPlanMemo } from '../../reconciler/plan-memo.js';
 import { buildDesired } from './desired.js';
 import { portSteeringKind, type PortSteeringPolicy } from './document.js';
 import { expectationFrom, probeSteering, type SteeringExpectation } from './drift.js';
@@ -24,7 +25,8 @@ export const portSteering: ReconcilerKind<SteeringDesired, SteeringObserved, Ste
   pinDir: NETNS_DIR,
   desired: (policies: readonly DesiredPolicyBase[], env) => buildDesired(policies as PortSteeringPolicy[], systemResolver(dispatcherObjectOf(env)), env.failedFiles),
   observe,
-  plan: planSteering,
+  // Desire and observe hand back the same objects when nothing changed (see observe.ts, desired.ts).
+  plan: lastPlanMemo(planSteering),
   execute: executeSteering,
   policies: ({ desired, observed, readCounters: read }) => steeringViews(desired, observed, read ? (dir, ids) => readCounters(dir, ids).hits : undefined),
   renderStatus: renderSteeringStatus,

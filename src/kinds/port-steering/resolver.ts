@@ -30,7 +30,7 @@ export function systemResolver(objectPath: string): Resolver {
     },
     dispatcherTag: inner.dispatcherTag,
     target(netnsPath, protocol, target) {
-      const key = JSON.stringify([netnsPath, protocol, target]);
+      const key = targetKey(netnsPath, protocol, target);
       let r = targets.get(key);
       if (!r) {
         r = inner.target(netnsPath, protocol, target);
@@ -43,6 +43,20 @@ export function systemResolver(objectPath: string): Resolver {
 }
 
 /**
+ * A memo key of a target in a namespace, kept by target object (normalized
+ * targets are never mutated, and each belongs to one policy, so to one
+ * namespace and protocol): a pass with 10,000 policies builds no key again.
+ */
+function targetKey(netnsPath: string, protocol: string, target: Parameters<Resolver['target']>[2]): string {
+  const known = targetKeys.get(target);
+  if (known !== undefined && known.netnsPath === netnsPath && known.protocol === protocol) return known.key;
+  const key = `${netnsPath}\u0000${protocol}\u0000${JSON.stringify(target)}`;
+  targetKeys.set(target, { netnsPath, protocol, key });
+  return key;
+}
+const targetKeys = new WeakMap<object, { netnsPath: string; protocol: string; key: string }>();
+
+/**
  * The process and fd found holding a listen target's socket, by namespace
  * and target, kept across passes: finding it scans every fd of every process
  * (/proc/PID/fd), the largest fixed cost of a pass. It is reused only while
@@ -50,7 +64,7 @@ export function systemResolver(objectPath: string): Resolver {
  * pass) and the fd still refers to it, so a restarted server is found again;
  * the inode identifies the socket, so its cookie is the one taken before.
  */
-const knownHolders = new Map<string, { pid: number; fd: number; inode: number; cookie: string }>();
+const knownHolders = new Map<string, { pid: number; fd: number; inode: number; cookie: string; result: ResolvedTarget }>();
 const MAX_KNOWN_HOLDERS = 4096;
 
 function uncachedResolver(objectPath: string): Resolver {
@@ -73,15 +87,15 @@ function uncachedResolver(objectPath: string): Resolver {
           const key = `${netnsPath}\u0000${what}`;
           const known = knownHolders.get(key);
           // The holder found last time, if it still holds one of these sockets: the same socket inode has the same cookie.
-          if (known !== undefined && inodes.includes(known.inode) && socketInodeOf(known.pid, known.fd) === known.inode)
-            return { ok: true, pid: known.pid, fd: known.fd, cookie: known.cookie };
+          if (known !== undefined && inodes.includes(known.inode) && socketInodeOf(known.pid, known.fd) === known.inode) return known.result;
           knownHolders.delete(key);
           const holder = findSocketHolder(inodes);
           if (!holder) return { ok: false, reason: `no process holds the socket on ${target.address}:${target.port}` };
           const cookie = remoteSocketCookie(holder).toString();
           if (knownHolders.size >= MAX_KNOWN_HOLDERS) knownHolders.clear();
-          knownHolders.set(key, { ...holder, cookie });
-          return { ok: true, pid: holder.pid, fd: holder.fd, cookie };
+          const result: ResolvedTarget = { ok: true, pid: holder.pid, fd: holder.fd, cookie };
+          knownHolders.set(key, { ...holder, cookie, result });
+          return result;
         }
         return { ok: true, pid: ref.pid, fd: ref.fd, cookie: remoteSocketCookie(ref).toString() };
       } catch (err) {

@@ -23,6 +23,7 @@ import { Program } from '../../bpf/program.js';
 import { duplicateSocket } from '../../bpf/sockets.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import type { PackedEntries } from '../../common/batch-entries.js';
+import { EntryBytes } from '../../common/entry-bytes.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './layout.js';
 import { compareCodeUnits } from '../../common/compare.js';
 
@@ -78,6 +79,8 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
       obs.link = { id: i.id, progId: i.progId, netnsIno: t.kind === 'netns' ? t.netnsIno : 0, attached: t.attached && t.kind === 'netns' };
     }
   }
+  const last = lastReads.get(dir);
+  const read: LastRead = { bindingBytes: undefined, bindings: obs.bindings, recordBytes: undefined, records: obs.records };
   for (const name of DISPATCHER_MAPS) {
     using m = tryOpen(() => BpfMap.fromPin(join(dir, `map_${name}`)));
     if (!m) {
@@ -85,14 +88,55 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
       continue;
     }
     if (name === 'bindings') {
-      m.forEachEntry((k, v) => obs.bindings.push({ key: k.toString('latin1'), destId: v.readUInt32LE(0), bindingId: v.readUInt32LE(4) }));
+      // Every entry is read; when the bytes are those of the last read, its decoded entries are reused.
+      const bytes = new EntryBytes(Math.max(4096, last?.bindingBytes?.length ?? 0));
+      m.forEachEntry((k, v) => {
+        bytes.add(k);
+        bytes.add(v);
+      });
+      read.bindingBytes = bytes;
+      if (bytes.equals(last?.bindingBytes)) obs.bindings = last!.bindings;
+      else {
+        const all = bytes.view();
+        const ks = m.keySize;
+        for (let at = 0; at < all.length; at += ks + m.valueSize)
+          obs.bindings.push({ key: all.toString('latin1', at, at + ks), destId: all.readUInt32LE(at + ks), bindingId: all.readUInt32LE(at + ks + 4) });
+      }
+      read.bindings = obs.bindings;
     } else if (name === 'policies') {
-      m.forEachEntry((k, v) => obs.records.push({ name: decodePolicyKey(k), json: decodePolicyRecord(v) }));
+      // Records are compared by their length-prefixed bytes (not the unused rest of the fixed-size value).
+      const bytes = new EntryBytes(Math.max(4096, last?.recordBytes?.length ?? 0));
+      m.forEachEntry((k, v) => {
+        bytes.add(k);
+        bytes.addSized(v.subarray(0, Math.min(v.length, 4 + v.readUInt32LE(0))));
+      });
+      read.recordBytes = bytes;
+      if (bytes.equals(last?.recordBytes)) obs.records = last!.records;
+      else {
+        const all = bytes.view();
+        const ks = m.keySize;
+        for (let at = 0; at < all.length; ) {
+          const size = all.readUInt32LE(at + ks);
+          obs.records.push({ name: decodePolicyKey(all.subarray(at, at + ks)), json: decodePolicyRecord(all.subarray(at + ks + 4, at + ks + 4 + size)) });
+          at += ks + 4 + size;
+        }
+        obs.records.sort((a, b) => compareCodeUnits(a.name, b.name));
+      }
+      read.records = obs.records;
     }
   }
-  obs.records.sort((a, b) => compareCodeUnits(a.name, b.name));
+  lastReads.set(dir, read);
   return obs;
 }
+
+/** What the last read of a dispatcher's bindings and records returned: their bytes, and what was decoded from them (never mutated). */
+interface LastRead {
+  bindingBytes: EntryBytes | undefined;
+  bindings: ObservedDispatcher['bindings'];
+  recordBytes: EntryBytes | undefined;
+  records: ObservedDispatcher['records'];
+}
+const lastReads = new Map<string, LastRead>();
 
 /** The directory under the pin root that the dispatchers live in. */
 export const NETNS_DIR = 'netns';
@@ -106,17 +150,20 @@ export function observeDispatchers(root: string): ObservedDispatchers {
   const out: ObservedDispatchers = { dispatchers: [], stray: [] };
   const nsDir = join(root, NETNS_DIR);
   if (!existsSync(nsDir)) return out;
+  const seen = new Set<string>();
   for (const key of readdirSync(nsDir).sort()) {
     if (!statSync(join(nsDir, key)).isDirectory() || !/^ino-[0-9]+$/.test(key)) {
       out.stray.push(join(nsDir, key));
       continue;
     }
+    seen.add(dispatcherDir(root, key));
     try {
       out.dispatchers.push(observeDispatcher(root, key));
     } catch (err) {
       out.dispatchers.push({ key, dir: dispatcherDir(root, key), missingMaps: [], bindings: [], records: [], stray: [], error: (err as Error).message });
     }
   }
+  for (const dir of lastReads.keys()) if (dir.startsWith(`${nsDir}/`) && !seen.has(dir)) lastReads.delete(dir);
   return out;
 }
 
@@ -124,15 +171,36 @@ export function observeDispatchers(root: string): ObservedDispatchers {
  * Socket cookies stored in a dispatcher's sockmap for `destIds`
  * (null where the slot is empty: never filled, or its socket closed).
  */
-export function observeSockets(dir: string, destIds: number[]): Map<number, string | null> {
+export function observeSockets(dir: string, destIds: readonly number[]): Map<number, string | null> {
   const out = new Map<number, string | null>();
   using m = tryOpen(() => BpfMap.fromPin(join(dir, 'map_sockets')));
+  if (!m) {
+    for (const id of destIds) out.set(id, null);
+    return out;
+  }
+  // Every slot is looked up; one key and one value buffer serve all lookups, and a cookie read before keeps its text.
+  const key = Buffer.alloc(4);
+  const value = Buffer.alloc(m.valueSize);
   for (const id of destIds) {
-    const v = m?.lookup(u32Key(id));
-    out.set(id, v ? v.readBigUInt64LE(0).toString() : null);
+    key.writeUInt32LE(id);
+    out.set(id, m.lookupInto(key, value) ? cookieText(value) : null);
   }
   return out;
 }
+
+/** Decimal text of the u64 cookie in `v`, from a small cache by its two words (a no-op pass reads the same cookies). */
+function cookieText(v: Buffer): string {
+  const lo = v.readUInt32LE(0);
+  const hi = v.readUInt32LE(4);
+  const k = hi * 2 ** 32 + lo; // exact below 2^53; the text is checked against the words below anyway
+  const known = cookieTexts.get(k);
+  if (known !== undefined && known.lo === lo && known.hi === hi) return known.text;
+  const text = v.readBigUInt64LE(0).toString();
+  if (cookieTexts.size >= 65536) cookieTexts.clear();
+  cookieTexts.set(k, { lo, hi, text });
+  return text;
+}
+const cookieTexts = new Map<number, { lo: number; hi: number; text: string }>();
 
 /** Hit counters (summed over CPUs) of `bindingIds`, and the dispatcher's stats. */
 export function readCounters(dir: string, bindingIds: number[]): { hits: Map<number, bigint>; stats: bigint[] } {
