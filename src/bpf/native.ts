@@ -72,6 +72,10 @@ export interface Native {
   vsnprintf: Fn<[Buffer, number, bigint, bigint], number>;
   getsockopt: Fn<[number, number, number, Buffer, Buffer], number>;
   flock: Fn<[number, number], number>;
+  /** mmap(2): the address, or MAP_FAILED ((void *)-1) with errno set. */
+  mmap: Fn<[Ptr, number, number, number, number, number], Ptr>;
+  munmap: Fn<[bigint, number], number>;
+  sysconf: Fn<[number], number>;
   /** The errno left by the last foreign call. Read it right after the call. */
   errno: () => number;
 }
@@ -164,6 +168,9 @@ export function lib(): Native {
     vsnprintf: f(c, 'int vsnprintf(void *buf, size_t size, uint64_t fmt, uint64_t ap)'),
     getsockopt: f(c, 'int getsockopt(int fd, int level, int name, void *value, void *len)'),
     flock: f(c, 'int flock(int fd, int operation)'),
+    mmap: f(c, 'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+    munmap: f(c, 'int munmap(void *addr, size_t length)'),
+    sysconf: f(c, 'long sysconf(int name)'),
     errno: () => koffi.errno(),
   };
   installLibbpfPrint(native);
@@ -210,6 +217,15 @@ export function registerSampleCallback(fn: (ctx: bigint, data: Buffer) => number
     koffi.pointer(sampleProto as never),
   ) as bigint;
   return { pointer, unregister: () => koffi.unregister(pointer) };
+}
+
+/**
+ * A Buffer over `length` bytes of foreign memory at `address` (no copy). The
+ * caller must stop using it before that memory goes away (e.g. munmap).
+ */
+export function foreignView(address: bigint, length: number): Buffer {
+  const ab = koffi.view(address, length);
+  return Buffer.from(ab, 0, length);
 }
 
 /** Address of a Buffer's bytes, for pointer fields inside structs we encode by hand. */
