@@ -86,10 +86,14 @@ struct {
  * verifier inlines its lookup into an address computation: ~20 ns less per
  * port dimension than an LPM trie (docs/benchmarks.md). User space writes
  * the inactive generation's slices of the dimensions in use, then flips
- * `active`, like the other tables. 2 MiB per filter.
+ * `active`, like the other tables. 2 MiB per filter. Mmapable (Linux 5.5):
+ * user space reads and writes the slices through a shared mapping, a
+ * memcpy instead of 65,536 elements per batch syscall; the lookup stays
+ * inlined.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct pf_port_class);
 	__uint(max_entries, PF_PORT_CLASS_ENTRIES);
@@ -99,10 +103,12 @@ struct {
  * What each rule does, by generation and match order (index gen *
  * PF_MAX_RULES + order): the rule the lookups pick is read here, an inlined
  * array lookup. User space writes the inactive generation's first n_rules
- * entries before it flips `active`. 512 KiB per filter.
+ * entries before it flips `active`. 512 KiB per filter. Mmapable, like
+ * port_classes: user space reads and writes it through a shared mapping.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct pf_decision);
 	__uint(max_entries, 2 * PF_MAX_RULES);

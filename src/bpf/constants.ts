@@ -132,6 +132,14 @@ export const BPF_F_REPLACE = 4;
 export const BPF_F_BEFORE = 8;
 /** BPF_F_NO_PREALLOC map flag (required by LPM tries). */
 export const BPF_F_NO_PREALLOC = 1;
+/** BPF_F_MMAPABLE map flag (`1U << 10`, linux/bpf.h): an array whose values user space can mmap (Linux 5.5). */
+export const BPF_F_MMAPABLE = 1 << 10;
+/** mmap(2) protections and flags (asm-generic/mman-common.h, linux/mman.h). */
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+/** sysconf(3) name of the page size (bits/confname.h). */
+export const SC_PAGESIZE = 30;
 
 /** XDP attach modes (`linux/if_link.h`). */
 export const XdpFlags = { UPDATE_IF_NOEXIST: 1, SKB_MODE: 2, DRV_MODE: 4, HW_MODE: 8 } as const;

@@ -8,6 +8,7 @@ export { OwnedFd, liveFds, closeAllLive } from './fd.js';
 export { cgroup2Mount } from './cgroup.js';
 export { Program } from './program.js';
 export { BpfMap, possibleCpus, sumPerCpuU64, type BatchOptions } from './map.js';
+export { MappedArray, closeAllMappings, liveMappings } from './mapped-array.js';
 export { Link, type XdpMode, type TcxDirection } from './link.js';
 export { loadObject, LoadedObject, type LoadOptions } from './object.js';
 export * from './info.js';

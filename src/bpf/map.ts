@@ -8,6 +8,7 @@ import { ErrnoError } from './errors.js';
 import { KernelObject, openByIdFd, openPinnedAs } from './kernel-object.js';
 import { mapInfo, type MapInfo } from './info.js';
 import { lib } from './native.js';
+import { MappedArray } from './mapped-array.js';
 
 const ENOENT = Errno.ENOENT;
 const EINVAL = Errno.EINVAL;
@@ -222,6 +223,17 @@ export class BpfMap extends KernelObject {
       this.lookup(key)?.copy(out, done * vs);
     }
     return out;
+  }
+
+  /**
+   * Maps this array's values into memory (see {@link MappedArray}): the map
+   * must be a BPF_MAP_TYPE_ARRAY created with BPF_F_MMAPABLE. The caller owns
+   * the mapping and closes it; it stays valid after this map is closed.
+   * Throws TypeError for another map type, ErrnoError from mmap (EINVAL for
+   * an array without BPF_F_MMAPABLE).
+   */
+  mmap(options: { readOnly?: boolean } = {}): MappedArray {
+    return MappedArray.map(this, options);
   }
 
   /** True when the last batch call told us this map type has no batch operations. */

@@ -75,6 +75,10 @@ export interface Native {
   socket: Fn<[number, number, number], number>;
   send: Fn<[number, Buffer, number, number], number>;
   recv: Fn<[number, Buffer, number, number], number>;
+  /** mmap(2): the address, or MAP_FAILED ((void *)-1) with errno set. */
+  mmap: Fn<[Ptr, number, number, number, number, number], Ptr>;
+  munmap: Fn<[bigint, number], number>;
+  sysconf: Fn<[number], number>;
   /** The errno left by the last foreign call. Read it right after the call. */
   errno: () => number;
 }
@@ -170,6 +174,9 @@ export function lib(): Native {
     socket: f(c, 'int socket(int domain, int type, int protocol)'),
     send: f(c, 'long send(int fd, const void *buf, size_t len, int flags)'),
     recv: f(c, 'long recv(int fd, void *buf, size_t len, int flags)'),
+    mmap: f(c, 'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+    munmap: f(c, 'int munmap(void *addr, size_t length)'),
+    sysconf: f(c, 'long sysconf(int name)'),
     errno: () => koffi.errno(),
   };
   installLibbpfPrint(native);
@@ -216,6 +223,15 @@ export function registerSampleCallback(fn: (ctx: bigint, data: Buffer) => number
     koffi.pointer(sampleProto as never),
   ) as bigint;
   return { pointer, unregister: () => koffi.unregister(pointer) };
+}
+
+/**
+ * A Buffer over `length` bytes of foreign memory at `address` (no copy). The
+ * caller must stop using it before that memory goes away (e.g. munmap).
+ */
+export function foreignView(address: bigint, length: number): Buffer {
+  const ab = koffi.view(address, length);
+  return Buffer.from(ab, 0, length);
 }
 
 /** Address of a Buffer's bytes, for pointer fields inside structs we encode by hand. */

@@ -26,10 +26,11 @@ export function withPinnedMaps<T>(dir: string, names: readonly string[], fn: (ma
   }
 }
 
-/** Key and value sizes a map must have. */
+/** Key and value sizes a map must have, and its BPF_F_* map flags when given (e.g. BPF_F_MMAPABLE: a map without it is of another layout). */
 export interface MapSizes {
   key: number;
   value: number;
+  flags?: number;
 }
 
 /** The pinned maps of a directory as observed: those open, those missing, those of another layout. Owns the open maps. */
@@ -37,14 +38,14 @@ export interface ObservedPinnedMaps<N extends string> extends Disposable {
   maps: Partial<Record<N, BpfMap>>;
   /** Names whose pin does not exist (only ENOENT reads as missing, see tryOpen). */
   missing: N[];
-  /** `map NAME (key K/K', value V/V' bytes)` for each map whose sizes are not those of `layout`. */
+  /** `map NAME (key K/K', value V/V' bytes)` for each map whose sizes are not those of `layout`, `map NAME (flags 0xF/0xF')` for one whose flags are not. */
   mismatched: string[];
   close(): void;
 }
 
 /**
  * Opens every pinned map of `names` in `dir` that exists and compares the
- * sizes of those `layout` names. Errors other than a missing pin are thrown
+ * sizes (and flags, where given) of those `layout` names. Errors other than a missing pin are thrown
  * (after closing what was opened). The caller closes the result.
  */
 export function openPinnedMaps<N extends string>(dir: string, names: readonly N[], layout: Partial<Record<N, MapSizes>>): ObservedPinnedMaps<N> {
@@ -63,6 +64,8 @@ export function openPinnedMaps<N extends string>(dir: string, names: readonly N[
       const info = size ? maps[name as N]?.info() : undefined;
       if (info && size && (info.keySize !== size.key || info.valueSize !== size.value))
         out.mismatched.push(`map ${name} (key ${info.keySize}/${size.key}, value ${info.valueSize}/${size.value} bytes)`);
+      else if (info && size?.flags !== undefined && info.flags !== size.flags)
+        out.mismatched.push(`map ${name} (flags 0x${info.flags.toString(16)}/0x${size.flags.toString(16)})`);
     }
   } catch (err) {
     close();

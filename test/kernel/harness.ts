@@ -10,7 +10,7 @@ import { DEFAULT_REPORT_DIR, lastPassFile } from '../../src/reconciler/last-pass
 import { DaemonLock } from '../../src/bpf/root-lock.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAllLive, ensureBpffs, liveFds, listPins, removePinTree } from '../../src/bpf/index.js';
+import { closeAllLive, closeAllMappings, ensureBpffs, liveFds, liveMappings, listPins, removePinTree } from '../../src/bpf/index.js';
 import { NetnsSandbox } from '../../src/sandbox/netns-sandbox.js';
 
 /** What a kernel test gets. */
@@ -59,6 +59,7 @@ export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<voi
     const sandbox = NetnsSandbox.create('test');
     let leftPins: string[];
     let leftObjects: string[];
+    let leftMappings: string[];
     try {
       await fn({ pinDir, sandbox });
     } finally {
@@ -70,9 +71,12 @@ export function kernelTest(name: string, fn: (ctx: KernelContext) => Promise<voi
       // Report leaks, but close them so the next test starts clean.
       leftObjects = liveFds();
       closeAllLive();
+      leftMappings = liveMappings();
+      closeAllMappings();
     }
     assert.deepEqual(leftPins, [], `test left pins behind`);
     assert.deepEqual(leftObjects, [], `test left fd-owning objects open`);
+    assert.deepEqual(leftMappings, [], `test left map mappings open`);
     assert.deepEqual(kernelFds(), before, `test leaked kernel fds`);
   });
 }

@@ -12,12 +12,12 @@ import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, Features, Link, Netns, hasFeature, loadObject, unpin } from '../../src/bpf/index.js';
+import { BPF_F_MMAPABLE, BpfMap, Features, Link, MapType, Netns, hasFeature, loadObject, unpin } from '../../src/bpf/index.js';
 import { FilterEventStream, formatEventJson, formatEventText, type FilterEvent } from '../../src/kinds/packet-filter/events.js';
 import { collectFilterMetrics } from '../../src/kinds/packet-filter/metrics.js';
 import type { DesiredFilters } from '../../src/kinds/packet-filter/model.js';
 import type { MetricSample } from '../../src/reconciler/kind.js';
-import { FILTER_TABLES, FILTER_VARIANT_OBJECT, u32 } from '../../src/kinds/packet-filter/layout.js';
+import { DECISION_VALUE_SIZE, FILTER_TABLES, FILTER_VARIANT_OBJECT, MAX_RULES, PORT_CLASS_ENTRIES, PORT_CLASS_SIZE, u32 } from '../../src/kinds/packet-filter/layout.js';
 import { readFilterCounters, type ObservedFilter, type ObservedFilters } from '../../src/kinds/packet-filter/store.js';
 import type { FilterPolicyStatus } from '../../src/kinds/packet-filter/status.js';
 import { changes, kindState, reconcileExitCode, reconcileOnce, type ReconcileOptions } from '../../src/manager.js';
@@ -435,6 +435,46 @@ kernelTest('tc egress: packets sent through the interface are filtered and count
 
   const ids = ourObjects(filtersOf(await reconcileOnce({ ...opts, dryRun: true })).filters);
   rmSync(join(dir.path, 'egress.yaml'));
+  await reconciled(opts);
+  await assertNoneLeft(ids);
+});
+
+kernelTest('a filter whose port_classes and rules were pinned without BPF_F_MMAPABLE (before 2026-12-02) is another layout: observed as such, rebuilt (LayoutChanged), then filters again with mapped arrays', async ({ pinDir, sandbox }) => {
+  await using peer = NetnsSandbox.create('peer');
+  vethPair(sandbox, peer);
+  using dir = new PolicyDir();
+  writeFilter(dir, 'ports', { netns: sandbox.path, interfaces: ['vb'], hook: 'xdp', rules: ['{name: no-9999, protocol: udp, dstPorts: [9999], action: drop}'] });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  await reconciled(opts);
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2 }, { dst: NET.local4, port: 9998, count: 2 }]), { 9999: 0, 9998: 2 });
+  const before = filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'xdp');
+  assert.deepEqual(before.layoutMismatch, []);
+  assert.ok(before.fingerprint, 'the active generation is read through the mappings');
+  // What an older version pinned: the same arrays, same sizes, without the flag.
+  for (const [name, valueSize, maxEntries] of [['port_classes', PORT_CLASS_SIZE, PORT_CLASS_ENTRIES], ['rules', DECISION_VALUE_SIZE, 2 * MAX_RULES]] as const) {
+    const pin = join(before.dir, `map_${name}`);
+    {
+      using pinned = BpfMap.fromPin(pin);
+      assert.equal(pinned.info().flags & BPF_F_MMAPABLE, BPF_F_MMAPABLE, `map_${name} is mmapable`);
+    }
+    unpin(pin);
+    using old = BpfMap.create({ type: MapType.ARRAY, name: `pf_old_${name}`.slice(0, 15), keySize: 4, valueSize, maxEntries });
+    old.pin(pin);
+  }
+  const planned = await reconcileOnce({ ...opts, dryRun: true });
+  // Maps of another layout are not read, the records (and so the attachment) included: found by its directory.
+  const seen = filtersOf(planned).filters.find((f) => f.dir === before.dir);
+  assert.ok(seen, 'the filter directory is observed');
+  assert.deepEqual(seen.layoutMismatch, [`map port_classes (flags 0x0/0x${BPF_F_MMAPABLE.toString(16)})`, `map rules (flags 0x0/0x${BPF_F_MMAPABLE.toString(16)})`]);
+  assert.equal(seen.fingerprint, undefined, 'maps of another layout are not read');
+  assert.ok(planned.plan.actions.some((a) => a.code === 'LayoutChanged'), JSON.stringify(planned.plan.actions.map((a) => a.code)));
+  await reconciled(opts);
+  const after = filterOf(await reconcileOnce({ ...opts, dryRun: true }), 'vb', 'xdp');
+  assert.deepEqual(after.layoutMismatch, []);
+  assert.equal(after.fingerprint, before.fingerprint, 'the same rules, written through the mappings of the new maps');
+  assert.deepEqual(await udpExchange(sandbox, peer, [{ dst: NET.local4, port: 9999, count: 2 }, { dst: NET.local4, port: 9998, count: 2 }]), { 9999: 0, 9998: 2 });
+  const ids = ourObjects(filtersOf(await reconcileOnce({ ...opts, dryRun: true })).filters);
+  rmSync(join(dir.path, 'ports.yaml'));
   await reconciled(opts);
   await assertNoneLeft(ids);
 });

@@ -15,7 +15,7 @@ import { failpoint } from '../../common/failpoint.js';
 import { parseVersionedJson } from '../../common/length-prefixed.js';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BPF_F_NO_PREALLOC, MapType } from '../../bpf/constants.js';
+import { BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MapType } from '../../bpf/constants.js';
 import { tryOpen } from '../../bpf/kernel-object.js';
 import { mapPinPath, openPinnedMaps, withPinnedMaps } from '../../bpf/pinned-maps.js';
 import { observePrograms, swapPinnedProgram, type PinnedProgram } from '../../bpf/program-swap.js';
@@ -132,14 +132,16 @@ function innerEntries(outer: BpfMap, gen: number): Array<[Buffer, Buffer]> | und
   return inner?.entries();
 }
 
-/** The `port_classes` values of generation `gen` for the dimensions in `lookups` (Match bits), as PortSlices.values. */
+/** The `port_classes` values of generation `gen` for the dimensions in `lookups` (Match bits), as PortSlices.values: copies out of a read-only mapping. Throws ErrnoError. */
 function portSlices(map: BpfMap, gen: number, lookups: number): Buffer {
-  return Buffer.concat(portSliceDims(lookups).map((dim) => map.lookupArrayRange(portClassIndex(gen, dim, 0), PORTS)));
+  using mapped = map.mmap({ readOnly: true });
+  return Buffer.concat(portSliceDims(lookups).map((dim) => mapped.read(portClassIndex(gen, dim, 0), PORTS)));
 }
 
-/** The first `n` `rules` values of generation `gen`, as EncodedRuleset.rules. */
+/** The first `n` `rules` values of generation `gen`, as EncodedRuleset.rules: a copy out of a read-only mapping. Throws ErrnoError. */
 function ruleSlice(map: BpfMap, gen: number, n: number): Buffer {
-  return map.lookupArrayRange(gen * MAX_RULES, Math.min(n, MAX_RULES));
+  using mapped = map.mmap({ readOnly: true });
+  return mapped.read(gen * MAX_RULES, Math.min(n, MAX_RULES));
 }
 
 /** A filter directory as observed before anything in it is read. */
@@ -296,11 +298,16 @@ export interface RulesetWrite {
   staleSlots: number[];
 }
 
-/** Key and value sizes of the pinned maps with a fixed layout (bpf/packet_filter.h). */
-const LAYOUT: Partial<Record<FilterMapName, { key: number; value: number }>> = {
+/**
+ * Key and value sizes of the pinned maps with a fixed layout (bpf/packet_filter.h),
+ * and the flags of the arrays user space maps: a `port_classes` or `rules`
+ * pinned before they were mmapable (2026-12-02) cannot be mapped, nor reused
+ * by today's object (libbpf compares map flags), so it is another layout.
+ */
+const LAYOUT: Partial<Record<FilterMapName, { key: number; value: number; flags?: number }>> = {
   config: { key: 4, value: CONFIG_SIZE },
-  port_classes: { key: 4, value: PORT_CLASS_SIZE },
-  rules: { key: 4, value: DECISION_VALUE_SIZE },
+  port_classes: { key: 4, value: PORT_CLASS_SIZE, flags: BPF_F_MMAPABLE },
+  rules: { key: 4, value: DECISION_VALUE_SIZE, flags: BPF_F_MMAPABLE },
   active: { key: 4, value: 4 },
   rule_stats: { key: 4, value: COUNTER_SIZE },
   rule_meta: { key: 4, value: RULE_META_SIZE },
@@ -370,25 +377,26 @@ export function fillRuleset(map: (name: RulesetMapName) => BpfMap, gen: number, 
   }
 }
 
-/** Writes the port class slices of generation `gen` (the dimensions in use, every port of each). Throws ErrnoError. */
+/**
+ * Writes the port class slices of generation `gen` (the dimensions in use,
+ * every port of each) through a shared mapping of `port_classes`: a copy per
+ * slice. The generation is not the active one, so no packet reads it while
+ * it is written. Throws ErrnoError.
+ */
 function writePortSlices(map: BpfMap, gen: number, port: EncodedRuleset['port']): void {
   const dims = portSliceDims(port.dims);
   if (dims.length === 0) return;
-  const keys = Buffer.alloc(dims.length * PORTS * 4);
-  dims.forEach((dim, at) => {
-    const base = portClassIndex(gen, dim, 0);
-    for (let p = 0; p < PORTS; p++) keys.writeUInt32LE(base + p, (at * PORTS + p) * 4);
-  });
-  map.updateBatch(keys, port.values, { chunk: PORTS });
+  const bytes = PORTS * PORT_CLASS_SIZE;
+  using mapped = map.mmap();
+  dims.forEach((dim, at) => mapped.write(portClassIndex(gen, dim, 0), port.values.subarray(at * bytes, (at + 1) * bytes)));
 }
 
-/** Writes the `rules` slice of generation `gen` (entries 0..n-1; the ones after are stale and never read). Throws ErrnoError. */
+/** Writes the `rules` slice of generation `gen` (entries 0..n-1; the ones after are stale and never read) through a shared mapping of `rules`. Throws ErrnoError. */
 function writeRuleSlice(map: BpfMap, gen: number, values: Buffer): void {
-  const n = values.length / DECISION_VALUE_SIZE;
-  if (n === 0) return;
-  const keys = Buffer.alloc(n * 4);
-  for (let i = 0; i < n; i++) keys.writeUInt32LE(gen * MAX_RULES + i, i * 4);
-  map.updateBatch(keys, values);
+  if (values.length === 0) return;
+  if (values.length > MAX_RULES * DECISION_VALUE_SIZE) throw new RangeError(`${values.length / DECISION_VALUE_SIZE} rules, more than ${MAX_RULES}`);
+  using mapped = map.mmap();
+  mapped.write(gen * MAX_RULES, values);
 }
 
 /** Writes and deletes policy records (and the attachment record). */
