@@ -6,6 +6,7 @@
 // Without ENTRIES_FILE it writes ports 1..N of 127.0.0.1/32 (tcp). With it,
 // the file holds N keys (23 bytes each) then N values (8 bytes each), as
 // the dispatcher's maps store them: the same entries ebpf-policy writes.
+// Entries per call: 8,192, or the environment's BATCH_CHUNK.
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <stdint.h>
@@ -67,9 +68,11 @@ int main(int argc, char **argv)
 		values[i].binding_id = 0;
 	}
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	const char *chunk_env = getenv("BATCH_CHUNK");
+	uint32_t chunk = chunk_env && atoi(chunk_env) > 0 ? (uint32_t)atoi(chunk_env) : 8192;
 	uint64_t t0 = now_ns();
 	for (uint32_t done = 0; done < n;) {
-		uint32_t count = n - done < 8192 ? n - done : 8192;
+		uint32_t count = n - done < chunk ? n - done : chunk;
 		if (bpf_map_update_batch(fd, keys + done, values + done, &count, &opts)) {
 			fprintf(stderr, "bpf_map_update_batch: %s\n", strerror(errno));
 			return 1;
