@@ -180,52 +180,6 @@ export class BpfMap extends KernelObject {
   }
 
   /**
-   * The values of entries `first` .. `first + count - 1` of an array map
-   * (u32 keys), back to back, read with BPF_MAP_LOOKUP_BATCH from `first` on
-   * (one lookup per element where the kernel lacks batch operations): for
-   * reading a slice of a large array without visiting the rest or making a
-   * Buffer per entry. Throws RangeError for a map without 4-byte keys or a
-   * range past its end, ErrnoError.
-   */
-  lookupArrayRange(first: number, count: number): Buffer {
-    const ks = this.keySize;
-    const vs = this.valueSize;
-    if (ks !== 4) throw new RangeError(`${this.label}: lookupArrayRange needs 4-byte keys, not ${ks}`);
-    if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 0 || first + count > this.info().maxEntries)
-      throw new RangeError(`${this.label}: entries ${first}..${first + count - 1} out of range`);
-    const out = Buffer.alloc(count * vs);
-    const n = lib();
-    const chunk = Math.max(1, Math.min(count, 8192));
-    const keys = Buffer.alloc(chunk * ks);
-    const inBatch = Buffer.alloc(Math.max(8, ks));
-    const outBatch = Buffer.alloc(Math.max(8, ks));
-    const cnt = Buffer.alloc(4);
-    let done = 0;
-    while (done < count && this.#batchSupported !== false) {
-      const todo = Math.min(chunk, count - done);
-      // The batch starts after in_batch, the last key of the previous call (none: from key 0).
-      if (first + done > 0) inBatch.writeUInt32LE(first + done - 1);
-      cnt.writeUInt32LE(todo);
-      const ret = n.bpf_map_lookup_batch(this.fd, first + done === 0 ? null : inBatch, outBatch, keys, out.subarray(done * vs, (done + todo) * vs), cnt, batchOpts(0));
-      const got = cnt.readUInt32LE(0);
-      if (ret < 0 && this.#batchSupported === undefined && isNoBatch(-ret, got, todo)) {
-        this.#batchSupported = false;
-        break;
-      }
-      this.#batchSupported = true;
-      if (ret < 0 && -ret !== ENOENT) throw new ErrnoError(-ret, 'bpf_map_lookup_batch', this.label);
-      if (got === 0) break;
-      done += got;
-    }
-    for (; done < count; done++) {
-      const key = Buffer.alloc(4);
-      key.writeUInt32LE(first + done);
-      this.lookup(key)?.copy(out, done * vs);
-    }
-    return out;
-  }
-
-  /**
    * Maps this array's values into memory (see {@link MappedArray}): the map
    * must be a BPF_MAP_TYPE_ARRAY created with BPF_F_MMAPABLE. The caller owns
    * the mapping and closes it; it stays valid after this map is closed.

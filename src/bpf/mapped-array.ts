@@ -116,7 +116,7 @@ export class MappedArray implements Disposable {
 
   /**
    * Copies the values of entries `first` .. `first + count - 1`, back to back
-   * (valueSize bytes each, as BpfMap.lookupArrayRange returns them). Throws
+   * (valueSize bytes each, without the padding of the mapping). Throws
    * RangeError past the end, Error after close().
    */
   read(first: number, count: number): Buffer {

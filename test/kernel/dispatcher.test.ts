@@ -13,7 +13,6 @@ import {
   BpfMap,
   ErrnoError,
   Link,
-  MapType,
   Netns,
   Pidfd,
   Program,
@@ -116,31 +115,6 @@ kernelTest('a 65,535-entry batch update round-trips (hash map and LPM trie)', ()
     assert.equal(m.deleteBatch(Buffer.concat(keys)), N);
     assert.equal(m.entries().length, 0);
   }
-});
-
-kernelTest('lookupArrayRange reads a slice of an array map, from its first entry, from the middle and up to its end', () => {
-  const N = 200_000;
-  using m = BpfMap.create({ type: MapType.ARRAY, name: 'test_range', keySize: 4, valueSize: 8, maxEntries: N });
-  const keys = Buffer.alloc(N * 4);
-  const values = Buffer.alloc(N * 8);
-  for (let i = 0; i < N; i++) {
-    keys.writeUInt32LE(i, i * 4);
-    values.writeBigUInt64LE(BigInt(i) * 3n + 1n, i * 8);
-  }
-  m.updateBatch(keys, values);
-  for (const [first, count] of [
-    [0, 1],
-    [0, 10_000],
-    [65_536, 65_536],
-    [131_071, 17],
-    [N - 20_000, 20_000],
-    [5, 0],
-  ] as const) {
-    const got = m.lookupArrayRange(first, count);
-    assert.equal(got.length, count * 8);
-    assert.ok(got.equals(values.subarray(first * 8, (first + count) * 8)), `entries ${first}..${first + count - 1}`);
-  }
-  assert.throws(() => m.lookupArrayRange(N - 1, 2), RangeError);
 });
 
 kernelTest('an sk_lookup link in a fresh netns steers a real TCP connection, and bpftool shows the link', async ({ pinDir, sandbox }) => {
