@@ -87,7 +87,6 @@ interface Retained {
 
 /** What every step of one dispatcher's plan shares. */
 interface DispatcherContext {
-  readonly key: string;
   readonly obs: ObservedDispatcherState | undefined;
   readonly dir: string;
   /** `dispatcher KEY`: the dispatcher's object name and failure domain. */
@@ -131,7 +130,7 @@ export function planSteering(desired: SteeringDesired, observed: SteeringObserve
   for (const key of keys) {
     const obs = observedByKey.get(key);
     const object = `dispatcher ${key}`;
-    const ctx: DispatcherContext = { key, obs, dir: obs?.dir ?? dispatcherDir(env.root, key), object, desired, desiredByName, failedFiles: env.failedFiles, add, problems };
+    const ctx: DispatcherContext = { obs, dir: obs?.dir ?? dispatcherDir(env.root, key), object, desired, desiredByName, failedFiles: env.failedFiles, add, problems };
     planDispatcher(ctx, applicable.get(key) ?? []);
   }
 
