@@ -135,3 +135,68 @@ test('normalization: no netns means the own namespace; no addresses means all of
   assert.deepEqual(policy.labels, {});
   assert.deepEqual(policy.source, { file: 'test.yaml', documentIndex: 0, line: 1, column: 1 });
 });
+
+test('property: the overlap check finds exactly the pairs a comparison of every pair finds, in the same order', async () => {
+  const fc = (await import('fast-check')).default;
+  const { portSteeringKind } = await import('../../src/kinds/port-steering/document.js');
+  const { intersectPortRanges } = await import('../../src/policy/net/ports.js');
+  const pool = ['10.0.0.0/8', '10.1.0.0/16', '10.1.2.3/32', '0.0.0.0/0', '::/0', '2001:db8::/32'];
+  const range = fc.tuple(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 10 })).map(([start, span]) => ({ start, end: start + span }));
+  const policy = fc.record({
+    protocol: fc.constantFrom('tcp', 'udp'),
+    netns: fc.constantFrom(undefined, '/run/netns/a'),
+    // Normalized policies carry merged, sorted ranges: disjoint and non-adjacent.
+    ports: fc.array(range, { minLength: 1, maxLength: 3 }).map((rs) => {
+      const merged: { start: number; end: number }[] = [];
+      for (const r of [...rs].sort((a, b) => a.start - b.start)) {
+        const last = merged[merged.length - 1];
+        if (last !== undefined && r.start <= last.end + 1) last.end = Math.max(last.end, r.end);
+        else merged.push({ ...r });
+      }
+      return merged;
+    }),
+    prefixes: fc.subarray(pool, { minLength: 1 }),
+  });
+  fc.assert(
+    fc.property(fc.array(policy, { maxLength: 12 }), (specs) => {
+      const policies = specs.map(
+        (s, i) =>
+          ({
+            kind: 'PortSteering',
+            name: `p${i}`,
+            labels: {},
+            source: { file: 'x.yaml', line: i + 1, column: 1 },
+            ...s,
+            target: { type: 'listen', address: '127.0.0.1', port: 8080 },
+          }) as unknown as PortSteeringPolicy,
+      );
+      const expected: string[] = [];
+      policies.forEach((later, j) =>
+        policies.slice(0, j).forEach((earlier) => {
+          const conflict =
+            earlier.protocol === later.protocol &&
+            earlier.netns === later.netns &&
+            earlier.prefixes.some((p) => later.prefixes.includes(p)) &&
+            intersectPortRanges(earlier.ports, later.ports).length > 0;
+          if (conflict) expected.push(`${earlier.name}<${later.name}`);
+        }),
+      );
+      const key = (e: string) => e.split('<').map((n) => Number(n.slice(1)));
+      // The check groups by protocol and netns first (in order of first appearance), then orders pairs by index.
+      const groupOf = (n: number) => `${policies[n]!.protocol}/${policies[n]!.netns}`;
+      const groupOrder = [...new Set(policies.map((_, i) => groupOf(i)))];
+      expected.sort((a, b) => {
+        const [ea, la] = key(a) as [number, number];
+        const [eb, lb] = key(b) as [number, number];
+        return groupOrder.indexOf(groupOf(ea)) - groupOrder.indexOf(groupOf(eb)) || ea - eb || la - lb;
+      });
+      const found = portSteeringKind.findConflicts!(policies).map((c) => {
+        const m = /policy "(\w+)" overlaps policy "(\w+)"/.exec(c.message)!;
+        assert.equal(c.policy.name, m[1]);
+        return `${m[2]}<${m[1]}`;
+      });
+      assert.deepEqual(found, expected);
+    }),
+    { numRuns: 500 },
+  );
+});

@@ -133,9 +133,11 @@ function describeSource(source: PolicySource): string {
  * Finds pairs of policies with the same protocol and netns whose port ranges
  * overlap on an identical destination prefix: the dispatcher could not tell
  * them apart. Nested prefixes (10.0.0.0/8 and 10.1.0.0/16) are no conflict:
- * the longer prefix wins, by the dispatcher's longest-prefix match. A sweep
- * over port ranges sorted by start finds candidate pairs without comparing
- * every pair of policies.
+ * the longer prefix wins, by the dispatcher's longest-prefix match. Within a
+ * protocol and netns, the policies are grouped by prefix and a sweep over
+ * each group's port ranges, sorted by start, finds the overlapping pairs:
+ * neither every pair of policies nor every pair sharing ports (a thousand
+ * policies on a thousand /32s with the same ports) is compared.
  */
 function findOverlappingClaims(policies: readonly PortSteeringPolicy[]): PolicyConflict<PortSteeringPolicy>[] {
   const groups = new Map<string, number[]>();
@@ -148,43 +150,23 @@ function findOverlappingClaims(policies: readonly PortSteeringPolicy[]): PolicyC
   const conflicts: PolicyConflict<PortSteeringPolicy>[] = [];
   for (const members of groups.values()) {
     if (members.length < 2) continue;
-    // Every port range of the group as its start, end and policy index (parallel arrays: no object per range).
-    const starts: number[] = [];
-    const ends: number[] = [];
-    const owners: number[] = [];
+    const byPrefix = new Map<string, number[]>();
     for (const index of members) {
-      for (const range of (policies[index] as PortSteeringPolicy).ports) {
-        starts.push(range.start);
-        ends.push(range.end);
-        owners.push(index);
+      for (const prefix of (policies[index] as PortSteeringPolicy).prefixes) {
+        const sharing = byPrefix.get(prefix);
+        if (sharing === undefined) byPrefix.set(prefix, [index]);
+        else sharing.push(index);
       }
     }
-    const order = Array.from(starts.keys()).sort((a, b) => (starts[a] as number) - (starts[b] as number));
     const pairs = new Set<number>();
-    // The ranges still open at the current start, compacted in place as ranges end.
-    const active: number[] = [];
-    let open = 0;
-    for (const current of order) {
-      const start = starts[current] as number;
-      const owner = owners[current] as number;
-      let kept = 0;
-      for (let a = 0; a < open; a++) {
-        const other = active[a] as number;
-        if ((ends[other] as number) < start) continue;
-        active[kept++] = other;
-        const otherOwner = owners[other] as number;
-        if (otherOwner === owner) continue;
-        pairs.add(Math.min(otherOwner, owner) * policies.length + Math.max(otherOwner, owner));
-      }
-      active[kept++] = current;
-      open = kept;
+    for (const sharing of byPrefix.values()) {
+      if (sharing.length > 1) overlappingPortPairs(policies, sharing, pairs);
     }
     for (const pair of [...pairs].sort((a, b) => a - b)) {
       const earlier = policies[Math.floor(pair / policies.length)] as PortSteeringPolicy;
       const later = policies[pair % policies.length] as PortSteeringPolicy;
       const same = new Set(earlier.prefixes);
       const prefixes = later.prefixes.filter((p) => same.has(p));
-      if (prefixes.length === 0) continue;
       const ports = intersectPortRanges(earlier.ports, later.ports);
       conflicts.push({
         policy: later,
@@ -198,6 +180,44 @@ function findOverlappingClaims(policies: readonly PortSteeringPolicy[]): PolicyC
     }
   }
   return conflicts;
+}
+
+/**
+ * Adds to `pairs` (as lower index times policy count plus higher index) every
+ * pair of the policies `members` whose port ranges overlap: a sweep over the
+ * ranges sorted by start, keeping the ranges still open.
+ */
+function overlappingPortPairs(policies: readonly PortSteeringPolicy[], members: readonly number[], pairs: Set<number>): void {
+  // Every port range of the members as its start, end and policy index (parallel arrays: no object per range).
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const owners: number[] = [];
+  for (const index of members) {
+    for (const range of (policies[index] as PortSteeringPolicy).ports) {
+      starts.push(range.start);
+      ends.push(range.end);
+      owners.push(index);
+    }
+  }
+  const order = Array.from(starts.keys()).sort((a, b) => (starts[a] as number) - (starts[b] as number));
+  // The ranges still open at the current start, compacted in place as ranges end.
+  const active: number[] = [];
+  let open = 0;
+  for (const current of order) {
+    const start = starts[current] as number;
+    const owner = owners[current] as number;
+    let kept = 0;
+    for (let a = 0; a < open; a++) {
+      const other = active[a] as number;
+      if ((ends[other] as number) < start) continue;
+      active[kept++] = other;
+      const otherOwner = owners[other] as number;
+      if (otherOwner === owner) continue;
+      pairs.add(Math.min(otherOwner, owner) * policies.length + Math.max(otherOwner, owner));
+    }
+    active[kept++] = current;
+    open = kept;
+  }
 }
 
 /** The PortSteering kind module. */
