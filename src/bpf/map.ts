@@ -172,11 +172,50 @@ export class BpfMap extends KernelObject {
    * where the map supports them. Throws ErrnoError.
    */
   forEachEntry(fn: (key: Buffer, value: Buffer) => void): void {
+    const ks = this.keySize;
+    const vs = this.valueSize;
+    this.forEachBatch((keys, values, count) => {
+      for (let i = 0; i < count; i++) fn(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+    });
+  }
+
+  /**
+   * Calls `fn` with runs of entries as the kernel hands them out: `count`
+   * keys back to back in `keys`, their values back to back in `values`
+   * (views valid only during the call). Uses batch lookups where the map
+   * supports them, else one entry per call. Throws ErrnoError.
+   */
+  forEachBatch(fn: (keys: Buffer, values: Buffer, count: number) => void): void {
     if (this.#batchSupported !== false && this.#lookupBatch(fn)) return;
     for (const key of this.keys()) {
       const value = this.lookup(key);
-      if (value) fn(key, value);
+      if (value) fn(key, value, 1);
     }
+  }
+
+  /**
+   * Every entry, copied into two buffers of its own: keys back to back, values
+   * back to back, in the kernel's order. `expected` (entries) sizes the
+   * buffers up front, e.g. the count of the last read; they grow as needed.
+   * For large maps: no object or view per entry. Throws ErrnoError.
+   */
+  readAll(expected = 0): { keys: Buffer; values: Buffer; count: number } {
+    const ks = this.keySize;
+    const vs = this.valueSize;
+    let keys: Buffer = Buffer.allocUnsafe(Math.max(1, expected) * ks);
+    let values: Buffer = Buffer.allocUnsafe(Math.max(1, expected) * vs);
+    let count = 0;
+    this.forEachBatch((k, v, n) => {
+      if ((count + n) * ks > keys.length) {
+        const room = Math.max(count + n, count * 2);
+        keys = grownCopy(keys, count * ks, room * ks);
+        values = grownCopy(values, count * vs, room * vs);
+      }
+      k.copy(keys, count * ks, 0, n * ks);
+      v.copy(values, count * vs, 0, n * vs);
+      count += n;
+    });
+    return { keys: keys.subarray(0, count * ks), values: values.subarray(0, count * vs), count };
   }
 
   /**
@@ -278,17 +317,17 @@ export class BpfMap extends KernelObject {
   /**
    * Reads every entry with BPF_MAP_LOOKUP_BATCH; false when the map type
    * lacks it. Buffers start small and grow (x8) while calls come back full,
-   * up to 4096 entries or ~4 MiB, so reading a map with a handful of entries
+   * up to 8192 entries or ~4 MiB, so reading a map with a handful of entries
    * needs a few KiB, not megabytes. The buffers come from a small pool kept
    * between reads (see {@link scratch}): a pass that reads megabytes of
    * records every few seconds neither zeroes nor faults them in again.
    */
-  #lookupBatch(fn: (key: Buffer, value: Buffer) => void): boolean {
+  #lookupBatch(fn: (keys: Buffer, values: Buffer, count: number) => void): boolean {
     const n = lib();
     const ks = this.keySize;
     const vs = this.valueSize;
     const info = this.info();
-    const cap = Math.max(1, Math.min(info.maxEntries, 4096, Math.floor((4 << 20) / (ks + vs))));
+    const cap = Math.max(1, Math.min(info.maxEntries, 8192, Math.floor((4 << 20) / (ks + vs))));
     let chunk = Math.min(cap, 64);
     // Hash maps use a bucket cursor; 8 bytes covers every kernel's batch token.
     const inBatch = Buffer.alloc(Math.max(8, ks));
@@ -318,7 +357,7 @@ export class BpfMap extends KernelObject {
           continue;
         }
         if (ret < 0 && -ret !== ENOENT) throw new ErrnoError(-ret, 'bpf_map_lookup_batch', this.label);
-        for (let i = 0; i < got; i++) fn(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+        if (got > 0) fn(keys, values, got);
         if (ret < 0) return true; // ENOENT: that was the last batch
         outBatch.copy(inBatch);
         first = false;
@@ -329,6 +368,13 @@ export class BpfMap extends KernelObject {
       scratch.give(values);
     }
   }
+}
+
+/** A larger buffer holding the first `used` bytes of `buf`. */
+function grownCopy(buf: Buffer, used: number, size: number): Buffer {
+  const next = Buffer.allocUnsafe(size);
+  buf.copy(next, 0, 0, used);
+  return next;
 }
 
 /**

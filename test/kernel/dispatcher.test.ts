@@ -95,6 +95,13 @@ kernelTest('a 65,535-entry batch update round-trips (hash map and LPM trie)', ()
     assert.equal(entries.length, N);
     const got = new Map(entries.map(([k, v]) => [k.readUInt32LE(0), v.readBigUInt64LE(0)]));
     for (let i = 0; i < N; i += 97) assert.equal(got.get(i * 7 + 1), BigInt(i) * 1_000_003n);
+    // readAll: the same entries in the same order, flat, whatever size it is told to expect.
+    for (const expected of [0, 10, N]) {
+      const all = m.readAll(expected);
+      assert.equal(all.count, N);
+      assert.deepEqual(Buffer.concat(entries.map(([k]) => k)), all.keys);
+      assert.deepEqual(Buffer.concat(entries.map(([, v]) => v)), all.values);
+    }
     assert.equal(m.deleteBatch(keys.subarray(0, 1000 * 4)), 1000);
     assert.equal(m.entries().length, N - 1000);
     // Deleting keys that are already gone is not an error, and counts nothing.
@@ -110,10 +117,15 @@ kernelTest('a 65,535-entry batch update round-trips (hash map and LPM trie)', ()
     m.updateBatch(Buffer.concat(keys), values);
     const entries = m.entries();
     assert.equal(entries.length, N);
+    const all = m.readAll();
+    assert.equal(all.count, N);
+    assert.deepEqual(all.keys, Buffer.concat(entries.map(([k]) => k)));
+    assert.deepEqual(all.values, Buffer.concat(entries.map(([, v]) => v)));
     const probe = encodeBindingKey({ protocol: 'tcp', address: '0.0.0.0', prefixLength: 0, port: 4242 });
     assert.deepEqual(decodeBindingValue(m.lookup(probe)!), { destId: 1, bindingId: 4241 });
     assert.equal(m.deleteBatch(Buffer.concat(keys)), N);
     assert.equal(m.entries().length, 0);
+    assert.equal(m.readAll(N).count, 0);
   }
 });
 
