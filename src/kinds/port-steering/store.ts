@@ -24,6 +24,7 @@ import { duplicateSocket } from '../../bpf/sockets.js';
 import { removePinTree, unpin } from '../../bpf/bpffs.js';
 import type { PackedEntries } from '../../common/batch-entries.js';
 import { EntryBytes } from '../../common/entry-bytes.js';
+import { decodeReusing, type EntryRun } from '../../common/entry-reuse.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './layout.js';
 import { compareCodeUnits } from '../../common/compare.js';
 
@@ -48,7 +49,7 @@ export interface ObservedDispatcher {
   /** Maps whose pins are missing or unreadable (the dispatcher is broken). */
   missingMaps: string[];
   /** LPM entries, in the order the map returned them: key bytes as a latin1 string (one char per byte), and what they point to. */
-  bindings: Array<{ key: string; destId: number; bindingId: number }>;
+  bindings: ReadonlyArray<{ key: string; destId: number; bindingId: number }>;
   /** Policy records: name and JSON text. */
   records: Array<{ name: string; json: string }>;
   /** Pins we did not expect (left by a crash, e.g. program_next). */
@@ -80,7 +81,7 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
     }
   }
   const last = lastReads.get(dir);
-  const read: LastRead = { bindingBytes: undefined, bindings: obs.bindings, recordBytes: undefined, records: obs.records };
+  const read: LastRead = { bindingRun: undefined, bindings: obs.bindings, recordBytes: undefined, records: obs.records };
   for (const name of DISPATCHER_MAPS) {
     using m = tryOpen(() => BpfMap.fromPin(join(dir, `map_${name}`)));
     if (!m) {
@@ -88,20 +89,17 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
       continue;
     }
     if (name === 'bindings') {
-      // Every entry is read; when the bytes are those of the last read, its decoded entries are reused.
-      const bytes = new EntryBytes(Math.max(4096, last?.bindingBytes?.length ?? 0));
-      m.forEachEntry((k, v) => {
-        bytes.add(k);
-        bytes.add(v);
-      });
-      read.bindingBytes = bytes;
-      if (bytes.equals(last?.bindingBytes)) obs.bindings = last!.bindings;
-      else {
-        const all = bytes.view();
-        const ks = m.keySize;
-        for (let at = 0; at < all.length; at += ks + m.valueSize)
-          obs.bindings.push({ key: all.toString('latin1', at, at + ks), destId: all.readUInt32LE(at + ks), bindingId: all.readUInt32LE(at + ks + 4) });
-      }
+      // Every entry is read, into two flat buffers; entries whose bytes the last read had at the same
+      // place from either end keep the objects decoded then (all of them when nothing changed).
+      const now = m.readAll(last?.bindingRun?.count ?? 0);
+      const ks = m.keySize;
+      const vs = m.valueSize;
+      obs.bindings = decodeReusing(now, last?.bindingRun, last?.bindings, ks, vs, (i) => ({
+        key: now.keys.toString('latin1', i * ks, (i + 1) * ks),
+        destId: now.values.readUInt32LE(i * vs),
+        bindingId: now.values.readUInt32LE(i * vs + 4),
+      }));
+      read.bindingRun = now;
       read.bindings = obs.bindings;
     } else if (name === 'policies') {
       // Records are compared by their length-prefixed bytes (not the unused rest of the fixed-size value).
@@ -131,7 +129,7 @@ export function observeDispatcher(root: string, key: string): ObservedDispatcher
 
 /** What the last read of a dispatcher's bindings and records returned: their bytes, and what was decoded from them (never mutated). */
 interface LastRead {
-  bindingBytes: EntryBytes | undefined;
+  bindingRun: EntryRun | undefined;
   bindings: ObservedDispatcher['bindings'];
   recordBytes: EntryBytes | undefined;
   records: ObservedDispatcher['records'];
