@@ -303,3 +303,29 @@ test('with no PortSteering policy and no failed file, the dispatcher tag is not 
   assert.equal(buildDesired([], resolver, new Set(['/p/a.yaml'])).dispatcherTag, STEERING_TAG);
   assert.equal(asked, 1);
 });
+
+test('entries observed as the very same objects again are not compared again, yet a changed binding, entry or entry count is still planned', () => {
+  const one = (ports: { start: number; end: number }[]) => desiredOf(steeringPolicy('a', { ports, prefixes: ['10.0.0.1/32'] }), steeringPolicy('b', { ports: [{ start: 80, end: 99 }], prefixes: ['10.0.0.2/32'] }));
+  const desired = one([{ start: 80, end: 89 }]);
+  const s = applied(desired);
+  const upserted = (d: SteeringDesired, o: SteeringObserved) =>
+    changes(planOf(kit, d, o, envOf()))
+      .filter((a) => a.op.type === 'upsertBindings')
+      .reduce((n, a) => n + (a.op as unknown as { entries: { count: number } }).entries.count, 0);
+  // Twice on the same objects: the second answer comes from the memo.
+  assert.equal(upserted(structuredClone(desired), s), 0);
+  assert.equal(upserted(structuredClone(desired), s), 0);
+  // The same observed objects, a binding more in the desired state.
+  assert.equal(upserted(one([{ start: 80, end: 90 }]), s), 11);
+  const d = s.dispatchers[0]!;
+  const withBindings = (bindings: ObservedDispatcherState['bindings']): SteeringObserved => ({ ...s, dispatchers: [{ ...d, bindings }] });
+  // One entry of policy a (its last: the memo is found by the first) replaced by a new object with another binding id;
+  // every other entry the same object.
+  const i = d.bindings.findLastIndex((e) => e.destId === d.records.find((r) => r.name === 'a')!.destId);
+  const changed = [...d.bindings];
+  changed[i] = { ...d.bindings[i]!, bindingId: d.bindings[i]!.bindingId + 1 };
+  assert.equal(upserted(structuredClone(desired), withBindings(changed)), 1);
+  // One entry of policy a gone: the same objects, one fewer.
+  assert.equal(upserted(structuredClone(desired), withBindings(d.bindings.filter((_, k) => k !== i))), 1);
+  assert.equal(upserted(structuredClone(desired), s), 0);
+});

@@ -7,7 +7,7 @@
  * policy's steps (which also name their dispatcher's domain, so a failed
  * dispatcher skips its policies).
  */
-import { allocate, bindingEntryCount, bindingShapes, packBindingEntries, type PackedBindings } from './bindings.js';
+import { allocate, bindingEntryCount, bindingShapes, packBindingEntries, PackedBindings } from './bindings.js';
 import { DISPATCHER_LIMITS } from './layout.js';
 import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
@@ -484,6 +484,37 @@ function planRecords(wanted: DesiredSteering[], view: ObservedDispatcherState | 
   return plannedRecords;
 }
 
+/** No entries to write. */
+const NO_ENTRIES = new PackedBindings(Buffer.alloc(0), Buffer.alloc(0), 0);
+
+/**
+ * Destinations whose observed entries {@link sameEntries} found to be exactly the expected ones,
+ * by their first observed entry: the entries, the protocol and the bindings they were expected
+ * from. Entries decoded from bytes a map read returned unchanged are the same (never mutated)
+ * objects from pass to pass, so when a pass observes the very same entries for the same bindings,
+ * the answer is known without packing and comparing them again: a pass after a change to one
+ * policy among a thousand with a thousand ports each compares one policy's entries, not a million
+ * (a memo of a pure function; it holds nothing the entries do not keep alive).
+ */
+const confirmedSame = new WeakMap<object, { have: readonly object[]; protocol: string; bindings: readonly RecordedBinding[] }>();
+
+function knownSame(have: readonly object[], record: PolicyRecord): boolean {
+  const first = have[0];
+  const known = first === undefined ? undefined : confirmedSame.get(first);
+  if (known === undefined || known.have.length !== have.length || known.protocol !== record.protocol) return false;
+  const a = known.bindings;
+  const b = record.bindings;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.id !== y.id || x.start !== y.start || x.end !== y.end || x.prefix !== y.prefix) return false;
+  }
+  const h = known.have;
+  for (let i = 0; i < have.length; i++) if (have[i] !== h[i]) return false;
+  return true;
+}
+
 /**
  * Each policy's entries compared with the observed entries of its own destination only (no map of
  * every entry: a million entries stay cheap). When the map returned them in the order they are
@@ -498,14 +529,19 @@ function planRecords(wanted: DesiredSteering[], view: ObservedDispatcherState | 
 function diffEntries(plannedRecords: PlannedRecord[], entriesByDest: ReadonlyMap<number, ReadonlyArray<{ key: string; bindingId: number }>>): Map<string, EntryDiff> {
   const upsertsOf = new Map<string, EntryDiff>();
   for (const { record } of plannedRecords) {
-    const expected = packBindingEntries(record.protocol, record.bindings, record.destId);
     const have = entriesByDest.get(record.destId) ?? [];
+    if (knownSame(have, record)) {
+      upsertsOf.set(record.name, { want: have.length, upserts: NO_ENTRIES, unwanted: [] });
+      continue;
+    }
+    const expected = packBindingEntries(record.protocol, record.bindings, record.destId);
     if (have.length === 0) {
       upsertsOf.set(record.name, { want: expected.count, upserts: expected, unwanted: [] });
       continue;
     }
     if (sameEntries(have, expected)) {
-      upsertsOf.set(record.name, { want: expected.count, upserts: expected.pick([]), unwanted: [] });
+      confirmedSame.set(have[0]!, { have, protocol: record.protocol, bindings: record.bindings });
+      upsertsOf.set(record.name, { want: expected.count, upserts: NO_ENTRIES, unwanted: [] });
       continue;
     }
     const own = new Map<string, number>();
