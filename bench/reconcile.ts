@@ -46,23 +46,6 @@ async function benchConverge(sandbox: NetnsSandbox, work: string): Promise<void>
   // A small policy keeps the dispatcher in place: we time adding the big one, as the baselines only write entries.
   writeFileSync(join(dir, 'base.yaml'), policyYaml('base', sandbox.path, '80', '"127.0.0.2/32"', '127.0.0.1:8080'));
   await reconcileOnce(opts);
-  const ours: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    writeFileSync(bigFile, policyYaml('big', sandbox.path, '"1-65535"', '"127.0.0.1/32"', '127.0.0.1:8080'));
-    const [ms, r] = await timed(() => reconcileOnce(opts));
-    if (r.result!.failed.length) throw new Error(r.result!.failed[0]!.error.message);
-    if (i === 0 && !r.plan.actions.some((a) => a.op.type === 'upsertBindings' && (a.op as unknown as { entries: unknown[] }).entries.length === N)) throw new Error('expected 65535 entries');
-    ours.push(ms);
-    rmSync(bigFile);
-    await reconcileOnce(opts); // back to the base policy (untimed)
-  }
-  // The same policy for every address: its range becomes a few port-block entries.
-  writeFileSync(bigFile, policyYaml('big', sandbox.path, '"1-65535"', undefined, '127.0.0.1:8080'));
-  const [blockMs] = await timed(() => reconcileOnce(opts));
-  rmSync(bigFile);
-  rmSync(join(dir, 'base.yaml'));
-  await reconcileOnce(opts);
-
   // Baselines write into a fresh dispatcher bindings map.
   const bin = join(work, 'batch_update');
   const cc = spawnSync('gcc', ['-O2', '-o', bin, cSource, '-lbpf'], { encoding: 'utf8' });
@@ -78,8 +61,18 @@ async function benchConverge(sandbox: NetnsSandbox, work: string): Promise<void>
   }
   const batchFile = join(work, 'bpftool.batch');
   writeFileSync(batchFile, `${lines.join('\n')}\n`);
-  for (let i = 0; i < 3; i++) {
-    for (const which of ['c', 'bpftool'] as const) {
+  // Rounds interleave the C baseline, bpftool and the pass, so that each sees the machine as the others do
+  // (the kernel's own time for the same writes moves by 20 % between minutes on a shared machine).
+  const ours: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    writeFileSync(bigFile, policyYaml('big', sandbox.path, '"1-65535"', '"127.0.0.1/32"', '127.0.0.1:8080'));
+    const [ms, r] = await timed(() => reconcileOnce(opts));
+    if (r.result!.failed.length) throw new Error(r.result!.failed[0]!.error.message);
+    if (!r.plan.actions.some((a) => a.op.type === 'upsertBindings' && (a.op as unknown as { entries: unknown[] }).entries.length === N)) throw new Error('expected 65535 entries');
+    ours.push(ms);
+    rmSync(bigFile);
+    await reconcileOnce(opts); // back to the base policy (untimed)
+    for (const which of i < 3 ? (['c', 'bpftool'] as const) : (['c'] as const)) {
       {
         using obj = loadObject(DISPATCHER_OBJECT);
         obj.map('bindings').pin(pin);
@@ -101,14 +94,20 @@ async function benchConverge(sandbox: NetnsSandbox, work: string): Promise<void>
       }
     }
   }
+  // The same policy for every address: its range becomes a few port-block entries.
+  writeFileSync(bigFile, policyYaml('big', sandbox.path, '"1-65535"', undefined, '127.0.0.1:8080'));
+  const [blockMs] = await timed(() => reconcileOnce(opts));
+  rmSync(bigFile);
+  rmSync(join(dir, 'base.yaml'));
+  await reconcileOnce(opts);
   const o = median(ours);
   const c = median(cNs);
   const b = median(bpftoolMs);
-  console.log(`(a) converge a policy adding ${N} ports (65,535 LPM entries), median of 3:`);
+  console.log(`(a) converge a policy adding ${N} ports (65,535 LPM entries), medians of 5 interleaved rounds (bpftool: 3):`);
   console.log(`    ebpf-policy reconcile pass (load, validate, resolve, observe, plan, apply): ${o.toFixed(1)} ms`);
   console.log(`    raw C libbpf bpf_map_update_batch of the same entries: ${c.toFixed(1)} ms (whole C process ${median(cWall).toFixed(1)} ms)`);
   console.log(`    bpftool batch file with the same entries: ${b.toFixed(1)} ms`);
-  console.log(`    ratio vs C batch: ${(o / c).toFixed(2)}x (target <= 2x); vs whole C process: ${(o / median(cWall)).toFixed(2)}x`);
+  console.log(`    ratio vs C batch: ${(o / c).toFixed(2)}x (target <= 1.2x); vs whole C process: ${(o / median(cWall)).toFixed(2)}x`);
   console.log(`    speed-up vs bpftool: ${(b / o).toFixed(1)}x (target >= 10x; the C batch floor itself is ${(b / c).toFixed(1)}x)`);
   console.log(`    the same 65,535 ports for every address (16 port-block entries): ${blockMs.toFixed(1)} ms, ${(b / blockMs).toFixed(1)}x faster than bpftool's 65,535 entries`);
 }
