@@ -1,7 +1,8 @@
 /**
  * Decoding a large map read again without decoding what did not change.
- * Reads of one map return entries in the kernel's order (for an LPM trie,
- * key order), so a change of a few entries leaves a long run of equal
+ * Reads of one map return entries in an order that follows the map's
+ * contents (for an LPM trie, a post-order walk of the trie: more specific
+ * prefixes first), so a change of a few entries leaves long runs of equal
  * entries before it and after it. Those entries' decoded objects are taken
  * from the last read; only the entries between them are decoded.
  */
