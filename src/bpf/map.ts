@@ -5,6 +5,7 @@
  */
 import { ENOTSUPP, MapType, PERCPU_MAP_TYPES, UpdateFlags, constantName, Errno } from './constants.js';
 import { ErrnoError } from './errors.js';
+import { EntryBytes } from '../common/entry-bytes.js';
 import { KernelObject, openByIdFd, openPinnedAs } from './kernel-object.js';
 import { mapInfo, type MapInfo } from './info.js';
 import { lib } from './native.js';
@@ -202,20 +203,15 @@ export class BpfMap extends KernelObject {
   readAll(expected = 0): { keys: Buffer; values: Buffer; count: number } {
     const ks = this.keySize;
     const vs = this.valueSize;
-    let keys: Buffer = Buffer.allocUnsafe(Math.max(1, expected) * ks);
-    let values: Buffer = Buffer.allocUnsafe(Math.max(1, expected) * vs);
+    const keys = new EntryBytes(Math.max(1, expected) * ks);
+    const values = new EntryBytes(Math.max(1, expected) * vs);
     let count = 0;
     this.forEachBatch((k, v, n) => {
-      if ((count + n) * ks > keys.length) {
-        const room = Math.max(count + n, count * 2);
-        keys = grownCopy(keys, count * ks, room * ks);
-        values = grownCopy(values, count * vs, room * vs);
-      }
-      k.copy(keys, count * ks, 0, n * ks);
-      v.copy(values, count * vs, 0, n * vs);
+      keys.add(k.subarray(0, n * ks));
+      values.add(v.subarray(0, n * vs));
       count += n;
     });
-    return { keys: keys.subarray(0, count * ks), values: values.subarray(0, count * vs), count };
+    return { keys: keys.view(), values: values.view(), count };
   }
 
   /**
@@ -368,13 +364,6 @@ export class BpfMap extends KernelObject {
       scratch.give(values);
     }
   }
-}
-
-/** A larger buffer holding the first `used` bytes of `buf`. */
-function grownCopy(buf: Buffer, used: number, size: number): Buffer {
-  const next = Buffer.allocUnsafe(size);
-  buf.copy(next, 0, 0, used);
-  return next;
 }
 
 /**
