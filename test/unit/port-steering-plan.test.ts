@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { ObservedDispatcherState, SteeringDesired, SteeringObserved } from '../../src/kinds/port-steering/model.js';
-import { bindingEntries } from '../../src/kinds/port-steering/bindings.js';
+import { allocate, bindingEntries, idAllocator } from '../../src/kinds/port-steering/bindings.js';
 import { planSteering } from '../../src/kinds/port-steering/plan.js';
 import { buildDesired, type Resolver } from '../../src/kinds/port-steering/desired.js';
 import { dispatcherDir } from '../../src/kinds/port-steering/store.js';
@@ -328,4 +328,35 @@ test('entries observed as the very same objects again are not compared again, ye
   // One entry of policy a gone: the same objects, one fewer.
   assert.equal(upserted(structuredClone(desired), withBindings(d.bindings.filter((_, k) => k !== i))), 1);
   assert.equal(upserted(structuredClone(desired), s), 0);
+});
+
+test('idAllocator hands out the ids repeated allocate(used, 1, from) calls would, whatever ids are taken already', () => {
+  fc.assert(
+    fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 200 }), { maxLength: 120 }), fc.integer({ min: 0, max: 5 }), fc.integer({ min: 1, max: 150 }), (taken, from, count) => {
+      const max = 260;
+      const expectedUsed = new Set(taken);
+      const expected: Array<number | 'none'> = [];
+      for (let i = 0; i < count; i++) {
+        try {
+          expected.push(allocate(expectedUsed, 1, from, max)[0]!);
+        } catch {
+          expected.push('none');
+        }
+      }
+      const used = new Set(taken);
+      const next = idAllocator(used, from, max);
+      const got: Array<number | 'none'> = [];
+      for (let i = 0; i < count; i++) {
+        try {
+          got.push(next());
+        } catch (err) {
+          assert.ok(err instanceof RangeError);
+          got.push('none');
+        }
+      }
+      assert.deepEqual(got, expected);
+      assert.deepEqual([...used].sort((a, b) => a - b), [...expectedUsed].sort((a, b) => a - b));
+    }),
+    { numRuns: 300 },
+  );
 });

@@ -177,6 +177,24 @@ export function packBindingEntries(protocol: 'tcp' | 'udp', bindings: readonly R
   return new PackedBindings(keys, values, count);
 }
 
+/**
+ * Hands out one id at a time, each the lowest integer >= `from` not in
+ * `used` (what `allocate(used, 1, from, max)` returns), and adds it to
+ * `used`. Every id from `from` up to the last one handed out is then in
+ * `used`, so the next search starts after it: n ids cost O(n + gaps), not
+ * O(n²) (a thousand new policies made half a million set lookups). Only
+ * valid while nothing is removed from `used`.
+ * @throws RangeError when no id <= `max` is left.
+ */
+export function idAllocator(used: Set<number>, from: number, max: number): () => number {
+  let next = from;
+  return () => {
+    const id = allocate(used, 1, next, max)[0]!;
+    next = id + 1;
+    return id;
+  };
+}
+
 /** Lowest integers >= `from` not in `used`, `count` of them; adds them to `used`. */
 export function allocate(used: Set<number>, count: number, from: number, max: number): number[] {
   const out: number[] = [];

@@ -7,7 +7,7 @@
  * policy's steps (which also name their dispatcher's domain, so a failed
  * dispatcher skips its policies).
  */
-import { allocate, bindingEntryCount, bindingShapes, packBindingEntries, PackedBindings } from './bindings.js';
+import { idAllocator, bindingEntryCount, bindingShapes, packBindingEntries, PackedBindings } from './bindings.js';
 import { DISPATCHER_LIMITS } from './layout.js';
 import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
@@ -454,16 +454,18 @@ function planRecords(wanted: DesiredSteering[], view: ObservedDispatcherState | 
   const records = new Map((view?.records ?? []).map((r) => [r.name, r]));
   const usedDest = new Set([...(view?.records ?? []), ...carried].map((r) => r.destId));
   const usedBinding = new Set([...(view?.records ?? []), ...carried].flatMap((r) => r.bindings.map((b) => b.id)));
+  const nextDestId = idAllocator(usedDest, 1, MAX_DEST_ID);
+  const nextBindingId = idAllocator(usedBinding, 0, MAX_BINDING_ID);
   const plannedRecords: PlannedRecord[] = [];
   for (const p of [...wanted].sort((a, b) => compareCodeUnits(a.name, b.name))) {
     const previous = records.get(p.name);
-    const destId = previous?.destId ?? allocate(usedDest, 1, 1, MAX_DEST_ID)[0]!;
+    const destId = previous?.destId ?? nextDestId();
     const old = new Map((previous?.bindings ?? []).map((b) => [`${b.start}-${b.end}@${b.prefix}`, b.id]));
     const fresh: number[] = [];
     const bindings: RecordedBinding[] = bindingShapes(p).map((s) => {
       let id = old.get(`${s.start}-${s.end}@${s.prefix}`);
       if (id === undefined) {
-        id = allocate(usedBinding, 1, 0, MAX_BINDING_ID)[0]!;
+        id = nextBindingId();
         fresh.push(id);
       }
       return { id, ...s };
