@@ -225,9 +225,9 @@ function planDispatcher(ctx: DispatcherContext, candidates: DesiredSteering[]): 
 
   const entriesByDest = new Map<number, Array<{ key: string; destId: number; bindingId: number }>>();
   for (const e of view?.bindings ?? []) {
-    const list = entriesByDest.get(e.destId) ?? [];
+    let list = entriesByDest.get(e.destId);
+    if (list === undefined) entriesByDest.set(e.destId, (list = []));
     list.push(e);
-    entriesByDest.set(e.destId, list);
   }
   const plannedRecords = planRecords(wanted, view, carried);
   const upsertsOf = diffEntries(plannedRecords, entriesByDest);
