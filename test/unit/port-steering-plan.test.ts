@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { compareCodeUnits } from '../../src/common/compare.js';
 import type { ObservedDispatcherState, SteeringDesired, SteeringObserved } from '../../src/kinds/port-steering/model.js';
 import { allocate, bindingEntries, idAllocator } from '../../src/kinds/port-steering/bindings.js';
 import { planSteering } from '../../src/kinds/port-steering/plan.js';
@@ -359,4 +360,54 @@ test('idAllocator hands out the ids repeated allocate(used, 1, from) calls would
     }),
     { numRuns: 300 },
   );
+});
+
+test('the keys a plan deletes are in byte order whatever order the map was read in: a removed policy, a shrunk one and orphaned entries', () => {
+  const a = steeringPolicy('a', { ports: [{ start: 80, end: 120 }], prefixes: ['10.0.0.1/32', '2001:db8::/64'] });
+  const b = steeringPolicy('b', { ports: [{ start: 1000, end: 1040 }], prefixes: ['10.0.0.2/32'] });
+  const s = applied(desiredOf(a, b));
+  const d = s.dispatchers[0]!;
+  // Entries of a destination no record names: garbage of an interrupted run.
+  const orphans = bindingEntries('udp', { start: 5000, end: 5030, prefix: '10.9.9.9/32', id: 777 }, 999).map((e) => ({ key: e.key, destId: 999, bindingId: e.bindingId }));
+  const all = [...d.bindings, ...orphans];
+  // Policy a keeps ports 80-90 (30 ports fewer on each of its two prefixes); policy b is gone.
+  const deleted = (bindings: ObservedDispatcherState['bindings']) =>
+    changes(planOf(kit, desiredOf({ ...a, ports: [{ start: 80, end: 90 }] }), { ...s, dispatchers: [{ ...d, bindings }] }, envOf()))
+      .filter((x) => x.op.type === 'deleteBindings')
+      .map((x) => ({ policy: x.policy ?? null, code: x.code, keys: (x.op as unknown as { keys: string[] }).keys }));
+  const inOrder = deleted(all);
+  assert.deepEqual(
+    inOrder.map((x) => [x.policy, x.keys.length]).sort(),
+    [['a', 60], ['b', 41], [null, 31]].sort(),
+    "policy a's dropped ports, policy b's entries and the orphans are each deleted",
+  );
+  for (const { keys } of inOrder) assert.deepEqual(keys, [...keys].sort(compareCodeUnits), 'in byte order');
+  // Read in any other order: the same deletions, in the same order.
+  fc.assert(
+    fc.property(fc.array(fc.nat(), { minLength: all.length, maxLength: all.length }), (weights) => {
+      const shuffled = all.map((e, i) => ({ e, w: weights[i]! })).sort((x, y) => x.w - y.w).map((x) => x.e);
+      assert.deepEqual(deleted(shuffled), inOrder);
+    }),
+    { numRuns: 50 },
+  );
+});
+
+test('a binding another policy takes over in the same plan is written for it and not deleted with the policy that had it', () => {
+  const prefixes = ['10.0.0.1/32'];
+  const before = desiredOf(steeringPolicy('a', { ports: [{ start: 80, end: 90 }], prefixes }), steeringPolicy('c', { ports: [{ start: 7000, end: 7000 }], prefixes }));
+  const s = applied(before);
+  // Policy a is gone; policy b, new, claims ports 85-95 of the same prefix (six of a's keys); c stays.
+  const after = desiredOf(steeringPolicy('b', { ports: [{ start: 85, end: 95 }], prefixes, target: { ok: true, pid: 2, fd: 3, cookie: cookieOfPid(2) } }), steeringPolicy('c', { ports: [{ start: 7000, end: 7000 }], prefixes }));
+  const plan = planOf(kit, after, s, envOf());
+  const keysOf = (type: string, policy: string) =>
+    changes(plan)
+      .filter((x) => x.op.type === type && x.policy === policy)
+      .flatMap((x) => (type === 'deleteBindings' ? (x.op as unknown as { keys: string[] }).keys : [...(x.op as unknown as { entries: Iterable<{ key: string }> }).entries].map((e) => e.key)));
+  const written = new Set(keysOf('upsertBindings', 'b'));
+  const deleted = keysOf('deleteBindings', 'a');
+  assert.equal(written.size, 11, "b's eleven entries are written");
+  assert.equal(deleted.length, 5, "only a's five keys that b does not take are deleted");
+  assert.ok(deleted.every((k) => !written.has(k)), 'no key b writes is deleted');
+  const next = pass(kit, after, s, envOf());
+  kit.assertConverged(after, next, envOf());
 });
