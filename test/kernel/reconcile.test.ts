@@ -98,6 +98,41 @@ kernelTest('a broken policy file never tears anything down; other policies still
   assert.equal(curl(sandbox, '127.0.0.1', 8081), 0);
 });
 
+kernelTest('a new file that conflicts with a live policy does not take its port: the live policy keeps steering to its target, the new one fails naming the port and the holder', async ({ pinDir, sandbox }) => {
+  await sandbox.startServer('127.0.0.1', 8080);
+  await sandbox.startServer('127.0.0.1', 8090);
+  using dir = new PolicyDir();
+  dir.writeSteering('web', { netns: sandbox.path, ports: ['9000-9010'], listen: '127.0.0.1:8080' });
+  const opts = { root: pinDir, policyPaths: [dir.path] };
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+  assert.match(sandbox.connect('127.0.0.1', 9005), /^listener=8080 /);
+
+  // api.yaml sorts before web.yaml: the conflict check of the loaded files fails web.yaml, the live one.
+  dir.writeSteering('api', { netns: sandbox.path, ports: [9005, 9100], listen: '127.0.0.1:8090' });
+  const r = await reconcileOnce(opts);
+  assert.equal(reconcileExitCode(r), 1);
+  assert.ok(r.load.problems.some((p) => p.file.endsWith('web.yaml') && /overlaps policy "api"/.test(p.message)));
+  const held = r.plan.problems.find((p) => p.policy === 'api');
+  assert.equal(held?.reason, 'BindingHeldByKeptPolicy');
+  assert.match(held!.message, /tcp port 9005 for every address is steered by policy web/);
+  assert.deepEqual(changes(r.plan), [], 'nothing is written');
+  assert.match(sandbox.connect('127.0.0.1', 9005), /^listener=8080 /, 'port 9005 still reaches web\'s target');
+  assert.match(sandbox.connect('127.0.0.1', 9000), /^listener=8080 /);
+  assert.match(sandbox.connect('127.0.0.1', 9100), /^error /, 'api is not applied');
+
+  // The conflict resolved (web gives up 9005): api is applied.
+  dir.writeSteering('web', { netns: sandbox.path, ports: ['9000-9004', '9006-9010'], listen: '127.0.0.1:8080' });
+  const fixed = await reconcileOnce(opts);
+  assert.equal(reconcileExitCode(fixed), 0, JSON.stringify(fixed.plan.problems));
+  assert.match(sandbox.connect('127.0.0.1', 9005), /^listener=8090 /);
+  assert.match(sandbox.connect('127.0.0.1', 9100), /^listener=8090 /);
+  assert.match(sandbox.connect('127.0.0.1', 9006), /^listener=8080 /);
+
+  rmSync(join(dir.path, 'web.yaml'));
+  rmSync(join(dir.path, 'api.yaml'));
+  assert.equal(reconcileExitCode(await reconcileOnce(opts)), 0);
+});
+
 kernelTest('a continuous connection loop sees zero failures while the dispatcher is upgraded', async ({ pinDir, sandbox }) => {
   await startHttpServer(sandbox, '127.0.0.1', 8080);
   using dir = new PolicyDir();

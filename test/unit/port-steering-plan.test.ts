@@ -411,3 +411,28 @@ test('a binding another policy takes over in the same plan is written for it and
   const next = pass(kit, after, s, envOf());
   kit.assertConverged(after, next, envOf());
 });
+
+test('a policy may not take a binding a kept policy (of a file that failed) still steers: it fails naming the binding and the holder, and nothing of the kept policy changes', () => {
+  const prefixes = ['127.0.0.1/32'];
+  const web = steeringPolicy('web', { sourceFile: '/p/web.yaml', ports: [{ start: 9000, end: 9010 }], prefixes });
+  const s = applied(desiredOf(web));
+  // api.yaml is new and claims 9005; the conflict check failed web.yaml (the later file by load order).
+  const api = steeringPolicy('api', { sourceFile: '/p/api.yaml', ports: [{ start: 9005, end: 9005 }, { start: 9100, end: 9100 }], prefixes, target: { ok: true, pid: 2, fd: 3, cookie: cookieOfPid(2) } });
+  const env = envOf(['/p/web.yaml']);
+  const plan = planOf(kit, desiredOf(web, api), s, env);
+  const problem = plan.problems.find((x) => x.policy === 'api');
+  assert.equal(problem?.reason, 'BindingHeldByKeptPolicy');
+  assert.match(problem!.message, /tcp port 9005 for 127\.0\.0\.1\/32 is steered by policy web, which keeps its last applied state because \/p\/web\.yaml failed to validate/);
+  assert.deepEqual(changes(plan), [], 'nothing is written: web keeps port 9005 and api takes nothing');
+  assert.deepEqual(pass(kit, desiredOf(web, api), s, env), s);
+  // Once web.yaml is fixed without port 9005, api is applied.
+  const fixed = desiredOf({ ...web, ports: [{ start: 9000, end: 9004 }, { start: 9006, end: 9010 }] }, api);
+  const next = pass(kit, fixed, s, envOf());
+  kit.assertConverged(fixed, next, envOf());
+  // A policy applied before that now claims a kept binding keeps its last applied state.
+  const both = applied(desiredOf(web, { ...api, ports: [{ start: 9100, end: 9100 }] }));
+  const p2 = planOf(kit, desiredOf(web, api), both, env);
+  assert.equal(p2.problems.find((x) => x.policy === 'api')?.reason, 'BindingHeldByKeptPolicy');
+  assert.ok(p2.actions.some((a) => a.policy === 'api' && a.kind === 'noop' && a.code === 'KeptForClaimOnKept'));
+  assert.deepEqual(changes(p2), [], 'api keeps port 9100 as it was');
+});

@@ -7,7 +7,7 @@
  * policy's steps (which also name their dispatcher's domain, so a failed
  * dispatcher skips its policies).
  */
-import { idAllocator, bindingEntryCount, bindingShapes, packBindingEntries, PackedBindings } from './bindings.js';
+import { EVERY_ADDRESS, idAllocator, bindingEntryCount, bindingShapes, packBindingEntries, PackedBindings } from './bindings.js';
 import { DISPATCHER_LIMITS } from './layout.js';
 import type { KindPlan, PlanEnv } from '../../reconciler/kind.js';
 import type { Action, PlanProblem } from '../../reconciler/model.js';
@@ -101,6 +101,8 @@ interface Retained {
   record: PolicyRecord;
   failedFile?: string;
   atLimit?: boolean;
+  /** Kept because its new spec claims a binding a policy kept here holds: that policy's name. */
+  claimsKeptBy?: string;
 }
 
 /** What every step of one dispatcher's plan shares. */
@@ -204,7 +206,7 @@ function planDispatcher(ctx: DispatcherContext, candidates: DesiredSteering[]): 
   }
 
   const retained = retainedRecords(ctx);
-  const wanted = fitCapacity(ctx, candidates, retained);
+  const wanted = fitCapacity(ctx, notClaimingKept(ctx, candidates, retained), retained);
   const namespaceGone = obs?.link !== undefined && !obs.link.attached && wanted.length === 0;
 
   if (wanted.length === 0 && (retained.length === 0 || namespaceGone)) {
@@ -222,19 +224,21 @@ function planDispatcher(ctx: DispatcherContext, candidates: DesiredSteering[]): 
     }
     return;
   }
-  for (const { record: r, failedFile, atLimit } of retained)
+  for (const { record: r, failedFile, atLimit, claimsKeptBy } of retained)
     add({
       kind: 'noop',
       phase: 'add',
       object: `policy ${r.name}`,
       policy: r.name,
       domain,
-      code: failedFile ? 'KeptForInvalidFile' : atLimit ? 'KeptAtLimit' : 'KeptForUnresolvedNamespace',
+      code: failedFile ? 'KeptForInvalidFile' : atLimit ? 'KeptAtLimit' : claimsKeptBy ? 'KeptForClaimOnKept' : 'KeptForUnresolvedNamespace',
       reason: failedFile
         ? `${failedFile} failed to validate: keeping the last applied state`
         : atLimit
           ? 'it no longer fits in the dispatcher: keeping the last applied state'
-          : `its network namespace cannot be resolved: keeping the last applied state`,
+          : claimsKeptBy
+            ? `it now claims a binding that policy ${claimsKeptBy} keeps: keeping the last applied state`
+            : `its network namespace cannot be resolved: keeping the last applied state`,
       op: { type: 'none' },
     });
 
@@ -295,6 +299,55 @@ function retainedRecords(ctx: DispatcherContext): Retained[] {
     else if (!d.netnsKey.ok) retained.push({ record: r });
   }
   return retained;
+}
+
+/**
+ * The policies kept at their last applied state (`retained`: from a file that failed to validate,
+ * or whose namespace cannot be resolved) still steer their bindings. A policy applied now may not
+ * take one of those live bindings from them (the same protocol, prefix and port: the same LPM key),
+ * whatever the validation of the loaded files says: a new file that conflicts with a live policy
+ * would otherwise redirect its traffic, and the conflict check of the loaded files fails the later
+ * of the two by load order, which may be the live one. Such a policy fails naming the binding and
+ * the policy that holds it (one applied before keeps its last applied state, in `retained`);
+ * returns the others.
+ */
+function notClaimingKept(ctx: DispatcherContext, candidates: DesiredSteering[], retained: Retained[]): DesiredSteering[] {
+  if (retained.length === 0) return candidates;
+  const held = new Map<string, Array<{ start: number; end: number; by: Retained }>>();
+  for (const r of retained)
+    for (const b of r.record.bindings) {
+      const k = `${r.record.protocol} ${b.prefix}`;
+      const list = held.get(k);
+      if (list === undefined) held.set(k, [{ start: b.start, end: b.end, by: r }]);
+      else list.push({ start: b.start, end: b.end, by: r });
+    }
+  const out: DesiredSteering[] = [];
+  for (const p of candidates) {
+    let clash: { port: number; prefix: string; by: Retained } | undefined;
+    for (const shape of bindingShapes(p)) {
+      const hit = held.get(`${p.protocol} ${shape.prefix}`)?.find((h) => h.start <= shape.end && shape.start <= h.end);
+      if (hit) {
+        clash = { port: Math.max(hit.start, shape.start), prefix: shape.prefix, by: hit.by };
+        break;
+      }
+    }
+    if (!clash) {
+      out.push(p);
+      continue;
+    }
+    const holder = clash.by.record;
+    const why = clash.by.failedFile ? `because ${clash.by.failedFile} failed to validate` : 'because its network namespace cannot be resolved';
+    ctx.problems.push({
+      policy: p.name,
+      sourceFile: p.sourceFile,
+      condition: 'Failed',
+      reason: 'BindingHeldByKeptPolicy',
+      message: `${p.protocol} port ${clash.port} for ${clash.prefix === EVERY_ADDRESS ? 'every address' : clash.prefix} is steered by policy ${holder.name}, which keeps its last applied state ${why}; policy ${p.name} is not applied until that is resolved`,
+    });
+    const previous = ctx.obs?.records.find((r) => r.name === p.name);
+    if (previous) retained.push({ record: previous, claimsKeptBy: holder.name });
+  }
+  return out;
 }
 
 /**
