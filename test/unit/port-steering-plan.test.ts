@@ -435,4 +435,9 @@ test('a policy may not take a binding a kept policy (of a file that failed) stil
   assert.equal(p2.problems.find((x) => x.policy === 'api')?.reason, 'BindingHeldByKeptPolicy');
   assert.ok(p2.actions.some((a) => a.policy === 'api' && a.kind === 'noop' && a.code === 'KeptForClaimOnKept'));
   assert.deepEqual(changes(p2), [], 'api keeps port 9100 as it was');
+  // Whose live bindings are held in turn: a new policy claiming 9100 fails naming api.
+  const late = steeringPolicy('late', { sourceFile: '/p/late.yaml', ports: [{ start: 9100, end: 9100 }], prefixes });
+  const p3 = planOf(kit, desiredOf(web, api, late), both, env);
+  assert.match(p3.problems.find((x) => x.policy === 'late')?.message ?? '', /port 9100 for 127\.0\.0\.1\/32 is steered by policy api, which keeps its last applied state because it claims a binding that policy web keeps/);
+  assert.deepEqual(changes(p3), []);
 });

@@ -314,13 +314,15 @@ function retainedRecords(ctx: DispatcherContext): Retained[] {
 function notClaimingKept(ctx: DispatcherContext, candidates: DesiredSteering[], retained: Retained[]): DesiredSteering[] {
   if (retained.length === 0) return candidates;
   const held = new Map<string, Array<{ start: number; end: number; by: Retained }>>();
-  for (const r of retained)
+  const hold = (r: Retained) => {
     for (const b of r.record.bindings) {
       const k = `${r.record.protocol} ${b.prefix}`;
       const list = held.get(k);
       if (list === undefined) held.set(k, [{ start: b.start, end: b.end, by: r }]);
       else list.push({ start: b.start, end: b.end, by: r });
     }
+  };
+  retained.forEach(hold);
   const out: DesiredSteering[] = [];
   for (const p of candidates) {
     let clash: { port: number; prefix: string; by: Retained } | undefined;
@@ -336,7 +338,11 @@ function notClaimingKept(ctx: DispatcherContext, candidates: DesiredSteering[], 
       continue;
     }
     const holder = clash.by.record;
-    const why = clash.by.failedFile ? `because ${clash.by.failedFile} failed to validate` : 'because its network namespace cannot be resolved';
+    const why = clash.by.failedFile
+      ? `because ${clash.by.failedFile} failed to validate`
+      : clash.by.claimsKeptBy
+        ? `because it claims a binding that policy ${clash.by.claimsKeptBy} keeps`
+        : 'because its network namespace cannot be resolved';
     ctx.problems.push({
       policy: p.name,
       sourceFile: p.sourceFile,
@@ -345,7 +351,12 @@ function notClaimingKept(ctx: DispatcherContext, candidates: DesiredSteering[], 
       message: `${p.protocol} port ${clash.port} for ${clash.prefix === EVERY_ADDRESS ? 'every address' : clash.prefix} is steered by policy ${holder.name}, which keeps its last applied state ${why}; policy ${p.name} is not applied until that is resolved`,
     });
     const previous = ctx.obs?.records.find((r) => r.name === p.name);
-    if (previous) retained.push({ record: previous, claimsKeptBy: holder.name });
+    if (previous) {
+      // Kept as it was: its live bindings are held in turn.
+      const kept: Retained = { record: previous, claimsKeptBy: holder.name };
+      retained.push(kept);
+      hold(kept);
+    }
   }
   return out;
 }
