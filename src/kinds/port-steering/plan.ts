@@ -585,14 +585,7 @@ function knownSame(have: readonly object[], record: PolicyRecord): boolean {
   const first = have[0];
   const known = first === undefined ? undefined : confirmedSame.get(first);
   if (known === undefined || known.have.length !== have.length || known.protocol !== record.protocol) return false;
-  const a = known.bindings;
-  const b = record.bindings;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (x.id !== y.id || x.start !== y.start || x.end !== y.end || x.prefix !== y.prefix) return false;
-  }
+  if (!sameJson(known.bindings, record.bindings)) return false;
   const h = known.have;
   for (let i = 0; i < have.length; i++) if (have[i] !== h[i]) return false;
   return true;
