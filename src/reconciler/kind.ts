@@ -22,6 +22,19 @@ export interface KindEnv {
   failedFiles: ReadonlySet<string>;
   /** This kind's options (e.g. which compiled object to load), from the reconcile options. */
   options: Readonly<Record<string, unknown>>;
+  /** While an apply runs (in `execute`): handles the kind may keep open until the apply ends. */
+  scope?: ApplyScope;
+}
+
+/**
+ * Handles a kind keeps open across the operations of one apply (see
+ * apply-scope.ts); the engine closes them when the apply ends.
+ */
+export interface ApplyScope {
+  /** The handle kept under `key`, opened with `open` the first time this apply asks for it. Throws what `open` throws. */
+  keep<T extends Disposable>(key: string, open: () => T): T;
+  /** Closes and forgets the handles whose keys start with `prefix` (before the objects they came from are replaced or removed). */
+  forget(prefix: string): void;
 }
 
 /** What planning gets besides the two states. */

@@ -11,6 +11,7 @@ import { ensureBpffs, removePinPath } from '../bpf/bpffs.js';
 import { RootLock } from '../bpf/root-lock.js';
 import { loadPolicies, type KindRegistry, type PolicyLoadResult } from '../policy/index.js';
 import { apply, type ApplyResult } from './apply.js';
+import { HandleScope } from './apply-scope.js';
 import { FailedPaths } from './failed-paths.js';
 import type { DesiredPolicyBase } from '../policy/kind.js';
 import type { AnyReconcilerKind, KindEnv, PolicyView } from './kind.js';
@@ -158,16 +159,25 @@ export async function reconcileOnce(engine: Engine, opts: ReconcileOptions = {})
     };
     if (!opts.dryRun) {
       const byName = new Map(engine.kinds.map((k) => [k.kind, k]));
-      const result = apply(
-        plan.actions,
-        (a) => {
-          if (a.op.type === REMOVE_ROOT_STRAY) return void removePinPath((a.op as unknown as { path: string }).path);
-          const kind = byName.get(a.owner ?? '');
-          if (!kind) throw new Error(`no kind ${a.owner} to run ${a.op.type}`);
-          kind.execute(a.op, kindEnv(root, failedSet, opts, kind));
-        },
-        opts.onAction,
-      );
+      // One scope per kind: what a kind keeps open during the apply is closed when it ends.
+      const scopes = new Map<string, HandleScope>();
+      let result: ApplyResult;
+      try {
+        result = apply(
+          plan.actions,
+          (a) => {
+            if (a.op.type === REMOVE_ROOT_STRAY) return void removePinPath((a.op as unknown as { path: string }).path);
+            const kind = byName.get(a.owner ?? '');
+            if (!kind) throw new Error(`no kind ${a.owner} to run ${a.op.type}`);
+            let scope = scopes.get(kind.kind);
+            if (!scope) scopes.set(kind.kind, (scope = new HandleScope()));
+            kind.execute(a.op, { ...kindEnv(root, failedSet, opts, kind), scope });
+          },
+          opts.onAction,
+        );
+      } finally {
+        for (const scope of scopes.values()) scope.close();
+      }
       report.result = result;
       const at = new Date().toISOString();
       report.failures = result.failed.map((f) => recordFailure(f, at));

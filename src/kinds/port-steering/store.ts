@@ -2,7 +2,8 @@
  * The dispatchers under a pin root, seen and changed as plain data. This is
  * the reconciler's only door to the kernel: observation returns plain
  * objects, and each mutation opens what it needs, does one thing, and closes
- * it again before returning.
+ * it again before returning, unless the caller hands it a {@link MapUse}
+ * that keeps maps open for the rest of an apply ({@link keptIn}).
  *
  * Pin layout (see docs/pin-layout.md; the kind owns ROOT/netns):
  *   ROOT/netns/<key>/program        the sk_lookup dispatcher program
@@ -27,6 +28,7 @@ import { EntryBytes } from '../../common/entry-bytes.js';
 import { decodeReusing, type EntryRun } from '../../common/entry-reuse.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodePolicyKey, decodePolicyRecord, encodePolicyRecord, policyKey, u32Key } from './layout.js';
 import { compareCodeUnits } from '../../common/compare.js';
+import type { ApplyScope } from '../../reconciler/kind.js';
 
 /** Names of the dispatcher's maps, as in bpf/dispatcher.c. */
 export const DISPATCHER_MAPS = ['bindings', 'sockets', 'binding_hits', 'stats', 'policies'] as const;
@@ -285,9 +287,29 @@ export function relinkDispatcher(dir: string, netnsPath: string): { linkId: numb
   return { linkId: link.info().id };
 }
 
-function withMap<T>(dir: string, name: DispatcherMapName, fn: (m: BpfMap) => T): T {
-  using m = BpfMap.fromPin(join(dir, `map_${name}`));
+/**
+ * How a mutation gets the dispatcher map it changes: `fn` runs with the map
+ * pinned at `path`. Throws what opening the pin throws.
+ */
+export type MapUse = <T>(path: string, fn: (m: BpfMap) => T) => T;
+
+/** Opens the pin for each mutation and closes it right after (the default). */
+export const openEachTime: MapUse = (path, fn) => {
+  using m = BpfMap.fromPin(path);
   return fn(m);
+};
+
+/**
+ * Keeps each map open in `scope` once a mutation has opened it, for the
+ * rest of the apply (a pass writing a thousand policies opens each map once,
+ * not a thousand times); the scope closes them.
+ */
+export function keptIn(scope: ApplyScope): MapUse {
+  return (path, fn) => fn(scope.keep(path, () => BpfMap.fromPin(path)));
+}
+
+function withMap<T>(dir: string, name: DispatcherMapName, fn: (m: BpfMap) => T, use: MapUse): T {
+  return use(join(dir, `map_${name}`), fn);
 }
 
 /**
@@ -310,10 +332,10 @@ function packKeys(keys: string[]): Buffer {
  * back, as a plan's upserts carry them: written as they are), or a list with
  * keys as latin1 strings (packed first).
  */
-export function upsertBindings(dir: string, entries: PackedEntries | ReadonlyArray<{ key: string; destId: number; bindingId: number }>): void {
+export function upsertBindings(dir: string, entries: PackedEntries | ReadonlyArray<{ key: string; destId: number; bindingId: number }>, use: MapUse = openEachTime): void {
   const packed = isEntryList(entries) ? packEntryList(entries) : entries;
   if (packed.count === 0) return;
-  withMap(dir, 'bindings', (m) => m.updateBatch(packed.keys, packed.values));
+  withMap(dir, 'bindings', (m) => m.updateBatch(packed.keys, packed.values), use);
 }
 
 function isEntryList(e: PackedEntries | ReadonlyArray<{ key: string }>): e is ReadonlyArray<{ key: string; destId: number; bindingId: number }> {
@@ -331,35 +353,35 @@ function packEntryList(entries: ReadonlyArray<{ key: string; destId: number; bin
 }
 
 /** Deletes binding entries by key (latin1 strings) with batch deletes; absent keys are fine. */
-export function deleteBindings(dir: string, keys: string[]): void {
+export function deleteBindings(dir: string, keys: string[], use: MapUse = openEachTime): void {
   if (keys.length === 0) return;
-  withMap(dir, 'bindings', (m) => m.deleteBatch(packKeys(keys)));
+  withMap(dir, 'bindings', (m) => m.deleteBatch(packKeys(keys)), use);
 }
 
 /** Puts another process's socket into the sockmap at `destId` (taking a duplicate with pidfd_getfd). */
-export function putSocket(dir: string, destId: number, target: { pid: number; fd: number }): void {
+export function putSocket(dir: string, destId: number, target: { pid: number; fd: number }, use: MapUse = openEachTime): void {
   using sock = duplicateSocket(target);
-  withMap(dir, 'sockets', (m) => m.updateSocket(u32Key(destId), sock.fd));
+  withMap(dir, 'sockets', (m) => m.updateSocket(u32Key(destId), sock.fd), use);
 }
 
 /** Empties sockmap slot `destId`. */
-export function deleteSocket(dir: string, destId: number): void {
-  withMap(dir, 'sockets', (m) => m.delete(u32Key(destId)));
+export function deleteSocket(dir: string, destId: number, use: MapUse = openEachTime): void {
+  withMap(dir, 'sockets', (m) => m.delete(u32Key(destId)), use);
 }
 
 /** Resets the hit counter of `bindingId` to zero (for ids handed to a new binding). */
-export function resetCounter(dir: string, bindingId: number): void {
-  withMap(dir, 'binding_hits', (m) => m.update(u32Key(bindingId), Buffer.alloc(m.valueSize)));
+export function resetCounter(dir: string, bindingId: number, use: MapUse = openEachTime): void {
+  withMap(dir, 'binding_hits', (m) => m.update(u32Key(bindingId), Buffer.alloc(m.valueSize)), use);
 }
 
 /** Stores a policy record (JSON). Throws RangeError when it is too large. */
-export function writeRecord(dir: string, name: string, json: string): void {
-  withMap(dir, 'policies', (m) => m.update(policyKey(name), encodePolicyRecord(json)));
+export function writeRecord(dir: string, name: string, json: string, use: MapUse = openEachTime): void {
+  withMap(dir, 'policies', (m) => m.update(policyKey(name), encodePolicyRecord(json)), use);
 }
 
 /** Deletes a policy record. */
-export function deleteRecord(dir: string, name: string): void {
-  withMap(dir, 'policies', (m) => m.delete(policyKey(name)));
+export function deleteRecord(dir: string, name: string, use: MapUse = openEachTime): void {
+  withMap(dir, 'policies', (m) => m.delete(policyKey(name)), use);
 }
 
 /** Unpins everything in a dispatcher directory and removes it: the link detaches, the kernel frees the rest. */
