@@ -20,7 +20,8 @@ export class HandleScope implements ApplyScope, Disposable {
   }
 
   forget(prefix: string): void {
-    for (const [key, handle] of [...this.#handles]) {
+    // Deleting the entry being visited is safe while iterating a Map.
+    for (const [key, handle] of this.#handles) {
       if (!key.startsWith(prefix)) continue;
       this.#handles.delete(key);
       handle[Symbol.dispose]();

@@ -31,7 +31,6 @@ export function executeSteering(operation: Operation, env: KindEnv): void {
   // removes a dispatcher's pins closes what was kept of them first.
   const use = env.scope ? store.keptIn(env.scope) : store.openEachTime;
   if (env.scope && (op.type === 'createDispatcher' || op.type === 'removeDispatcher')) env.scope.forget(`${op.dir}/`);
-  if (env.scope && op.type === 'removeStray') env.scope.forget(op.path);
   switch (op.type) {
     case 'createDispatcher':
       return void store.createDispatcher(op.dir, op.netnsPath, objectPath);

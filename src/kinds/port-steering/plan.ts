@@ -269,10 +269,12 @@ function planDispatcher(ctx: DispatcherContext, candidates: DesiredSteering[]): 
   // Entries that belong to no policy (an interrupted run): garbage.
   const owned = new Set([...plannedRecords.map((x) => x.record.destId), ...retained.map((r) => r.record.destId)]);
   for (const r of view?.records ?? []) if (!keep.has(r.name)) owned.add(r.destId);
-  let orphans = [...entriesByDest]
-    .filter(([destId]) => !owned.has(destId))
-    .flatMap(([, list]) => list.map((e) => e.key));
-  orphans = sortKeys(withoutUpserts(orphans, upsertKeys));
+  const orphans = sortKeys(
+    withoutUpserts(
+      [...entriesByDest].filter(([destId]) => !owned.has(destId)).flatMap(([, list]) => list.map((e) => e.key)),
+      upsertKeys,
+    ),
+  );
   if (orphans.length > 0)
     add({
       kind: 'delete',
